@@ -1,0 +1,61 @@
+"""The ``grokwatch`` command.
+
+Each sub-command lives in ``grokwatch/commands/<name>.py`` with a light
+``register(subparsers)``; heavy imports (torch, textual) happen inside the
+handler, so ``grokwatch alerts`` never loads the UI and ``--help`` is instant.
+``grokwatch SOURCE`` with no sub-command opens the dashboard on SOURCE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Module names under grokwatch.commands, in the order --help lists them.
+COMMANDS = ["demo"]
+
+
+class UsageError(ValueError):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grokwatch", description="Watch a sweep of grokking runs and warn early.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"grokwatch.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    known = set(parser._subparsers._group_actions[0].choices) if parser._subparsers else set()  # type: ignore[union-attr]
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is not None and first not in known and "tui" in known:
+        argv.insert(argv.index(first), "tui")  # `grokwatch SOURCE` opens the dashboard
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="grokwatch: %(levelname)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        if "tui" in known:
+            args = parser.parse_args(["tui", *argv])
+        else:
+            parser.print_help()
+            return 0
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"grokwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

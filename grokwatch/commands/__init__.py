@@ -1,0 +1,1 @@
+"""Sub-commands of the grokwatch CLI: one module each, light at import."""
