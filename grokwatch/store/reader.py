@@ -150,7 +150,7 @@ def merge_newest(chunks: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarra
     Newest means the highest ``attempt`` (a resumed run rewrites steps), and
     among equal attempts the chunk given last.
     """
-    chunks = [c for c in chunks if len(c["step"])]
+    chunks = [c for c in chunks if c and len(c["step"])]
     if not chunks:
         return {}
     names = list(dict.fromkeys(k for c in chunks for k in c))

@@ -1,0 +1,244 @@
+"""The demo: a small local sweep of the tiny preset on the CPU, shown live.
+
+Three weight decays x three seeds, as many single-threaded trainer processes at
+once as there are cores. Each run stops a little after it groks, to free its
+core for the next. The trainers run in their own sessions, so a Ctrl-C reaches
+only this process, which then stops them with SIGTERM: they flush, checkpoint
+and mark themselves preempted, and their shards stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .phases import phase_of
+from .store import RunReader
+
+DEFAULT_WEIGHT_DECAYS = (0.3, 1.0, 3.0)
+DEFAULT_SEEDS = 3
+
+
+@dataclass
+class DemoRun:
+    run_id: str
+    seed: int
+    weight_decay: float
+    args: list[str]
+    proc: subprocess.Popen | None = None
+    log: TextIO | None = None
+    reader: RunReader | None = None
+    phase: str = "queued"
+    step: int = 0
+    train_acc: float = float("nan")
+    val_acc: float = float("nan")
+    t_mem: int | None = None
+    t_grok: int | None = None
+    started: float | None = None
+    grokked_at: float | None = None
+    returncode: int | None = None
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.returncode is not None
+
+
+@dataclass
+class DemoPlan:
+    root: Path
+    sweep: str
+    runs: list[DemoRun]
+    jobs: int
+
+
+def plan_demo(
+    root: Path,
+    sweep: str = "demo",
+    weight_decays=DEFAULT_WEIGHT_DECAYS,
+    seeds: int = DEFAULT_SEEDS,
+    steps: int = 6000,
+    jobs: int | None = None,
+    stop_after_grok: int = 200,
+    extra: list[str] | None = None,
+) -> DemoPlan:
+    runs = []
+    for seed in range(seeds):
+        for wd in weight_decays:
+            run_id = f"wd{wd:g}-s{seed:02d}"
+            args = [
+                sys.executable, "-m", "trainer",
+                "--root", str(root), "--sweep", sweep, "--run-id", run_id,
+                "--preset", "tiny", "--seed", str(seed), "--weight-decay", f"{wd:g}",
+                "--steps", str(steps), "--device", "cpu", "--threads", "1",
+                "--stop-after-grok", str(stop_after_grok), "--flush-seconds", "1",
+                "--resume",
+                *(extra or []),
+            ]
+            runs.append(DemoRun(run_id, seed, wd, args))
+    return DemoPlan(Path(root), sweep, runs, jobs or max(1, os.cpu_count() or 1))
+
+
+class Demo:
+    """Runs a :class:`DemoPlan`: starts trainers, polls their shards, reports."""
+
+    def __init__(self, plan: DemoPlan, on_event: Callable[[str], None] | None = None):
+        self.plan = plan
+        self.on_event = on_event or (lambda line: None)
+        self.t0 = time.monotonic()
+        self.sweep_dir = plan.root / plan.sweep
+        (self.sweep_dir / ".demo-logs").mkdir(parents=True, exist_ok=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _start(self, run: DemoRun) -> None:
+        log_path = self.sweep_dir / ".demo-logs" / f"{run.run_id}.log"
+        run.log = open(log_path, "ab")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # Own session: a terminal's Ctrl-C must not hit the trainers mid-step.
+        run.proc = subprocess.Popen(run.args, stdout=run.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        run.started = self.elapsed()
+        run.phase = "starting"
+        run.reader = RunReader(self.sweep_dir / run.run_id, kinds=("scalars",), columns=["train_acc", "val_acc", "train_loss"])
+
+    def poll(self) -> None:
+        """One tick: reap finished trainers, start queued ones, read new shards."""
+        running = [r for r in self.plan.runs if r.proc is not None and not r.finished]
+        for run in running:
+            rc = run.proc.poll()
+            if rc is not None:
+                run.returncode = rc
+                run.log.close()
+        queued = [r for r in self.plan.runs if r.proc is None]
+        free = self.plan.jobs - sum(1 for r in self.plan.runs if r.proc is not None and not r.finished)
+        for run in queued[: max(0, free)]:
+            self._start(run)
+        for run in self.plan.runs:
+            if run.reader is not None:
+                self._update(run)
+
+    def _update(self, run: DemoRun) -> None:
+        run.reader.refresh()
+        sc = run.reader.scalars
+        if "step" in sc and len(sc["step"]):
+            info = phase_of(sc)
+            run.step = int(sc["step"][-1])
+            run.train_acc = _last(sc.get("train_acc"))
+            run.val_acc = _last(sc.get("val_acc"))
+            run.t_mem, run.t_grok = info.t_mem, info.t_grok
+            phase = info.phase
+        else:
+            phase = run.phase
+        if run.finished:
+            state = (run.reader.status or {}).get("state")
+            if run.returncode != 0 and phase not in ("diverged",):
+                phase = f"{state or 'failed'} (exit {run.returncode})"
+            elif phase not in ("grokked", "anti-grokking", "diverged"):
+                phase = f"{phase}, done"
+        if phase != run.phase:
+            run.phase = phase
+            if phase == "grokked" and run.grokked_at is None:
+                run.grokked_at = self.elapsed()
+            self.on_event(
+                f"{self.elapsed():7.1f}s  {run.run_id:<12} step {run.step:>6}  {phase:<18}"
+                f" train {run.train_acc:5.3f}  val {run.val_acc:5.3f}"
+            )
+
+    @property
+    def done(self) -> bool:
+        return all(r.finished for r in self.plan.runs)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every live trainer (checkpoint, flush, status preempted), then wait."""
+        live = [r for r in self.plan.runs if r.proc is not None and r.proc.poll() is None]
+        for run in live:
+            run.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for run in live:
+            try:
+                run.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                run.proc.kill()
+                run.proc.wait()
+        for run in self.plan.runs:
+            if run.proc is not None and run.returncode is None:
+                run.returncode = run.proc.returncode
+                run.log.close()
+
+    def table(self) -> str:
+        lines = [f"{'run':<12} {'step':>6} {'train':>6} {'val':>6} {'t_mem':>6} {'t_grok':>6}  phase"]
+        for r in self.plan.runs:
+            lines.append(
+                f"{r.run_id:<12} {r.step:>6} {_fmt(r.train_acc):>6} {_fmt(r.val_acc):>6}"
+                f" {_opt(r.t_mem):>6} {_opt(r.t_grok):>6}  {r.phase}"
+            )
+        return "\n".join(lines)
+
+
+def _last(x) -> float:
+    import numpy as np
+
+    if x is None:
+        return float("nan")
+    idx = np.flatnonzero(np.isfinite(x))
+    return float(x[idx[-1]]) if idx.size else float("nan")
+
+
+def _fmt(x: float) -> str:
+    return "-" if x != x else f"{x:.3f}"
+
+
+def _opt(x: int | None) -> str:
+    return "-" if x is None else str(x)
+
+
+def run_demo(
+    root: Path | None = None,
+    headless: bool = False,
+    interval: float = 1.0,
+    out: TextIO = sys.stdout,
+    **plan_kwargs,
+) -> int:
+    """Run the demo sweep to the end; returns the exit code."""
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="grokwatch-demo-"))
+    plan = plan_demo(Path(root), **plan_kwargs)
+    live = not headless and out.isatty()
+    demo = Demo(plan, on_event=(lambda line: print(line, file=out, flush=True)) if not live else None)
+    print(f"grokwatch demo: {len(plan.runs)} tiny-preset runs, {plan.jobs} at a time, under {plan.root / plan.sweep}", file=out, flush=True)
+    drawn = 0
+    try:
+        while True:
+            demo.poll()
+            if live:
+                text = demo.table() + f"\n\n{demo.elapsed():.0f}s elapsed - Ctrl-C stops the sweep"
+                # Redraw in place: cursor up over the previous table, clear to end.
+                out.write((f"\x1b[{drawn}F" if drawn else "") + "\x1b[J" + text + "\n")
+                out.flush()
+                drawn = text.count("\n") + 1
+            if demo.done:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        print("\ngrokwatch demo: stopping the trainers (they checkpoint and flush)...", file=out, flush=True)
+        demo.stop()
+        demo.poll()
+        print(demo.table(), file=out)
+        print(f"shards kept under {plan.root / plan.sweep}", file=out)
+        return 130
+    if not live:
+        print(demo.table(), file=out)
+    grokked = sum(1 for r in plan.runs if r.t_grok is not None)
+    failed = [r for r in plan.runs if r.returncode not in (0,)]
+    print(f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; data under {plan.root / plan.sweep}", file=out)
+    for r in failed:
+        print(f"grokwatch demo: {r.run_id} exited {r.returncode}; see {plan.root / plan.sweep / '.demo-logs' / (r.run_id + '.log')}", file=sys.stderr)
+    return 1 if failed else 0
