@@ -1,0 +1,308 @@
+"""``grokwatch sweep plan|submit|status``: a sweep as a SLURM job array.
+
+- ``plan`` prints the sbatch script for seeds x weight decays and writes the
+  sweep manifest ``<root>/<sweep>/sweep.json`` (and the script next to it as
+  ``sweep.sbatch``).
+- ``submit`` does the same, runs ``sbatch --parsable`` and records the array
+  job id in the manifest.
+- ``status`` joins each task's SLURM state (squeue, then sacct) with its run's
+  phase and status: a table, or ``--json``. ROOT may be ``ssh://[user@]host[:port]/path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from grokwatch.cli import UsageError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("sweep", help="plan, submit and follow a sweep as a SLURM job array",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="sweep_command", metavar="ACTION")
+    sub.required = True
+    plan = sub.add_parser("plan", help="print the sbatch array script and write the sweep manifest")
+    _plan_options(plan)
+    plan.set_defaults(func=run_plan)
+    submit = sub.add_parser("submit", help="plan, then sbatch the array and record its job id")
+    _plan_options(submit)
+    submit.set_defaults(func=run_submit)
+    status = sub.add_parser("status", help="SLURM state and phase of every task of a sweep")
+    status.add_argument("--root", required=True, help="store root (a path, or ssh://[user@]host[:port]/path)")
+    status.add_argument("--sweep", required=True, help="sweep name (a directory under ROOT)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument("--stall-seconds", type=float, default=300.0, metavar="T",
+                        help="a running run without a heartbeat for T seconds is stalled (default 300)")
+    status.add_argument("--trust-new-host-key", action="store_true",
+                        help="ssh:// only: accept and save the host key of a host not in known_hosts")
+    status.set_defaults(func=run_status)
+
+
+def _plan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", required=True, help="store root on the cluster's shared filesystem")
+    p.add_argument("--sweep", required=True, help="sweep name: letters, digits, '.', '_', '-'")
+    p.add_argument("--seeds", type=int, default=30, metavar="N", help="seeds 0..N-1 per weight decay (default 30)")
+    p.add_argument("--weight-decays", default="0.1,0.3,1.0", metavar="LIST",
+                   help="comma-separated weight decays (default 0.1,0.3,1.0)")
+    p.add_argument("--preset", default="canonical", help="trainer preset (default canonical)")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="training steps (default: the preset's)")
+    p.add_argument("--gpus-per-task", type=int, default=1, metavar="G",
+                   help="GPUs per array task; 0 gives a CPU-only script (default 1)")
+    p.add_argument("--partition", help="SLURM partition(s), comma-separated")
+    p.add_argument("--account", help="SLURM account")
+    p.add_argument("--cpus", type=int, metavar="N", help="CPUs per task (--cpus-per-task)")
+    p.add_argument("--mem", help="memory per node, e.g. 8G")
+    p.add_argument("--time", help="time limit per attempt, e.g. 4:00:00 or 1-00:00:00")
+    p.add_argument("--max-concurrent", type=int, metavar="K", help="run at most K array tasks at once (--array=...%%K)")
+    p.add_argument("--python", default=sys.executable, metavar="PATH",
+                   help="python that runs the trainer on the nodes (default: this one)")
+    p.add_argument("--pack", type=int, default=1, metavar="K", help="runs per array task (default 1)")
+    p.add_argument("--signal-seconds", type=int, default=300, metavar="S",
+                   help="USR1 this long before the time limit: checkpoint and requeue (default 300)")
+    p.add_argument("--max-restarts", type=int, default=50, metavar="N",
+                   help="stop requeueing a task after N restarts (default 50)")
+    p.add_argument("--checkpoint-every", type=int, metavar="K", help="passed to the trainer")
+    p.add_argument("--flush-steps", type=int, metavar="N", help="passed to the trainer")
+    p.add_argument("--flush-seconds", type=float, metavar="T", help="passed to the trainer")
+    p.add_argument("--workdir", default=None, metavar="DIR",
+                   help="directory the jobs run in (default: the current one)")
+    p.add_argument("--trainer-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for the trainer (repeatable; quoted as given)")
+
+
+# -- plan / submit -------------------------------------------------------------
+def _plan(args):
+    """Validate and plan (no writes): (options, manifest, sweep dir, previous manifest, script)."""
+    from pathlib import Path
+
+    from grokwatch.store import read_json
+    from slurm.plan import MANIFEST, PlanError, SweepOptions, make_manifest, parse_weight_decays, plan_runs, validate
+    from slurm.script import render_script
+
+    if args.root.startswith("ssh://"):
+        raise UsageError("--root: plan and submit run on the cluster; give a path there, not an ssh:// URL")
+    try:
+        opts = validate(SweepOptions(
+            root=os.path.abspath(args.root), sweep=args.sweep, seeds=args.seeds,
+            weight_decays=parse_weight_decays(args.weight_decays), preset=args.preset, steps=args.steps,
+            gpus_per_task=args.gpus_per_task, partition=args.partition, account=args.account, cpus=args.cpus,
+            mem=args.mem, time=args.time, max_concurrent=args.max_concurrent, python=args.python,
+            pack=args.pack, signal_seconds=args.signal_seconds, max_restarts=args.max_restarts,
+            checkpoint_every=args.checkpoint_every, flush_steps=args.flush_steps,
+            flush_seconds=args.flush_seconds, workdir=os.path.abspath(args.workdir or os.getcwd()),
+            trainer_args=tuple(args.trainer_arg),
+        ))
+        runs = plan_runs(opts)
+        sweep_dir = Path(opts.root) / opts.sweep
+        previous = read_json(sweep_dir / MANIFEST)
+        manifest = make_manifest(opts, runs, previous=previous)
+    except PlanError as exc:
+        raise UsageError(str(exc)) from None
+    return opts, manifest, sweep_dir, previous, render_script(opts, runs)
+
+
+def _write(sweep_dir, manifest: dict, script: str | None = None) -> None:
+    from grokwatch.store import atomic_write_bytes, atomic_write_json
+    from slurm.plan import LOG_DIR, MANIFEST
+
+    try:
+        (sweep_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)  # sbatch --output needs it before a job starts
+        if script is not None:
+            atomic_write_bytes(sweep_dir / SCRIPT, script.encode())
+        atomic_write_json(sweep_dir / MANIFEST, manifest)
+    except OSError as exc:
+        raise UsageError(f"cannot write the sweep under {sweep_dir}: {exc.strerror or exc}") from None
+
+
+SCRIPT = "sweep.sbatch"
+
+
+def run_plan(args) -> int:
+    opts, manifest, sweep_dir, _, script = _plan(args)
+    _write(sweep_dir, manifest, script)
+    sys.stdout.write(script)
+    print(f"grokwatch: planned {len(manifest['tasks'])} runs as array {manifest['array']}; "
+          f"manifest {sweep_dir / 'sweep.json'}", file=sys.stderr)
+    return 0
+
+
+def run_submit(args) -> int:
+    from slurm.plan import record_submission
+    from slurm.queue import QueueState
+    from slurm.states import ACTIVE_SLURM_STATES
+    from slurm.submit import SubmitError, sbatch
+
+    opts, manifest, sweep_dir, previous, script = _plan(args)
+    if previous and previous.get("submissions"):
+        live = [ts for ts in QueueState(cache_seconds=0).for_manifest(previous).values()
+                if ts.state in ACTIVE_SLURM_STATES]
+        if live:
+            raise UsageError(f"sweep {opts.sweep!r} still has {len(live)} queued or running task(s) in array job "
+                             f"{live[0].array_job_id}; wait for them or scancel {live[0].array_job_id} first")
+    _write(sweep_dir, manifest, script)
+    try:
+        job_id = sbatch(sweep_dir / SCRIPT)
+    except SubmitError as exc:
+        raise UsageError(str(exc)) from None
+    manifest = record_submission(manifest, job_id)
+    _write(sweep_dir, manifest)
+    print(job_id)
+    print(f"grokwatch: submitted {len(manifest['tasks'])} runs of sweep {opts.sweep} as array job {job_id}",
+          file=sys.stderr)
+    return 0
+
+
+# -- status --------------------------------------------------------------------
+COLUMNS = ("task", "run_id", "wd", "seed", "slurm", "job", "restarts", "state", "phase", "step", "beat")
+
+
+def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = 300.0, now: float | None = None
+               ) -> list[dict]:
+    """One dict per run: manifest entry + SLURM task state + status.json + phase."""
+    import time
+    from pathlib import Path
+
+    from grokwatch.lifecycle import restarted_from_scratch
+    from grokwatch.phases import phase_of
+    from grokwatch.store import RunReader, list_runs, read_status
+    from slurm.states import display_state
+
+    sweep_dir = Path(sweep_dir)
+    now = time.time() if now is None else now
+    entries = list((manifest or {}).get("tasks") or [])
+    known = {str(t.get("run_id")) for t in entries}
+    entries += [{"run_id": p.name} for p in list_runs(sweep_dir) if p.name not in known]
+
+    statuses = {str(t["run_id"]): read_status(sweep_dir / str(t["run_id"])) for t in entries
+                if _safe_component(str(t.get("run_id", "")))}
+    hints = {}
+    for st in statuses.values():
+        slurm_ids = (st or {}).get("slurm") or {}
+        try:
+            hints[str(slurm_ids["job_id"])] = (str(slurm_ids["array_job_id"]), int(slurm_ids["array_task_id"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    tasks = queue.for_manifest(manifest, raw_hints=hints) if manifest and manifest.get("submissions") else {}
+
+    rows = []
+    for t in entries:
+        run_id = str(t.get("run_id", ""))
+        if not _safe_component(run_id):
+            continue
+        run_dir = sweep_dir / run_id
+        status = statuses.get(run_id) or {}
+        phase = step = None
+        scratch = False
+        if (run_dir / "run.json").exists():
+            reader = RunReader(run_dir, kinds=("scalars",), columns=("train_acc", "val_acc", "train_loss"))
+            reader.refresh()
+            sc = reader.scalars
+            if len(sc.get("step", ())):
+                phase = phase_of(sc).phase
+                step = int(sc["step"][-1])
+                scratch = restarted_from_scratch(sc, status.get("attempts"))
+        beat = status.get("heartbeat_unix")
+        age = now - float(beat) if isinstance(beat, (int, float)) else None
+        ts = tasks.get(run_id)
+        rows.append({
+            "task": t.get("index"),
+            "run_id": run_id,
+            "wd": t.get("weight_decay"),
+            "seed": t.get("seed"),
+            "slurm": ts.state if ts else None,
+            "job": f"{ts.array_job_id}_{ts.task_id}" if ts else None,
+            "exit_code": ts.exit_code if ts else None,
+            "restarts": ts.restarts if ts else status.get("restarts"),
+            "reason": ts.reason if ts else None,
+            "run_state": status.get("state"),
+            "state": display_state(ts.state if ts else None, ts.exit_code if ts else None,
+                                   ts.restarts if ts else 0, status.get("state"), age, stall_seconds=stall_seconds),
+            "phase": phase,
+            "step": step if step is not None else status.get("last_step"),
+            "heartbeat_age": round(age, 1) if age is not None else None,
+            "restarted_from_scratch": scratch,
+        })
+    return rows
+
+
+def _safe_component(name: str) -> bool:
+    from grokwatch.store import is_valid_run_id
+
+    return is_valid_run_id(name)
+
+
+def run_status(args) -> int:
+    import json
+    from pathlib import Path
+
+    from grokwatch.store import read_json
+    from slurm.plan import MANIFEST
+    from slurm.queue import QueueState
+
+    mirror = None
+    runner = None
+    if args.root.startswith("ssh://"):
+        from grokwatch.remote import resolve_remote
+
+        sweep_dir, mirror = resolve_remote(f"{args.root.rstrip('/')}/{args.sweep}", start=False,
+                                           trust_new_host_key=args.trust_new_host_key)
+        runner = mirror.runner
+    else:
+        sweep_dir = Path(args.root) / args.sweep
+    try:
+        if not sweep_dir.is_dir():
+            raise UsageError(f"no sweep at {sweep_dir}")
+        manifest = read_json(sweep_dir / MANIFEST)
+        queue = QueueState(runner)
+        rows = sweep_rows(sweep_dir, manifest, queue, stall_seconds=args.stall_seconds)
+    finally:
+        if mirror is not None:
+            mirror.close()
+    if not rows:
+        raise UsageError(f"sweep {sweep_dir} has no manifest (grokwatch sweep plan) and no runs")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    if args.json:
+        json.dump({
+            "sweep": args.sweep,
+            "array_job_id": (manifest or {}).get("array_job_id"),
+            "squeue_error": queue.last_error,
+            "counts": counts,
+            "runs": rows,
+        }, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(format_table(rows))
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    job = (manifest or {}).get("array_job_id")
+    print(f"{len(rows)} runs{f' (array job {job})' if job else ''}: {summary}")
+    if queue.last_error:
+        print(f"grokwatch: {queue.last_error}", file=sys.stderr)
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    def cell(r, c):
+        v = r.get(c)
+        if c == "beat":
+            v = r.get("heartbeat_age")
+            return "-" if v is None else _age(v)
+        if c == "state" and r.get("restarted_from_scratch"):
+            return f"{v}!"
+        return "-" if v is None else str(v)
+
+    header = [c.upper() for c in COLUMNS]
+    body = [[cell(r, c) for c in COLUMNS] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *body])
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
