@@ -14,7 +14,7 @@ import logging
 import sys
 
 # Module names under grokwatch.commands, in the order --help lists them.
-COMMANDS = ["demo", "sweep"]
+COMMANDS = ["demo", "sweep", "tui"]
 
 
 class UsageError(ValueError):

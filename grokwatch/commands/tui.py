@@ -1,0 +1,64 @@
+"""``grokwatch tui SOURCE`` (and plain ``grokwatch SOURCE``): the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tui", help="open the dashboard on a sweep directory")
+    p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>), one of its runs, or a root holding one sweep")
+    p.add_argument("--config", type=Path, help="dashboard config (TOML; default ~/.config/grokwatch/tui.toml)")
+    p.add_argument("--interval", type=float, help="seconds between polls of the sweep (overrides the config)")
+    p.add_argument("--no-follow", action="store_true", help="read the sweep once; do not follow it")
+    p.set_defaults(func=run)
+
+
+def load_tui_config(path: Path | None, **overrides):
+    """The config file (or defaults) with command-line overrides; errors are usage errors."""
+    from dataclasses import replace
+
+    from ..cli import UsageError
+    from ..tui.columns import COLUMNS
+    from ..tui.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path, known_columns=tuple(COLUMNS))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_dashboard(source, config, before_exit: Callable[[], None] | None = None) -> int:
+    """Run the app; a crash restores the terminal, prints the error and exits non-zero."""
+    from ..cli import UsageError
+    from ..tui.app import make_app
+    from ..tui.source import SourceError
+
+    try:
+        app = make_app(source, config)
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        app.run()
+    finally:
+        app.close_source()  # idempotent: threads are joined even when the app crashed
+        if before_exit is not None:
+            before_exit()
+    rc = app.return_code
+    if rc is None:  # never started (e.g. no terminal)
+        print("grokwatch: the dashboard did not start", file=sys.stderr)
+        return 1
+    return rc
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.interval is not None and args.interval <= 0:
+        from ..cli import UsageError
+
+        raise UsageError("--interval must be positive")
+    cfg = load_tui_config(args.config, interval=args.interval, follow=False if args.no_follow else None)
+    return run_dashboard(args.source, cfg)

@@ -1,0 +1,194 @@
+"""The dashboard app, built by :func:`make_app` (the CLI and the tests alike).
+
+Data flow (nvitop's and toolong's shape)::
+
+    source thread (watcher / store poller) --on_change--> ModelFeed thread
+        builds a SweepModel (off the UI thread), at most every `redraw` s
+        --post ModelReady (can_replace)--> app --> the screens update only
+        what changed
+
+With ``config.follow`` off (the test configuration) there are no threads:
+the sweep is read once in a worker and the clock and host name are frozen.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from .config import TuiConfig
+from .help import help_markdown
+from .messages import JumpToAlarm, ModelReady, OpenRun, SourceFailed
+from .model import ModelFeed, SweepModel
+from .screens.dashboard import DashboardScreen
+from .screens.detail import DetailScreen
+from .screens.help import HelpScreen
+from .source import SweepSource, open_source
+from .widgets.alarm_feed import AlarmFeed
+from .widgets.runs_table import RunsTable
+from .widgets.sweep_grid import SweepGrid
+
+
+class GrokwatchApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "grokwatch"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit_ctrl_c"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("ctrl+r", "reload", "Reload now", show=False, id="app.reload"),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
+    def __init__(self, source: SweepSource, config: TuiConfig | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.config = config or TuiConfig()
+        self.model: SweepModel | None = None
+        self.host = self.config.hostname or socket.gethostname().split(".")[0]
+        self.feed: ModelFeed | None = None
+        self.refresh_seconds: list[float] = []  # UI-thread time per model applied
+        self.models_applied = 0
+        if not self.config.animations:
+            self.animation_level = "none"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def now(self) -> float:
+        return self.config.now()
+
+    def get_default_screen(self) -> DashboardScreen:
+        self.dashboard = DashboardScreen(self.host, self.config.columns, self.config.sort, self.config.reverse,
+                                         cursor_blink=self.config.cursor_blink)
+        return self.dashboard
+
+    def on_mount(self) -> None:
+        if self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+        if self.config.keys:
+            self.set_keymap(dict(self.config.keys))
+        self.sub_title = str(getattr(self.source, "sweep_dir", ""))
+        if self.config.follow:
+            self.feed = ModelFeed(
+                self.source.model, self._post_model, min_interval=self.config.redraw,
+                wait_ready=self._queue_drained, on_error=self._post_error,
+            )
+            self.feed.start()
+            self.source.start(self.feed.notify)
+            self.feed.notify()
+            self.set_interval(1.0, self._tick)
+        else:
+            self.load_once()
+
+    def on_unmount(self) -> None:
+        self.close_source()
+
+    def close_source(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+        self.source.close()
+
+    def _post_model(self, model: SweepModel) -> None:
+        err = getattr(self.source, "error", None)
+        if err is not None:
+            self.post_message(SourceFailed(err))
+            return
+        self.post_message(ModelReady(model))
+
+    def _post_error(self, exc: BaseException) -> None:
+        self.post_message(SourceFailed(exc))
+
+    def _queue_drained(self) -> bool:
+        # Backpressure: hold the next model while the UI is behind.
+        return self._message_queue.qsize() < 32
+
+    @work(thread=True, exclusive=True, group="load")
+    def load_once(self) -> None:
+        self.source.refresh()
+        self.post_message(ModelReady(self.source.model()))
+
+    def action_reload(self) -> None:
+        if self.config.follow and self.feed is not None:
+            req = getattr(self.source, "request_refresh", None)
+            if req is not None:
+                req()
+            self.feed.notify()
+        else:
+            self.load_once()
+
+    def _tick(self) -> None:
+        if self.screen is self.dashboard:
+            self.dashboard.tick()
+
+    # -- model updates -----------------------------------------------------------------
+    def on_model_ready(self, msg: ModelReady) -> None:
+        t0 = time.perf_counter()
+        prev, self.model = self.model, msg.model
+        changed = msg.model.changed_since(prev)
+        self.dashboard.update_model(msg.model)
+        for screen in self.screen_stack:
+            if isinstance(screen, DetailScreen):
+                screen.update_model(msg.model, changed)
+        self.models_applied += 1
+        self.refresh_seconds.append(time.perf_counter() - t0)
+
+    def on_source_failed(self, msg: SourceFailed) -> None:
+        raise RuntimeError(f"reading the sweep failed: {msg.error!r}") from msg.error
+
+    # -- navigation --------------------------------------------------------------------
+    def table_order(self) -> list[str]:
+        return self.dashboard.table.visible_ids
+
+    def select_run(self, run_id: str) -> None:
+        self.dashboard.table.select_run(run_id)
+        self.dashboard.grid.select_run(run_id)
+
+    def on_open_run(self, msg: OpenRun) -> None:
+        if len(msg.run_ids) == 1:
+            self.select_run(msg.run_ids[0])
+        self.push_screen(DetailScreen(msg.run_ids, smoothing=self.config.smoothing))
+
+    def on_jump_to_alarm(self, msg: JumpToAlarm) -> None:
+        rid = msg.alarm.run_id
+        if self.model is None or self.model.row(rid) is None:
+            self.notify(f"run {rid} is not in this sweep", severity="warning")
+            return
+        table = self.dashboard.table
+        if rid not in table.visible_ids:
+            self.dashboard.set_filter_text("")
+        self.select_run(rid)
+        self.dashboard.action_show_view("runs")
+        self.push_screen(DetailScreen((rid,), smoothing=self.config.smoothing))
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        sections = [
+            ("Everywhere", GrokwatchApp),
+            ("Dashboard", DashboardScreen),
+            ("Runs table", RunsTable),
+            ("Sweep grid", SweepGrid),
+            ("Alarm feed", AlarmFeed),
+            ("Run detail", DetailScreen),
+            ("Help", HelpScreen),
+        ]
+        self.push_screen(HelpScreen(help_markdown(sections, self.config.keys, self.get_key_display_name)))
+
+    def get_key_display_name(self, key: str) -> str:
+        names = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc", "enter": "enter"}
+        return names.get(key, key)
+
+
+def make_app(source: SweepSource | str | os.PathLike, config: TuiConfig | None = None) -> GrokwatchApp:
+    """The dashboard over SOURCE (a sweep directory, or a ready source object)."""
+    config = config or TuiConfig()
+    if isinstance(source, (str, os.PathLike, Path)):
+        clock = (lambda: config.clock) if config.clock is not None else time.time
+        source = open_source(source, stall_timeout=config.stall_timeout, interval=config.interval, clock=clock)
+    return GrokwatchApp(source, config)

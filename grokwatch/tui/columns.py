@@ -1,0 +1,123 @@
+"""Columns of the runs table: label, width, how a cell reads, how it sorts.
+
+Pure formatting of :class:`~grokwatch.tui.model.RunRow` values; the order and
+choice of columns comes from the config (``[table] columns``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rich.text import Text
+
+from .model import PHASE_ORDER, RunRow
+from .series import sparkline
+from .style import phase_badge
+
+DASH = "-"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return DASH if v is None else format(v, fmt)
+
+
+def _steps(v: int | None) -> str:
+    if v is None:
+        return DASH
+    if v >= 1_000_000:
+        return f"{v / 1e6:.1f}M"
+    if v >= 10_000:
+        return f"{v / 1e3:.0f}k"
+    if v >= 1000:
+        return f"{v / 1e3:.1f}k"
+    return str(v)
+
+
+def _step_total(r: RunRow) -> str:
+    return f"{_steps(r.step)}/{_steps(r.total_steps)}" if r.total_steps else _steps(r.step)
+
+
+def _pred(r: RunRow) -> str:
+    p = r.prediction
+    if p is None:
+        return DASH
+    if p.lo is not None and p.hi is not None:
+        return f"{_steps(p.step)} [{_steps(p.lo)},{_steps(p.hi)}]"
+    return _steps(p.step)
+
+
+def _z(v: float | None) -> Text | str:
+    if v is None:
+        return DASH
+    s = f"{v:+.1f}"
+    return Text(s, style="bold #d62728") if abs(v) >= 3.5 else s
+
+
+def _alpha(v: float | None) -> Text | str:
+    if v is None:
+        return DASH
+    return Text(f"{v:.2f}", style="bold #d62728") if v < 2.0 else f"{v:.2f}"
+
+
+def _alarms(r: RunRow) -> Text | str:
+    if not r.alarms:
+        return DASH
+    label = r.alarms[0] if len(r.alarms) == 1 else f"{r.alarms[0]} +{len(r.alarms) - 1}"
+    return Text(label, style="bold #d62728")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+    cell: Callable[[RunRow], Any]
+    sort: Callable[[RunRow], Any] | None = None  # None: not sortable
+    description: str = ""
+
+
+COLUMNS: dict[str, Column] = {
+    c.key: c
+    for c in [
+        Column("mark", " ", 1, lambda r: DASH, None, "marked for overlay (space)"),
+        Column("run", "run", 10, lambda r: r.run_id, lambda r: r.run_id, "run id"),
+        Column("seed", "seed", 4, lambda r: DASH if r.seed is None else str(r.seed), lambda r: r.seed, "seed"),
+        Column("wd", "wd", 4, lambda r: DASH if r.weight_decay is None else f"{r.weight_decay:g}",
+               lambda r: r.weight_decay, "weight decay"),
+        Column("step", "step", 9, _step_total, lambda r: r.progress if r.total_steps else r.step, "step / total"),
+        Column("phase", "phase", 9, lambda r: phase_badge(r.phase, 9), lambda r: PHASE_ORDER.index(r.phase)
+               if r.phase in PHASE_ORDER else len(PHASE_ORDER), "phase (DESIGN section 4)"),
+        Column("state", "state", 9, lambda r: r.state or DASH, lambda r: r.state, "status.json state"),
+        Column("train", "train", 5, lambda r: _num(r.train_acc, ".3f"), lambda r: r.train_acc, "train accuracy"),
+        Column("val", "val", 5, lambda r: _num(r.val_acc, ".3f"), lambda r: r.val_acc, "val accuracy"),
+        Column("spark", "val acc", 10, lambda r: sparkline(r.val_spark) or DASH, lambda r: r.val_acc,
+               "val accuracy over the run"),
+        Column("gai_z", "GAI z", 5, lambda r: _z(r.gai_z), lambda r: r.gai_z, "latest GAI z-score"),
+        Column("alpha_min", "α min", 5, lambda r: _alpha(r.alpha_min), lambda r: r.alpha_min,
+               "smallest reliable HTSR alpha"),
+        Column("h0_z", "H0 z", 5, lambda r: _z(r.h0_entropy_z), lambda r: r.h0_entropy_z,
+               "robust z of H0 persistence entropy"),
+        Column("alarms", "alarms", 12, _alarms, lambda r: len(r.alarms) or None, "alarms firing"),
+        Column("t_mem", "t_mem", 5, lambda r: _steps(r.t_mem), lambda r: r.t_mem, "first step train acc >= 0.99"),
+        Column("t_grok", "t_grok", 6, lambda r: _steps(r.t_grok), lambda r: r.t_grok, "first step val acc >= 0.95"),
+        Column("pred", "pred t_grok", 15, _pred, lambda r: r.prediction.step if r.prediction else None,
+               "predicted t_grok [interval]"),
+        Column("slurm", "slurm", 9, lambda r: r.slurm_state or DASH, lambda r: r.slurm_state, "SLURM job state"),
+        Column("restarts", "rst", 3, lambda r: str(r.restarts) if r.restarts else DASH, lambda r: r.restarts or None,
+               "requeues / restarts"),
+    ]
+}
+
+
+def sort_rows(rows: list[RunRow], key: str, reverse: bool = False) -> list[RunRow]:
+    """Rows sorted by a column; runs without a value go last either way; ties by run id."""
+    col = COLUMNS[key]
+    if col.sort is None:
+        return sorted(rows, key=lambda r: r.run_id)
+    have = [(col.sort(r), r) for r in rows]
+    present = [(v, r) for v, r in have if v is not None]
+    missing = [r for v, r in have if v is None]
+    present.sort(key=lambda vr: vr[1].run_id)
+    present.sort(key=lambda vr: vr[0], reverse=reverse)
+    return [r for _, r in present] + sorted(missing, key=lambda r: r.run_id)

@@ -1,0 +1,54 @@
+"""Colours that read on dark and light terminals.
+
+Phases are drawn as badges: a fixed foreground on a mid-tone background, so
+they do not depend on the terminal's own background colour. Plot colours are
+the matplotlib tab10 hues, which stay legible on both.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+
+from .model import PHASE_LETTER
+
+PHASE_BG = {
+    "queued": "#8a8a8a",
+    "learning": "#5f87d7",
+    "memorized": "#d78700",
+    "grokking": "#d7af00",
+    "grokked": "#00af5f",
+    "anti-grokking": "#d7005f",
+    "diverged": "#af0000",
+    "stalled": "#6c6c6c",
+    "failed": "#af0000",
+    "preempted": "#8787af",
+}
+PHASE_FG = {"grokking": "#000000", "memorized": "#000000", "grokked": "#000000"}
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+MARKER_STYLE = {
+    "t_mem": ("┆", "#d78700"),
+    "t_grok": ("┆", "#00af5f"),
+    "alarm": ("╎", "#d62728"),
+    "predicted": ("┊", "#9467bd"),
+    "restart": ("┊", "#8a8a8a"),
+}
+
+
+def phase_style(phase: str) -> Style:
+    return Style(color=PHASE_FG.get(phase, "#ffffff"), bgcolor=PHASE_BG.get(phase, "#8a8a8a"))
+
+
+def phase_badge(phase: str, width: int | None = None) -> Text:
+    label = phase if width is None else phase[:width].ljust(width)
+    return Text(label, style=phase_style(phase))
+
+
+def phase_cell(phase: str) -> Text:
+    return Text(f"{PHASE_LETTER.get(phase, '?')} ", style=phase_style(phase))
+
+
+def palette(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]

@@ -1,0 +1,211 @@
+"""The dashboard's adapter over the sweep watcher (:mod:`grokwatch.watch`).
+
+One :class:`~grokwatch.watch.SweepWatcher` (a plain thread) follows the sweep
+with an in-process :class:`~grokwatch.alerts.AlertEngine` (the default rules);
+its ``on_update`` callback only tells the dashboard's feed that something
+changed. ``model()`` maps the watcher's immutable snapshot to the view-model:
+
+==========================  ===================================================
+RunView                     RunRow
+==========================  ===================================================
+run_id, seed, weight_decay  same (seed / wd from the run id when run.json lacks them)
+step, total_steps           same (step 0 before the first shard)
+phase                       same ("stalled" layered by the watcher), plus
+                            "failed" when status.json says failed
+status                      state
+train_acc, val_acc          same
+scalars step/val_acc        val_spark (10 values, decimated; cached per version)
+signals gai_z               gai_z
+signals htsr_alpha_min      alpha_min
+signals h0_entropy_z        h0_entropy_z
+alarms (firing)             alarms (rule names)
+t_mem, t_grok               same
+restarts                    restarts; restart_steps from status.json attempts
+(predict hook)              prediction
+(slurm hook)                slurm_state
+==========================  ===================================================
+
+Rows are rebuilt only for runs whose ``RunView`` object changed (the watcher
+reuses the object while a run does not change). The alarm feed is the
+engine's events (``on_alarms``), newest first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..store import read_status
+from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
+from .series import sparkline_values
+from .source import SPARK_WIDTH, RunData, SlurmHook, build_series, predictions
+
+GAI_SPIKE_Z = 3.5  # DESIGN section 3; the gai_spike rule's threshold when the engine has one
+
+
+def watcher_available() -> bool:
+    try:
+        import grokwatch.alerts  # noqa: F401
+        import grokwatch.watch  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+class WatcherSource:
+    kind = "watcher"
+
+    def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = 600.0, interval: float = 1.0,
+                 clock: Callable[[], float] = time.time, rules_path: str | None = None, poll: bool | None = None):
+        from ..alerts import AlertEngine, load_rules
+        from ..watch import ScoreConfig, SweepWatcher
+
+        self.sweep_dir = Path(sweep_dir)
+        self.clock = clock
+        rules = load_rules(rules_path)
+        self.engine = AlertEngine(rules)
+        spike = rules.get("gai_spike")
+        self.gai_threshold = float(spike.threshold) if spike is not None else GAI_SPIKE_Z
+        self.watcher = SweepWatcher(
+            self.sweep_dir, engine=self.engine, config=ScoreConfig(stall_timeout=stall_timeout), poll=poll,
+            interval=interval, on_update=self._on_update, on_alarms=self._on_alarms,
+        )
+        self.slurm = SlurmHook(self.sweep_dir, stall_timeout=stall_timeout)
+        self._lock = threading.Lock()
+        self._events: list[AlarmRow] = []
+        self._alarms: tuple[AlarmRow, ...] = ()
+        self._rows: dict[str, tuple[object, RunRow]] = {}  # run id -> (RunView, row)
+        self._on_change: Callable[[], None] | None = None
+        self._updated: float | None = None
+        self._started = False
+        self._closed = False
+        self.error: BaseException | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._started = True
+        self.slurm.start(on_change)
+        self.watcher.start()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.watcher.close()
+        self.slurm.close()
+
+    def refresh(self) -> bool:
+        """One watcher cycle in this thread (the read-once mode and tests)."""
+        before = self.watcher.snapshot().version
+        self.watcher.cycle()
+        self.slurm.refresh()
+        return self.watcher.snapshot().version != before
+
+    def request_refresh(self) -> None:
+        self.watcher.request_refresh()
+
+    # -- callbacks (watcher thread) ------------------------------------------------------
+    def _on_update(self, snapshot, changed) -> None:
+        self._updated = self.clock()
+        if self._on_change is not None:
+            self._on_change()
+
+    def _on_alarms(self, events: list) -> None:
+        if not events:
+            return
+        with self._lock:
+            for e in events:
+                self._events.append(AlarmRow(
+                    run_id=e.run, rule=e.rule, step=int(e.step), value=fin(e.value), threshold=fin(e.threshold),
+                    severity=e.severity, state=e.state, time=e.time, seq=len(self._events),
+                ))
+            self._alarms = newest_first(self._events)
+
+    # -- the view-model (feed thread or a worker) ------------------------------------------
+    def _row(self, view) -> RunRow:
+        seed, wd, total = run_identity(view.run_id, view.config)
+        sc = view.scalars
+        steps = sc.get("step")
+        spark = ()
+        if steps is not None and len(steps) and "val_acc" in sc:
+            spark = sparkline_values(steps, sc["val_acc"], SPARK_WIDTH)
+        sig = view.signals
+        phase = view.phase
+        if view.status == "failed" and phase != "diverged":
+            phase = "failed"
+        restarts = int(view.restarts or 0)
+        rsteps: tuple[int, ...] = ()
+        if restarts:
+            rsteps = restart_steps(read_status(view.path))
+        return RunRow(
+            run_id=view.run_id,
+            seed=view.seed if view.seed is not None else seed,
+            weight_decay=view.weight_decay if view.weight_decay is not None else wd,
+            step=int(view.step or 0),
+            total_steps=view.total_steps if view.total_steps is not None else total,
+            phase=phase,
+            state=view.status,
+            train_acc=fin(view.train_acc),
+            val_acc=fin(view.val_acc),
+            val_spark=spark,
+            gai_z=fin(sig.get("gai_z")),
+            alpha_min=fin(sig.get("htsr_alpha_min")),
+            h0_entropy_z=fin(sig.get("h0_entropy_z")),
+            alarms=tuple(a.rule for a in view.alarms if a.state == "firing"),
+            t_mem=view.t_mem,
+            t_grok=view.t_grok,
+            restarts=restarts,
+            restart_steps=rsteps,
+        )
+
+    def model(self) -> SweepModel:
+        snap = self.watcher.snapshot()
+        rows = []
+        cache = {}
+        for rid, view in snap.runs.items():
+            hit = self._rows.get(rid)
+            row = hit[1] if hit is not None and hit[0] is view else self._row(view)
+            cache[rid] = (view, row)
+            rows.append(row)
+        self._rows = cache
+        slurm = self.slurm.states()
+        preds = predictions(self.sweep_dir, rows)
+        if slurm or preds:
+            rows = [replace(r, slurm_state=slurm.get(r.run_id), prediction=preds.get(r.run_id)) for r in rows]
+        with self._lock:
+            alarms = self._alarms
+        errors: tuple[str, ...] = ()
+        if self._started and not self._closed and not self.watcher.alive:
+            errors = ("the watcher thread stopped",)
+        return SweepModel(
+            sweep=self.sweep_dir.name, path=str(self.sweep_dir), rows=tuple(rows), alarms=alarms,
+            generation=snap.version, updated=self._updated if self._updated is not None else (self.clock() if snap.version else None),
+            source=self.kind, errors=errors,
+        )
+
+    def series(self, run_ids: Sequence[str], smoothing: float = 0.0) -> RunSeries:
+        snap = self.watcher.snapshot()
+        model_rows = {rid: row for rid, (view, row) in self._rows.items()}
+        with self._lock:
+            events = list(self._events)
+        data = []
+        for rid in run_ids:
+            view = snap.runs.get(rid)
+            if view is None:
+                continue
+            row = model_rows.get(rid) or self._row(view)
+            spikes = np.zeros(0)
+            z = view.scores.get("gai_z")
+            steps = view.scalars.get("step")
+            if z is not None and steps is not None and len(z) == len(steps):
+                with np.errstate(invalid="ignore"):
+                    spikes = np.asarray(steps[np.asarray(z) > self.gai_threshold], dtype=np.float64)
+            data.append(RunData(row, view.scalars, view.probes, gai_spikes=spikes,
+                                alarms=[e for e in events if e.run_id == rid and e.state == "firing"]))
+        return build_series(data, smoothing, snap.version)

@@ -1,0 +1,70 @@
+"""One line at the top: sweep, runs per phase, alarms, how fresh the data is."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ..model import PHASE_LETTER, PHASE_ORDER, SweepModel
+from ..style import phase_style
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s ago"
+    if s < 3600:
+        return f"{s // 60} min ago"
+    return f"{s // 3600} h ago"
+
+
+class StatusBar(Static):
+    """Shows the sweep's state; ``now`` and ``host`` come from the app (frozen in tests)."""
+
+    def __init__(self, host: str, **kw) -> None:
+        super().__init__("", **kw)
+        self.host = host
+        self.model: SweepModel | None = None
+        self.view_name = "runs"
+        self.filter_text = ""
+        self.shown: int | None = None
+
+    def update_state(self, model: SweepModel | None = None, view: str | None = None,
+                     filter_text: str | None = None, shown: int | None = None, now: float | None = None) -> None:
+        if model is not None:
+            self.model = model
+        if view is not None:
+            self.view_name = view
+        if filter_text is not None:
+            self.filter_text = filter_text
+        if shown is not None:
+            self.shown = shown
+        self.update(self.text(now))
+
+    def text(self, now: float | None) -> Text:
+        m = self.model
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" grokwatch ", style="bold reverse")
+        if m is None:
+            t.append(" reading ...")
+            return t
+        t.append(f" {m.sweep} ", style="bold")
+        n = len(m.rows)
+        t.append(f"{self.shown}/{n} runs " if self.shown is not None and self.shown != n else f"{n} runs ")
+        counts = m.phase_counts()
+        for p in PHASE_ORDER:
+            if counts.get(p):
+                t.append(f"{PHASE_LETTER[p]}{counts[p]}", style=phase_style(p))
+                t.append(" ")
+        firing = sum(1 for r in m.rows if r.alarms)
+        if firing:
+            t.append(f" {firing} alarming ", style="bold #d62728")
+        if self.filter_text:
+            t.append(f" filter: {self.filter_text} ", style="italic")
+        age = None if m.updated is None or now is None else now - m.updated
+        t.append(f" [{self.view_name}] updated {ago(age)} on {self.host}", style="dim")
+        if m.errors:
+            t.append("  " + m.errors[-1], style="bold #d62728")
+        return t
