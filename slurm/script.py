@@ -11,7 +11,9 @@ Preemption and time limits (DESIGN section 8):
 - ``--signal=B:USR1@N``: N seconds before the time limit the batch shell gets
   USR1. It forwards the signal to the trainers, which flush, checkpoint, set
   status "preempted" and exit 75; the job then requeues itself with
-  ``scontrol requeue $SLURM_JOB_ID``, and the next attempt passes ``--resume``.
+  ``scontrol requeue ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}`` (not
+  ``$SLURM_JOB_ID``: the array's last task has the array's own job id, and
+  requeueing that id requeues every task), and the next attempt passes ``--resume``.
 - TERM (scancel, ``scontrol requeue``, preemption) is forwarded too, but the
   job does not requeue itself after it: SLURM has already decided (a cancel
   must stay cancelled, a requeue is SLURM's own). A trainer that exits 75 on
@@ -125,6 +127,10 @@ LOGDIR="$ROOT/$SWEEP/{LOG_DIR}"
 MAX_RESTARTS={int(opts.max_restarts)}
 TASK=${{SLURM_ARRAY_TASK_ID:?run this script as a SLURM job array: sbatch --array=...}}
 RESTART=${{SLURM_RESTART_COUNT:-0}}
+# This task only: the last task's SLURM_JOB_ID equals the array's job id, and
+# `scontrol requeue <array id>` would requeue every task of the array.
+SELF=${{SLURM_ARRAY_JOB_ID:-}}_$TASK
+[ -n "${{SLURM_ARRAY_JOB_ID:-}}" ] || SELF=${{SLURM_JOB_ID:-}}
 
 # Runs of each array task: "run_id weight_decay seed".
 case "$TASK" in
@@ -197,10 +203,10 @@ if [ "$PREEMPTED" = 1 ]; then
     echo "grokwatch: stopped by SLURM (cancel, requeue or preemption); SLURM decides whether it comes back" >&2
   elif [ "$RESTART" -ge "$MAX_RESTARTS" ]; then
     echo "grokwatch: already restarted $RESTART times (limit $MAX_RESTARTS); not requeueing" >&2
-  elif scontrol requeue "$SLURM_JOB_ID"; then
-    echo "grokwatch: requeued job $SLURM_JOB_ID; the next attempt resumes from the checkpoint" >&2
+  elif scontrol requeue "$SELF"; then
+    echo "grokwatch: requeued job $SELF; the next attempt resumes from the checkpoint" >&2
   else
-    echo "grokwatch: scontrol requeue $SLURM_JOB_ID failed" >&2
+    echo "grokwatch: scontrol requeue $SELF failed" >&2
   fi
   [ "$RC" -ne 0 ] || RC={EXIT_PREEMPTED}
 fi

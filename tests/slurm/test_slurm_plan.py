@@ -40,7 +40,7 @@ def test_default_plan_is_90_tasks_covering_every_pair_once(tmp_path, capsys):
     assert (tmp_path / "sw" / "sweep.sbatch").read_text() == script
     assert (tmp_path / "sw" / "logs").is_dir()
     for line in ("#SBATCH --requeue", "#SBATCH --open-mode=append", "#SBATCH --signal=B:USR1@300",
-                 "#SBATCH --gpus-per-task=1", "--device cuda", "--resume", "scontrol requeue \"$SLURM_JOB_ID\""):
+                 "#SBATCH --gpus-per-task=1", "--device cuda", "--resume", "scontrol requeue \"$SELF\""):
         assert line in script
 
 
