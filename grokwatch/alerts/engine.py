@@ -1,0 +1,299 @@
+"""The alarm state machine (Prometheus Alertmanager's model), per run and rule.
+
+    inactive --condition--> pending --held for_steps--> firing --not--> inactive
+                                                        (event)         (event)
+
+A firing episode emits one ``firing`` event and, when the condition stops
+holding, one ``resolved`` event. ``once`` rules (lifecycle events) fire at most
+once per run and then stay ``done``. A firing that would start within the
+cooldown of the previous one is ``suppressed``: no events for that episode.
+
+Pure and in memory: no I/O. Evaluation is vectorized over the new points of a
+signal (every raw point is tested; only the transitions loop in Python), and
+each (run, rule) remembers the last step it evaluated, so points fed twice --
+a watcher restarted from persisted state re-reads every shard -- are skipped.
+Event ids are deterministic (``run/rule/episode/state``), so a replay after a
+crash regenerates the same ids and the journal can drop the duplicates.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .rules import Rule
+
+INACTIVE, PENDING, FIRING, SUPPRESSED, DONE = "inactive", "pending", "firing", "suppressed", "done"
+
+
+def iso_utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _num(x: float | None) -> float | None:
+    """JSON-safe number: NaN and infinities become null."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    """One alarm transition: what alarms.jsonl, stdout and notifications carry."""
+
+    id: str
+    run: str
+    rule: str
+    state: str  # "firing" or "resolved"
+    step: int
+    value: float | None
+    threshold: float
+    comparison: str
+    severity: str
+    signal: str
+    episode: int
+    time_unix: float
+    description: str = ""
+
+    @property
+    def time(self) -> str:
+        return iso_utc(self.time_unix)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "run": self.run,
+            "rule": self.rule,
+            "state": self.state,
+            "step": self.step,
+            "value": _num(self.value),
+            "threshold": self.threshold,
+            "comparison": self.comparison,
+            "severity": self.severity,
+            "signal": self.signal,
+            "episode": self.episode,
+            "time": self.time,
+            "time_unix": round(self.time_unix, 3),
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class ActiveAlarm:
+    """An alarm now pending or firing on a run (for the dashboard)."""
+
+    rule: str
+    state: str  # "pending" or "firing"
+    severity: str
+    signal: str
+    since_step: int  # first step of the episode
+    fired_step: int | None  # step it fired at (None while pending)
+    value: float | None  # latest value of the signal
+    threshold: float
+    comparison: str
+
+
+@dataclass
+class _State:
+    status: str = INACTIVE
+    since: int | None = None  # first step the condition held in this episode
+    fired_step: int | None = None
+    last_fire_step: int | None = None
+    last_fire_time: float | None = None
+    episode: int = 0
+    evaluated: int | None = None  # last step evaluated
+    value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (_num(v) if k == "value" else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "_State":
+        st = cls()
+        for k in st.__dict__:
+            if k in d:
+                setattr(st, k, d[k])
+        return st
+
+
+class AlertEngine:
+    """Rules applied to signal streams of many runs; thread-safe."""
+
+    def __init__(self, rules: Mapping[str, Rule] | Iterable[Rule] = ()):
+        self._lock = threading.RLock()
+        self._rules: dict[str, Rule] = {}
+        self._state: dict[str, dict[str, _State]] = {}
+        self.set_rules(rules)
+
+    @property
+    def rules(self) -> dict[str, Rule]:
+        return dict(self._rules)
+
+    def set_rules(self, rules: Mapping[str, Rule] | Iterable[Rule]) -> None:
+        """Swap the rule set; state of rules kept by name. New rules apply from
+        the next point on (they are not replayed over history)."""
+        items = rules.values() if isinstance(rules, Mapping) else rules
+        with self._lock:
+            self._rules = {r.name: r for r in items if r.enabled}
+
+    def signals(self) -> set[str]:
+        return {r.signal for r in self._rules.values()}
+
+    # -- evaluation --------------------------------------------------------------
+    def evaluate(
+        self,
+        run: str,
+        steps: np.ndarray,
+        signals: Mapping[str, np.ndarray],
+        now: float | None = None,
+        repeat_last: bool = False,
+        gates: Mapping[str, np.ndarray] | None = None,
+    ) -> list[AlarmEvent]:
+        """Test every rule whose signal is in ``signals`` on every new point.
+
+        ``steps`` ascending; points at or before a rule's last evaluated step
+        are skipped (``repeat_last``: the last step itself is re-tested, for
+        wall-clock signals such as ``stalled`` that change while steps do not).
+        ``gates``: indicator series a rule's ``when`` may name (looked up
+        there first, then in ``signals``); a missing gate never holds.
+        """
+        now = time.time() if now is None else now
+        steps = np.asarray(steps, dtype=np.int64)
+        events: list[AlarmEvent] = []
+        if len(steps) == 0:
+            return events
+        with self._lock:
+            per_run = self._state.setdefault(run, {})
+            for rule in self._rules.values():
+                values = signals.get(rule.signal)
+                if values is None:
+                    continue
+                st = per_run.setdefault(rule.name, _State())
+                s, v = steps, np.asarray(values, dtype=np.float64)
+                gate = None
+                if rule.when:
+                    w = (gates or {}).get(rule.when, signals.get(rule.when))
+                    gate = np.zeros(len(s), bool) if w is None else np.asarray(w, dtype=np.float64) >= 1
+                if st.evaluated is not None:
+                    k = np.searchsorted(s, st.evaluated, side="left" if repeat_last else "right")
+                    s, v = s[k:], v[k:]
+                    gate = gate[k:] if gate is not None else None
+                if len(s):
+                    self._scan(run, rule, st, s, v, gate, now, events)
+        events.sort(key=lambda e: (e.step, e.rule, e.state == "firing"))
+        return events
+
+    def _scan(self, run: str, rule: Rule, st: _State, s, v, gate, now: float, out: list) -> None:
+        st.evaluated = int(s[-1])
+        st.value = _num(v[-1])
+        if st.status == DONE:
+            return
+        c = rule.test(v)
+        if gate is not None:
+            c &= gate
+        n = len(c)
+        edges = np.flatnonzero(c[1:] != c[:-1]) + 1
+        starts = np.concatenate(([0], edges))
+        ends = np.concatenate((edges, [n]))
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            if c[a]:
+                if st.status in (FIRING, SUPPRESSED, DONE):
+                    continue
+                if st.status == INACTIVE:
+                    st.status, st.since = PENDING, int(s[a])
+                j = a + int(np.searchsorted(s[a:b], st.since + rule.for_steps, side="left"))
+                if j < b:
+                    self._fire(run, rule, st, int(s[j]), float(v[j]), now, out)
+            else:
+                if st.status == FIRING:
+                    out.append(self._event(run, rule, st, "resolved", int(s[a]), float(v[a]), now))
+                if st.status in (PENDING, FIRING, SUPPRESSED):
+                    st.status, st.since, st.fired_step = INACTIVE, None, None
+
+    def _fire(self, run: str, rule: Rule, st: _State, step: int, value: float, now: float, out: list) -> None:
+        cooling = (
+            st.last_fire_step is not None and rule.cooldown_steps and step - st.last_fire_step < rule.cooldown_steps
+        ) or (st.last_fire_time is not None and rule.cooldown and now - st.last_fire_time < rule.cooldown)
+        if cooling:
+            st.status = SUPPRESSED
+            return
+        st.episode += 1
+        st.status = DONE if rule.once else FIRING
+        st.fired_step = step
+        st.last_fire_step, st.last_fire_time = step, now
+        out.append(self._event(run, rule, st, "firing", step, value, now))
+
+    @staticmethod
+    def _event(run: str, rule: Rule, st: _State, state: str, step: int, value: float, now: float) -> AlarmEvent:
+        return AlarmEvent(
+            id=f"{run}/{rule.name}/{st.episode}/{state}",
+            run=run,
+            rule=rule.name,
+            state=state,
+            step=step,
+            value=_num(value),
+            threshold=rule.threshold,
+            comparison=rule.comparison,
+            severity=rule.severity,
+            signal=rule.signal,
+            episode=st.episode,
+            time_unix=now,
+            description=rule.description,
+        )
+
+    # -- queries -------------------------------------------------------------------
+    def active(self, run: str) -> tuple[ActiveAlarm, ...]:
+        with self._lock:
+            out = []
+            for name, st in self._state.get(run, {}).items():
+                rule = self._rules.get(name)
+                if rule is None or st.status not in (PENDING, FIRING):
+                    continue
+                out.append(
+                    ActiveAlarm(
+                        rule=name,
+                        state=st.status,
+                        severity=rule.severity,
+                        signal=rule.signal,
+                        since_step=int(st.since) if st.since is not None else -1,
+                        fired_step=st.fired_step,
+                        value=st.value,
+                        threshold=rule.threshold,
+                        comparison=rule.comparison,
+                    )
+                )
+            return tuple(sorted(out, key=lambda a: (a.state != "firing", a.rule)))
+
+    def status(self, run: str, rule: str) -> str:
+        with self._lock:
+            st = self._state.get(run, {}).get(rule)
+            return st.status if st else INACTIVE
+
+    def runs(self) -> list[str]:
+        with self._lock:
+            return list(self._state)
+
+    # -- persistence (the caller writes it) ------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "version": 1,
+                "runs": {run: {name: st.to_dict() for name, st in rules.items()} for run, rules in self._state.items()},
+            }
+
+    def load_dict(self, d: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._state = {
+                str(run): {str(name): _State.from_dict(st) for name, st in rules.items()}
+                for run, rules in (d.get("runs") or {}).items()
+            }
+
+
+__all__ = ["ActiveAlarm", "AlarmEvent", "AlertEngine", "DONE", "FIRING", "INACTIVE", "PENDING", "SUPPRESSED", "iso_utc"]

@@ -1,0 +1,50 @@
+"""Where a sweep lives: ``resolve_source(str) -> Path``, the one place that
+turns a SOURCE argument into a local sweep directory.
+
+Today SOURCE is a sweep directory path (``<root>/<sweep>``; ``file://`` and
+``~`` accepted). Remote schemes (``ssh://host/path``) plug in here: a resolver
+for a scheme returns a local path (e.g. a synced mirror) or raises
+:class:`grokwatch.cli.UsageError` with one line for the user.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from grokwatch.cli import UsageError
+from grokwatch.store import list_runs
+from grokwatch.store.layout import RUN_JSON
+
+#: scheme -> resolver(source string) -> local sweep directory. Extend, don't edit callers.
+RESOLVERS: dict[str, Callable[[str], Path]] = {}
+
+
+def resolve_source(source: str) -> Path:
+    """The local sweep directory for ``source``; UsageError (one line) when there is none."""
+    text = str(source).strip()
+    if not text:
+        raise UsageError("SOURCE is empty: give a sweep directory")
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme != "file":
+        resolver = RESOLVERS.get(scheme.lower())
+        if resolver is None:
+            raise UsageError(f"{scheme}:// sources are not supported (yet); give a local sweep directory")
+        return resolver(text)
+    path = Path(os.path.expanduser(rest if sep else text))
+    if not path.exists():
+        raise UsageError(f"no such sweep directory: {path}")
+    if not path.is_dir():
+        raise UsageError(f"not a directory: {path}")
+    if (path / RUN_JSON).exists():
+        raise UsageError(f"{path} is a run directory; give its sweep directory {path.parent}")
+    if not list_runs(path):
+        # A root holding sweeps (<root>/<sweep>/<run>) is a common slip.
+        sweeps = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".") and list_runs(p)]
+        if len(sweeps) == 1:
+            return sweeps[0].resolve()
+        if sweeps:
+            names = ", ".join(p.name for p in sweeps[:5])
+            raise UsageError(f"{path} holds several sweeps ({names}); pick one")
+    return path.resolve()

@@ -1,0 +1,310 @@
+"""Per-run state held by the watcher: columns, phase, scores, heartbeat.
+
+Only the watcher thread touches a :class:`RunState`; what other threads see
+is the frozen :class:`~grokwatch.watch.snapshot.RunView` built from it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from grokwatch.store import RunReader
+from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
+
+from .scores import GrowBuf, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
+from .snapshot import RunView
+
+# Scalar columns the watcher keeps (to bound memory: a 90 x 100K sweep).
+SCALAR_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "grad_norm", "weight_norm")
+FINAL_STATES = frozenset({"completed", "failed", "diverged"})
+LIFECYCLE = ("memorized", "grokked", "anti_grokking", "diverged")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """New points of one cadence for the alarm engine: steps and signals by name."""
+
+    steps: np.ndarray
+    signals: Mapping[str, np.ndarray]
+    gates: Mapping[str, np.ndarray]  # lifecycle indicators at these steps, for rules' `when`
+
+
+class RunState:
+    def __init__(self, run_dir: Path, cfg: ScoreConfig):
+        self.run_dir = Path(run_dir)
+        self.run_id = self.run_dir.name
+        self.cfg = cfg
+        self.scalars = RunReader(self.run_dir, kinds=("scalars",), columns=SCALAR_COLUMNS)
+        self.probes = RunReader(self.run_dir, kinds=("probes",))
+        self.version = 0
+        self.view: RunView | None = None
+        # heartbeat, as seen from this host
+        self._hb_remote: float | None = None
+        self._hb_local: float | None = None
+        self.stalled = False
+        # polling bookkeeping
+        self.poll_sig: tuple | None = None
+        self.polls_skipped = 0
+        self.last_refresh = 0.0
+        self.reported_failures: set[str] = set()
+        self._reset_scalar_scores()
+        self._reset_probe_scores()
+
+    def _reset_scalar_scores(self) -> None:
+        self.phase = PhaseTracker(self.cfg.phases)
+        self.gai = GrowBuf()
+
+    def _reset_probe_scores(self) -> None:
+        self.h0z = GrowBuf()
+        self.alpha_min = GrowBuf()
+        self.traps = GrowBuf()
+
+    # -- reading -----------------------------------------------------------------
+    @property
+    def status(self) -> dict | None:
+        return self.scalars.status
+
+    @property
+    def config(self) -> dict | None:
+        return self.scalars.config
+
+    @property
+    def state(self) -> str | None:
+        st = self.status
+        return st.get("state") if st else None
+
+    @property
+    def failed_files(self) -> dict[str, int]:
+        return {**self.scalars.failed_files, **self.probes.failed_files}
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.run_dir)
+
+    def signature(self) -> tuple | None:
+        """Cheap change detector for polling: mtimes of shards/ and status.json."""
+        sig = []
+        for p in (self.run_dir / SHARDS_DIR, self.run_dir / STATUS_JSON):
+            try:
+                st = os.stat(p)
+                sig.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                sig.append(None)
+        return tuple(sig)
+
+    def refresh(self, now: float | None = None) -> list[Batch]:
+        """Read what is new; return the new points for the alarm engine."""
+        now = time.time() if now is None else now
+        self.last_refresh = now
+        ds = self.scalars.refresh(status=True)
+        dp = self.probes.refresh(status=False)
+        if self.probes.config is None:
+            self.probes.config = self.scalars.config
+        status_changed = self._observe_status(now)
+        batches = []
+        if "scalars" in ds.rewritten:
+            self._reset_scalar_scores()
+        if "probes" in dp.rewritten:
+            self._reset_probe_scores()
+        b = self._score_scalars()
+        if b is not None:
+            batches.append(b)
+        b = self._score_probes()
+        if b is not None:
+            batches.append(b)
+        if batches or status_changed:
+            self.version += 1
+        return batches
+
+    def _score_scalars(self) -> Batch | None:
+        sc = self.scalars.scalars
+        n = len(sc.get("step", ()))
+        n0 = len(self.gai)
+        if n <= n0:
+            return None
+        steps = sc["step"]
+        nan = np.full(n - n0, np.nan)
+        col = lambda k: sc[k][n0:] if k in sc else nan  # noqa: E731
+        if "grad_norm" in sc:
+            z = gai_tail(sc["grad_norm"], n0, self.cfg)
+        else:
+            z = nan
+        self.gai.append(z)
+        life = self.phase.update(steps[n0:], col("train_acc"), col("val_acc"), col("train_loss"))
+        signals: dict[str, np.ndarray] = {k: col(k) for k in SCALAR_COLUMNS}
+        signals["gai_z"] = self.gai.view()[n0:]
+        signals.update(life)
+        return Batch(steps[n0:], signals, life)
+
+    def _score_probes(self) -> Batch | None:
+        pr = self.probes.probes
+        n = len(pr.get("step", ()))
+        n0 = len(self.h0z)
+        if n <= n0:
+            return None
+        if "h0_entropy" in pr:
+            hz = robust_z_tail(pr["h0_entropy"], n0, self.cfg.entropy_baseline, self.cfg.entropy_min_baseline)
+        else:
+            hz = np.full(n - n0, np.nan)
+        amin, traps = htsr_summary(pr, slice(n0, n), self.cfg)
+        self.h0z.append(hz)
+        self.alpha_min.append(amin)
+        self.traps.append(traps)
+        signals: dict[str, np.ndarray] = {k: v[n0:] for k, v in pr.items() if k not in ("step", "attempt")}
+        signals["h0_entropy_z"] = self.h0z.view()[n0:]
+        signals["htsr_alpha_min"] = self.alpha_min.view()[n0:]
+        signals["htsr_traps"] = self.traps.view()[n0:]
+        ph = self.phase  # lifecycle indicators at probe steps, for rules gated with `when`
+        gates = {}
+        for name, t in (("memorized", ph.t_mem), ("grokked", ph.t_grok), ("diverged", ph.t_diverged)):
+            gates[name] = (pr["step"][n0:] >= t).astype(float) if t is not None else np.zeros(n - n0)
+        return Batch(pr["step"][n0:], signals, gates)
+
+    # -- heartbeat -------------------------------------------------------------------
+    def _observe_status(self, now: float) -> bool:
+        hb = _heartbeat_unix(self.status)
+        changed = hb != self._hb_remote
+        if changed and self._hb_remote is not None:
+            # Seen to change: from now on measure age on this host's clock, so a
+            # trainer whose clock is skewed is neither stalled nor immortal.
+            self._hb_local = now
+        self._hb_remote = hb
+        return changed
+
+    def heartbeat_age(self, now: float) -> float | None:
+        if self._hb_local is not None:
+            return max(0.0, now - self._hb_local)
+        if self._hb_remote is not None:
+            return max(0.0, now - self._hb_remote)
+        return None
+
+    def check_stalled(self, now: float) -> bool:
+        """Update and return ``stalled``: running, and no heartbeat within the timeout."""
+        age = self.heartbeat_age(now)
+        self.stalled = self.state == "running" and age is not None and age > self.cfg.stall_timeout
+        return self.stalled
+
+    def last_step(self) -> int | None:
+        steps = self.scalars.scalars.get("step")
+        return int(steps[-1]) if steps is not None and len(steps) else None
+
+    # -- the frozen view ------------------------------------------------------------------
+    def build_view(self, active_alarms: tuple, now: float) -> RunView:
+        cfg = self.config or {}
+        status = self.status or {}
+        sc = _readonly(self.scalars.scalars)
+        pr = _readonly(self.probes.probes)
+        scores_s = {"gai_z": self.gai.view()}
+        scores_p = {"h0_entropy_z": self.h0z.view(), "htsr_alpha_min": self.alpha_min.view(), "htsr_traps": self.traps.view()}
+        step = self.last_step()
+        total = _as_int(_config_get(cfg, ("total_steps", "steps", "max_steps", "num_steps")))
+        phase = self.phase.phase
+        latest = {
+            "grad_norm": _last(sc.get("grad_norm")),
+            "weight_norm": _last(sc.get("weight_norm")),
+            "gai_z": _last(scores_s["gai_z"]),
+            "h0_entropy": _last(pr.get("h0_entropy")),
+            "h0_entropy_z": _last(scores_p["h0_entropy_z"]),
+            "htsr_alpha_min": _last(scores_p["htsr_alpha_min"]),
+            "htsr_traps": _last(scores_p["htsr_traps"]),
+        }
+        return RunView(
+            run_id=self.run_id,
+            path=str(self.run_dir),
+            seed=_as_int(_config_get(cfg, ("seed",))),
+            weight_decay=_as_float(_config_get(cfg, ("weight_decay", "wd"))),
+            step=step,
+            total_steps=total,
+            phase="stalled" if self.stalled and phase not in ("diverged",) else phase,
+            run_phase=phase,
+            t_mem=self.phase.t_mem,
+            t_grok=self.phase.t_grok,
+            t_anti=self.phase.t_anti,
+            t_diverged=self.phase.t_diverged,
+            train_acc=_last(sc.get("train_acc")),
+            val_acc=_last(sc.get("val_acc")),
+            train_loss=_last(sc.get("train_loss")),
+            val_loss=_last(sc.get("val_loss")),
+            signals=MappingProxyType(latest),
+            alarms=active_alarms,
+            status=status.get("state"),
+            stalled=self.stalled,
+            heartbeat_unix=_heartbeat_unix(status),
+            heartbeat_age=self.heartbeat_age(now),
+            restarts=int(status.get("restarts") or 0),
+            message=status.get("message"),
+            failed_files=len(self.failed_files),
+            version=self.version,
+            config=MappingProxyType(dict(cfg)),
+            scalars=MappingProxyType(sc),
+            probes=MappingProxyType(pr),
+            scores=MappingProxyType({**scores_s, **scores_p}),
+        )
+
+
+def _readonly(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in cols.items():
+        v = v.view()
+        v.flags.writeable = False
+        out[k] = v
+    return out
+
+
+def _last(a: np.ndarray | None) -> float | None:
+    if a is None or len(a) == 0:
+        return None
+    # Most columns are finite at the end; look back a little for sparse ones (val_acc).
+    tail = np.asarray(a[-4096:], dtype=np.float64)
+    idx = np.flatnonzero(np.isfinite(tail))
+    return float(tail[idx[-1]]) if idx.size else None
+
+
+def _heartbeat_unix(status: Mapping[str, Any] | None) -> float | None:
+    if not status:
+        return None
+    hb = status.get("heartbeat_unix")
+    if isinstance(hb, (int, float)) and math.isfinite(hb):
+        return float(hb)
+    text = status.get("heartbeat")
+    if isinstance(text, str):
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _config_get(cfg: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """A config value by any of ``names``, at the top or one table down."""
+    for n in names:
+        if n in cfg:
+            return cfg[n]
+    for v in cfg.values():
+        if isinstance(v, Mapping):
+            for n in names:
+                if n in v:
+                    return v[n]
+    return None
+
+
+def _as_int(x: Any) -> int | None:
+    try:
+        return int(x) if x is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_float(x: Any) -> float | None:
+    try:
+        return float(x) if x is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,395 @@
+"""The sweep watcher: a plain thread (no UI) that follows a sweep directory.
+
+Toolong's shape: ``start()``, ``close()`` through an Event (and a join), and
+callbacks. First a backfill of every run already on disk, then it follows new
+shards -- woken by inotify (watchdog) on local filesystems, or by polling on
+network filesystems where inotify never hears remote writes.
+
+Polling cost does not grow with finished runs: each poll stats two paths per
+*active* run (``shards/`` and ``status.json``) and lists shards only when one
+changed (or every ``force_every`` polls, against NFS attribute caching); a
+finished run (completed/failed/diverged and unchanged) is stat-ed only every
+``finished_every`` polls. In inotify mode the same pass runs every
+``rescan_every`` seconds as a safety net (a queue overflow, a missed watch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from types import MappingProxyType
+from typing import Callable
+
+from grokwatch.store import list_runs
+from grokwatch.store.layout import WATCHER_DIR
+
+from .fs import is_network_fs
+from .runstate import FINAL_STATES, RunState
+from .scores import ScoreConfig
+from .snapshot import EMPTY_SNAPSHOT, RunView, SweepSnapshot
+
+log = logging.getLogger("grokwatch.watch")
+
+UpdateCallback = Callable[[SweepSnapshot, frozenset], None]
+ErrorCallback = Callable[[str, "BaseException | None"], None]
+AlarmsCallback = Callable[[list], None]
+
+
+class SweepWatcher:
+    """Follow one sweep directory; publish immutable snapshots.
+
+    Parameters
+    ----------
+    sweep_dir: ``<root>/<sweep>``, holding run directories.
+    engine: an :class:`grokwatch.alerts.engine.AlertEngine` fed every new raw
+        point (optional; without one the snapshot has no alarms).
+    poll: True to poll, False for inotify, None to decide from the filesystem
+        type (/proc/self/mounts).
+    interval: seconds between polls (poll mode).
+    on_update(snapshot, changed_run_ids): after a new snapshot is published.
+    on_alarms(events): after every cycle that fed the engine (events may be
+        empty), in the watcher thread, before the snapshot is published; the
+        alarm daemon persists its journal and state here.
+    on_error(message, exc): a warning (unreadable shard, vanished run) or an
+        unexpected error in a cycle; the watcher carries on.
+    """
+
+    def __init__(
+        self,
+        sweep_dir: Path | str,
+        *,
+        engine=None,
+        config: ScoreConfig | None = None,
+        poll: bool | None = None,
+        interval: float = 2.0,
+        on_update: UpdateCallback | None = None,
+        on_alarms: AlarmsCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        debounce: float = 0.05,
+        rescan_every: float = 60.0,
+        finished_every: int = 30,
+        force_every: int = 5,
+        retry_every: float = 10.0,
+    ):
+        self.sweep_dir = Path(sweep_dir)
+        self.engine = engine
+        self.cfg = config or ScoreConfig()
+        self.mode = "poll" if (poll if poll is not None else is_network_fs(self.sweep_dir)) else "inotify"
+        self.interval = float(interval)
+        self.on_update = on_update
+        self.on_alarms = on_alarms
+        self.on_error = on_error
+        self.debounce = debounce
+        self.rescan_every = rescan_every
+        self.finished_every = max(1, finished_every)
+        self.force_every = max(1, force_every)
+        self.retry_every = retry_every
+        self.runs: dict[str, RunState] = {}
+        self._lock = threading.Lock()
+        self._snapshot: SweepSnapshot = EMPTY_SNAPSHOT
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._ready = threading.Event()
+        self._dirty: set[str] = set()
+        self._dirty_all = False
+        self._thread: threading.Thread | None = None
+        self._observer = None
+        self._warnings: deque[str] = deque(maxlen=50)
+        self._version = 0
+        self._sweep_sig = None
+        self._last_pass = 0.0
+        self._last_retry = 0.0
+        self._polls = 0
+        self._next_poll = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> "SweepWatcher":
+        if self._thread is not None:
+            raise RuntimeError("watcher already started")
+        self._thread = threading.Thread(target=self._run, name=f"grokwatch-watch-{self.sweep_dir.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop the thread (and the inotify observer) and join them."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._stop_observer()
+
+    def __enter__(self) -> "SweepWatcher":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the initial backfill is complete."""
+        return self._ready.wait(timeout)
+
+    def snapshot(self) -> SweepSnapshot:
+        with self._lock:
+            return self._snapshot
+
+    def request_refresh(self, run_id: str | None = None) -> None:
+        """Ask the thread for a cycle soon (all runs when ``run_id`` is None)."""
+        with self._lock:
+            if run_id is None:
+                self._dirty_all = True
+            else:
+                self._dirty.add(run_id)
+        self._wake.set()
+
+    def cycle(self, full: bool = True) -> SweepSnapshot:
+        """Run one cycle in the caller's thread (for ``--once`` and tests);
+        only while the thread is not running."""
+        if self.alive:
+            raise RuntimeError("cycle() while the watcher thread runs")
+        self._cycle(set(), full=full, now=time.time())
+        self._ready.set()
+        return self.snapshot()
+
+    # -- the thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        if self.mode == "inotify":
+            self._start_observer()  # before the backfill, so nothing written during it is missed
+        self._safe_cycle(set(), full=True)
+        self._next_poll = time.time() + self.interval
+        self._ready.set()
+        while not self._stop.is_set():
+            woke = self._wake.wait(self._next_timeout())
+            if self._stop.is_set():
+                break
+            if woke and self.debounce:
+                self._stop.wait(self.debounce)  # coalesce a burst of events into one cycle
+            self._wake.clear()
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+                full, self._dirty_all = self._dirty_all, False
+            now = time.time()
+            if self.mode == "poll":
+                if now >= self._next_poll:
+                    full, self._next_poll = True, now + self.interval
+            elif now - self._last_pass >= self.rescan_every:
+                full = True
+            self._safe_cycle(dirty, full=full, now=now)
+
+    def _next_timeout(self) -> float:
+        """Sleep until the next stall check, or the next poll if sooner."""
+        tick = min(5.0, max(0.05, self.cfg.stall_timeout / 4))
+        if self.mode == "poll":
+            return max(0.0, min(tick, self._next_poll - time.time()))
+        return tick
+
+    def _safe_cycle(self, dirty: set[str], full: bool, now: float | None = None) -> None:
+        try:
+            self._cycle(dirty, full=full, now=time.time() if now is None else now)
+        except Exception as exc:  # one bad cycle must not end the watcher
+            self._warn(f"watcher cycle failed: {type(exc).__name__}: {exc}", exc)
+
+    def _cycle(self, dirty: set[str], full: bool, now: float) -> None:
+        changed: set[str] = set()
+        removed: set[str] = set()
+        events: list = []
+        fed = False
+        evaluated: set[str] = set()
+        to_refresh = set(r for r in dirty if r in self.runs)
+        new_ids = {r for r in dirty if r not in self.runs}
+        if full or new_ids:
+            added, gone = self._discover(force=full or bool(new_ids))
+            to_refresh |= added
+            removed |= gone
+        if full:
+            self._last_pass = now
+            to_refresh |= self._stat_pass()
+        if now - self._last_retry >= self.retry_every:
+            self._last_retry = now
+            to_refresh |= {rid for rid, rs in self.runs.items() if rs.failed_files}
+        for rid in sorted(to_refresh):
+            rs = self.runs.get(rid)
+            if rs is None:
+                continue
+            if not rs.exists():
+                self._remove(rid)
+                removed.add(rid)
+                continue
+            v0 = rs.version
+            batches = rs.refresh(now)
+            self._report_failures(rs)
+            if self.engine is not None:
+                for b in batches:
+                    events += self.engine.evaluate(rid, b.steps, b.signals, now=now, gates=b.gates)
+                    fed = True
+                    evaluated.add(rid)
+            if rs.version != v0 or rs.view is None:
+                changed.add(rid)
+        # Wall-clock signals: stalls change with time, not with data.
+        stall_rule = self.engine is not None and "stalled" in self.engine.signals()
+        for rid, rs in self.runs.items():
+            was = rs.stalled
+            now_stalled = rs.check_stalled(now)
+            if stall_rule and (rs.state == "running" or was or now_stalled):
+                step = rs.last_step()
+                if step is not None:
+                    stalled = {"stalled": [1.0 if now_stalled else 0.0]}
+                    events += self.engine.evaluate(rid, [step], stalled, now=now, repeat_last=True)
+                    fed = True
+                    evaluated.add(rid)
+            if was != now_stalled:
+                changed.add(rid)
+        if self.engine is not None:
+            for rid in evaluated - changed:  # alarm state changes (pending -> firing) show in the view
+                v = self.runs[rid].view if rid in self.runs else None
+                if v is not None and v.alarms != self.engine.active(rid):
+                    changed.add(rid)
+        if fed and self.on_alarms is not None:
+            self.on_alarms(events)
+        if changed or removed or self._version == 0:
+            self._publish(changed, removed, now)
+
+    # -- discovery and polling ------------------------------------------------------------
+    def _discover(self, force: bool) -> tuple[set[str], set[str]]:
+        try:
+            st = os.stat(self.sweep_dir)
+            sig = (st.st_mtime_ns, st.st_ino)
+        except OSError as exc:
+            if self._sweep_sig != "missing":
+                self._warn(f"cannot read sweep directory {self.sweep_dir}: {exc}", exc)
+            self._sweep_sig = "missing"
+            return set(), set()
+        if not force and sig == self._sweep_sig:
+            return set(), set()
+        self._sweep_sig = sig
+        found = {p.name: p for p in list_runs(self.sweep_dir)}
+        added = set()
+        for rid, path in found.items():
+            if rid not in self.runs:
+                self.runs[rid] = RunState(path, self.cfg)
+                added.add(rid)
+        gone = set()
+        for rid in list(self.runs):
+            if rid not in found and not self.runs[rid].exists():
+                self._remove(rid)
+                gone.add(rid)
+        return added, gone
+
+    def _stat_pass(self) -> set[str]:
+        """Runs worth a refresh, found by stat alone (the polling rule)."""
+        self._polls += 1
+        out = set()
+        for rid, rs in self.runs.items():
+            finished = rs.state in FINAL_STATES
+            if finished and rs.poll_sig is not None and rs.polls_skipped + 1 < self.finished_every:
+                rs.polls_skipped += 1
+                continue
+            rs.polls_skipped = 0
+            sig = rs.signature()
+            if sig != rs.poll_sig or (not finished and self._polls % self.force_every == 0) or rs.failed_files:
+                out.add(rid)
+            rs.poll_sig = sig
+        return out
+
+    def _remove(self, rid: str) -> None:
+        self.runs.pop(rid, None)
+        self._warn(f"run {rid} disappeared from {self.sweep_dir}; dropped from the view")
+
+    def _report_failures(self, rs: RunState) -> None:
+        failed = set(rs.failed_files)
+        for name in sorted(failed - rs.reported_failures):
+            self._warn(f"{rs.run_id}: cannot read shards/{name} yet; will retry")
+        rs.reported_failures = failed
+
+    def _warn(self, message: str, exc: BaseException | None = None) -> None:
+        log.warning("%s", message)
+        self._warnings.append(message)
+        if self.on_error is not None:
+            try:
+                self.on_error(message, exc)
+            except Exception:  # a broken callback must not stop the watcher
+                log.exception("on_error callback failed")
+
+    def _publish(self, changed: set[str], removed: set[str], now: float) -> None:
+        views: dict[str, RunView] = {}
+        for rid in sorted(self.runs):
+            rs = self.runs[rid]
+            if rid in changed or rs.view is None:
+                alarms = self.engine.active(rid) if self.engine is not None else ()
+                rs.view = rs.build_view(alarms, now)
+                changed.add(rid)
+            views[rid] = rs.view
+        self._version += 1
+        snap = SweepSnapshot(
+            sweep=self.sweep_dir.name,
+            path=str(self.sweep_dir),
+            version=self._version,
+            time=now,
+            mode=self.mode,
+            ready=self._ready.is_set() or self._version > 1,
+            runs=MappingProxyType(views),
+            changed=frozenset(changed),
+            removed=frozenset(removed),
+            warnings=tuple(self._warnings),
+        )
+        with self._lock:
+            self._snapshot = snap
+        if self.on_update is not None:
+            self.on_update(snap, snap.changed)
+
+    # -- inotify -------------------------------------------------------------------------
+    def _start_observer(self) -> None:
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError as exc:
+            self._warn(f"watchdog unavailable ({exc}); polling instead", exc)
+            self.mode = "poll"
+            return
+        watcher = self
+        root = str(self.sweep_dir)
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                for path in (getattr(event, "dest_path", None), event.src_path):
+                    if path:
+                        watcher._on_fs_event(os.fsdecode(path), root)
+
+        try:
+            obs = Observer()
+            obs.schedule(Handler(), root, recursive=True)
+            obs.daemon = True
+            obs.start()
+        except Exception as exc:  # no inotify watches left, sweep missing, ...
+            self._warn(f"inotify unavailable for {root} ({exc}); polling instead", exc)
+            self.mode = "poll"
+            return
+        self._observer = obs
+
+    def _on_fs_event(self, path: str, root: str) -> None:
+        rel = os.path.relpath(path, root)
+        if rel == "." or rel.startswith(".."):
+            with self._lock:
+                self._dirty_all = True
+            self._wake.set()
+            return
+        parts = rel.split(os.sep)
+        rid = parts[0]
+        if rid == WATCHER_DIR or rid.startswith(".") or path.endswith(".tmp"):
+            return
+        with self._lock:
+            self._dirty.add(rid)
+        self._wake.set()
+
+    def _stop_observer(self) -> None:
+        obs, self._observer = self._observer, None
+        if obs is not None:
+            obs.stop()
+            obs.join(10)
