@@ -131,6 +131,8 @@ class GrokwatchApp(App):
         t0 = time.perf_counter()
         prev, self.model = self.model, msg.model
         changed = msg.model.changed_since(prev)
+        if not self.dashboard.ready:
+            return  # the dashboard applies self.model when it mounts
         self.dashboard.update_model(msg.model)
         for screen in self.screen_stack:
             if isinstance(screen, DetailScreen):

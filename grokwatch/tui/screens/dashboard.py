@@ -42,6 +42,7 @@ class DashboardScreen(Screen):
         self._cursor_blink = cursor_blink
         self.view = "runs"
         self.model: SweepModel | None = None
+        self.ready = False  # composed and mounted: models can be applied
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.host, id="status")
@@ -70,6 +71,9 @@ class DashboardScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         self.table.focus()
+        self.ready = True
+        if self.app.model is not None:  # a model that arrived while composing
+            self.update_model(self.app.model)
         self._status()
 
     # -- model -------------------------------------------------------------------------

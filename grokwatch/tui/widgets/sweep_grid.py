@@ -52,6 +52,10 @@ class SweepGrid(Widget, can_focus=True):
             self.refresh()
 
     def on_show(self) -> None:
+        self.ensure_layout()
+
+    def ensure_layout(self) -> None:
+        """Lay out a model that arrived while the grid was hidden."""
         if self.dirty:
             self._layout()
             self.refresh()
@@ -81,6 +85,7 @@ class SweepGrid(Widget, can_focus=True):
         return r.run_id if r else None
 
     def select_run(self, run_id: str) -> bool:
+        self.ensure_layout()
         for pos, r in self.cells.items():
             if r.run_id == run_id:
                 self.cursor = pos
