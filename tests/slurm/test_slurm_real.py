@@ -63,13 +63,21 @@ def steps_of(run_dir: Path) -> np.ndarray:
     return reader.scalars["step"]
 
 
-def test_sweep_of_four_tasks_completes_and_status_reports_it(slurm_cluster, tmp_path, capsys):
-    job, manifest = submit(tmp_path, "four", "--seeds", "2", "--weight-decays", "0.3,1.0", "--steps", "300",
+@pytest.fixture(scope="module")
+def four(slurm_cluster, tmp_path_factory):
+    """A 4-task tiny sweep (2 seeds x 2 weight decays, 300 steps), run to the end."""
+    root = tmp_path_factory.mktemp("four")
+    job, manifest = submit(root, "four", "--seeds", "2", "--weight-decays", "0.3,1.0", "--steps", "300",
                            "--flush-steps", "50")
+    final = wait_for(lambda: (s := states(manifest)) and len(s) == 4 and all(t.state in TERMINAL for t in s.values()) and s,
+                     180, "4 array tasks to finish", on_timeout=lambda: logs(root, "four"))
+    return root, job, manifest, final
+
+
+def test_sweep_of_four_tasks_completes_and_status_reports_it(four, capsys):
+    tmp_path, job, manifest, final = four
     capsys.readouterr()
     assert manifest["n_tasks"] == 4
-    final = wait_for(lambda: (s := states(manifest)) and len(s) == 4 and all(t.state in TERMINAL for t in s.values()) and s,
-                     180, "4 array tasks to finish", on_timeout=lambda: logs(tmp_path, "four"))
     assert {t.state for t in final.values()} == {"COMPLETED"}, logs(tmp_path, "four")
     for t in manifest["tasks"]:
         run_dir = tmp_path / "four" / t["run_id"]
@@ -88,6 +96,36 @@ def test_sweep_of_four_tasks_completes_and_status_reports_it(slurm_cluster, tmp_
     assert main(["sweep", "status", "--root", str(tmp_path), "--sweep", "four"]) == 0
     table = capsys.readouterr().out
     assert "COMPLETED" in table and f"4 runs (array job {job}): 4 completed" in table
+
+
+def test_queue_state_and_status_over_ssh(four, sshd_server, tmp_path, monkeypatch, capsys):
+    """squeue over the mirror's SSH connection sees what the local squeue sees;
+    `grokwatch sweep status --root ssh://...` mirrors the sweep and reports it."""
+    from grokwatch.remote import resolve_remote
+
+    root, job, manifest, final = four
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host cluster\n  HostName 127.0.0.1\n  Port {sshd_server['SSHD_PORT']}\n  User {sshd_server['SSHD_USER']}\n"
+        f"  IdentityFile {sshd_server['SSHD_CLIENT_KEY']}\n  UserKnownHostsFile {sshd_server['SSHD_KNOWN_HOSTS']}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GROKWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    local, mirror = resolve_remote(f"ssh://cluster{root}/four", start=False)
+    try:
+        remote_states = QueueState(mirror.runner).for_manifest(read_json(local / "sweep.json"))
+    finally:
+        mirror.close()
+    assert remote_states == QueueState().for_manifest(manifest) == final
+    assert local == tmp_path / "cache" / "cluster" / str(root).strip("/") / "four"
+
+    capsys.readouterr()
+    assert main(["sweep", "status", "--root", f"ssh://cluster{root}", "--sweep", "four", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"] == {"completed": 4} and report["squeue_error"] is None
+    assert {r["slurm"] for r in report["runs"]} == {"COMPLETED"}
+    assert {r["step"] for r in report["runs"]} == {300}
 
 
 def test_requeued_tasks_resume_from_checkpoint_without_gaps_or_repeats(slurm_cluster, tmp_path, capsys):

@@ -1,0 +1,33 @@
+"""Remote sources: ``ssh://[user@]host[:port]/path`` mirrored over SFTP.
+
+- :func:`resolve_remote` (url) -> (local path, :class:`Mirror`): what
+  ``grokwatch.source`` calls for an ``ssh://`` SOURCE.
+- :class:`Mirror`: ``sync_once()``, or ``start()`` / ``close()`` for a
+  background thread that reconnects after a dropped link; ``runner`` runs
+  ``squeue`` over the same connection (for :class:`slurm.queue.QueueState`).
+- :class:`RemoteError` (a :class:`grokwatch.cli.UsageError`: one line, exit
+  2) and :class:`HostKeyError` for unknown or changed host keys.
+
+paramiko is imported only when a mirror is made: ``import grokwatch.remote``
+stays cheap.
+"""
+
+from __future__ import annotations
+
+from .url import ConnectionLost, HostKeyError, RemoteError, SshUrl, cache_path, default_cache_root, is_ssh_url, parse_ssh_url
+
+__all__ = [
+    "ConnectionLost", "HostKeyError", "Mirror", "RemoteError", "SSHRunner", "SshUrl", "SyncResult", "cache_path",
+    "default_cache_root", "is_ssh_url", "parse_ssh_url", "resolve_remote",
+]
+
+_LAZY = {"Mirror": "mirror", "SyncResult": "mirror", "resolve_remote": "mirror", "SSHRunner": "ssh",
+         "Connection": "ssh", "resolve_settings": "ssh"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
