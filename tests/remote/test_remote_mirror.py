@@ -3,6 +3,10 @@ written, host keys, and a link cut in the middle."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -176,8 +180,6 @@ def test_link_cut_mid_file_and_server_restart_lose_and_repeat_nothing(sshd, ssh_
 
 def test_changed_host_key_is_refused(sshd, tmp_path):
     other = tmp_path / "other_key.pub"
-    import subprocess
-
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other_key")], check=True)
     kh = tmp_path / "known_hosts"
     kh.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(other.read_text().split()[:2])}\n")
@@ -196,7 +198,6 @@ def test_changed_host_key_is_refused(sshd, tmp_path):
 
 def test_changed_host_key_on_the_command_line_is_one_line(sshd, tmp_path, monkeypatch, capsys):
     """`grokwatch sweep status --root ssh://...` with ~/.ssh/config from $HOME."""
-    subprocess = __import__("subprocess")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
     home = tmp_path / "home"
     kh = home / ".ssh" / "known_hosts"
@@ -247,3 +248,30 @@ def test_missing_remote_directory_is_one_clear_error(sshd, ssh_config, tmp_path)
     with pytest.raises(RemoteError, match="no such directory"):
         resolve_remote(f"ssh://gwtest{tmp_path / 'nope'}", tmp_path / "cache", ssh_config=ssh_config,
                        allow_agent=False, look_for_keys=False)
+
+
+def test_key_from_the_ssh_agent(sshd, tmp_path, monkeypatch):
+    """No IdentityFile and no default keys: the key comes from a running ssh-agent."""
+    if not shutil.which("ssh-agent") or not shutil.which("ssh-add"):
+        pytest.skip("ssh-agent/ssh-add not installed")
+    sock = tmp_path / "agent.sock"
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, timeout=30, check=True)
+    pid = int(out.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
+    try:
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", sshd.client_key], env=env, capture_output=True, timeout=30, check=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        cfg = tmp_path / "ssh_config"
+        cfg.write_text(f"Host viaagent\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+                       f"  UserKnownHostsFile {sshd.known_hosts}\n")
+        (tmp_path / "remote").mkdir()
+        local, m = resolve_remote(f"ssh://viaagent{tmp_path / 'remote'}", tmp_path / "cache", start=False,
+                                  ssh_config=cfg, look_for_keys=False)
+        m.close()
+        assert local.is_dir()
+        monkeypatch.delenv("SSH_AUTH_SOCK")
+        with pytest.raises(RemoteError, match="authentication"):
+            resolve_remote(f"ssh://viaagent{tmp_path / 'remote'}", tmp_path / "cache", start=False, ssh_config=cfg,
+                           look_for_keys=False)
+    finally:
+        os.kill(pid, signal.SIGTERM)
