@@ -48,7 +48,13 @@ def channel_key(url: str) -> str:
 def _plugin(url: str):
     import apprise  # heavy: imported only when a channel is built
 
-    plugin = apprise.Apprise.instantiate(url)
+    quiet = logging.getLogger("apprise")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # our one-line error says it; apprise's own is noise here
+    try:
+        plugin = apprise.Apprise.instantiate(url)
+    finally:
+        quiet.setLevel(level)
     if plugin is None:
         raise ValueError(f"not a usable apprise URL: {_redact(url)}")
     # grokwatch rate-limits itself; apprise's own per-plugin throttle (5.5 s
@@ -60,7 +66,7 @@ def _plugin(url: str):
 def _redact(url: str) -> str:
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
-    return f"{scheme}://{host}/..." if rest else url
+    return f"{scheme}://{host}" + ("/..." if host != rest else "")
 
 
 _ICON = {"critical": "failure", "warning": "warning", "info": "info"}

@@ -104,6 +104,7 @@ class RunState:
         """Read what is new; return the new points for the alarm engine."""
         now = time.time() if now is None else now
         self.last_refresh = now
+        failed_before = self.failed_files
         ds = self.scalars.refresh(status=True)
         dp = self.probes.refresh(status=False)
         if self.probes.config is None:
@@ -120,7 +121,7 @@ class RunState:
         b = self._score_probes()
         if b is not None:
             batches.append(b)
-        if batches or status_changed:
+        if batches or status_changed or self.failed_files.keys() != failed_before.keys():
             self.version += 1
         return batches
 

@@ -333,7 +333,7 @@ class SweepWatcher:
             version=self._version,
             time=now,
             mode=self.mode,
-            ready=self._ready.is_set() or self._version > 1,
+            ready=True,  # published at the end of a cycle; the first cycle is the backfill
             runs=MappingProxyType(views),
             changed=frozenset(changed),
             removed=frozenset(removed),
