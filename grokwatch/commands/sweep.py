@@ -164,22 +164,21 @@ def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float 
     import time
     from pathlib import Path
 
-    from grokwatch.lifecycle import restarted_from_scratch
+    from grokwatch.lifecycle import attempt_reach_from_shards, restarted_from_scratch
     from grokwatch.phases import phase_of
-    from grokwatch.store import RunReader, list_runs, read_status
+    from grokwatch.store import SHARDS_DIR, RunReader, is_valid_run_id, list_runs, read_status
     from slurm.states import display_state
 
     sweep_dir = Path(sweep_dir)
     now = time.time() if now is None else now
-    entries = list((manifest or {}).get("tasks") or [])
-    known = {str(t.get("run_id")) for t in entries}
+    entries = [t for t in (manifest or {}).get("tasks") or [] if is_valid_run_id(str(t.get("run_id", "")))]
+    known = {str(t["run_id"]) for t in entries}
     entries += [{"run_id": p.name} for p in list_runs(sweep_dir) if p.name not in known]
 
-    statuses = {str(t["run_id"]): read_status(sweep_dir / str(t["run_id"])) for t in entries
-                if _safe_component(str(t.get("run_id", "")))}
+    statuses = {str(t["run_id"]): read_status(sweep_dir / str(t["run_id"])) or {} for t in entries}
     hints = {}
     for st in statuses.values():
-        slurm_ids = (st or {}).get("slurm") or {}
+        slurm_ids = st.get("slurm") or {}
         try:
             hints[str(slurm_ids["job_id"])] = (str(slurm_ids["array_job_id"]), int(slurm_ids["array_task_id"]))
         except (KeyError, TypeError, ValueError):
@@ -188,11 +187,9 @@ def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float 
 
     rows = []
     for t in entries:
-        run_id = str(t.get("run_id", ""))
-        if not _safe_component(run_id):
-            continue
+        run_id = str(t["run_id"])
         run_dir = sweep_dir / run_id
-        status = statuses.get(run_id) or {}
+        status = statuses[run_id]
         phase = step = None
         scratch = False
         if (run_dir / "run.json").exists():
@@ -202,7 +199,13 @@ def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float 
             if len(sc.get("step", ())):
                 phase = phase_of(sc).phase
                 step = int(sc["step"][-1])
-                scratch = restarted_from_scratch(sc, status.get("attempts"))
+                try:
+                    reach = attempt_reach_from_shards(os.listdir(run_dir / SHARDS_DIR))
+                except OSError:
+                    reach = {}
+                every = (reader.config or {}).get("checkpoint_every")
+                scratch = restarted_from_scratch(sc, status.get("attempts"), attempt_reach=reach,
+                                                 checkpoint_every=every if isinstance(every, int) and every > 0 else None)
         beat = status.get("heartbeat_unix")
         age = now - float(beat) if isinstance(beat, (int, float)) else None
         ts = tasks.get(run_id)
@@ -225,12 +228,6 @@ def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float 
             "restarted_from_scratch": scratch,
         })
     return rows
-
-
-def _safe_component(name: str) -> bool:
-    from grokwatch.store import is_valid_run_id
-
-    return is_valid_run_id(name)
 
 
 def run_status(args) -> int:
