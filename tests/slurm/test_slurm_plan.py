@@ -194,3 +194,12 @@ def test_sweep_help_is_cheap():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
 
+
+
+def test_slurm_package_stands_alone():
+    """slurm imports nothing of grokwatch (the arrow points grokwatch -> slurm)."""
+    code = ("import sys, slurm, slurm.plan, slurm.script, slurm.queue, slurm.states, slurm.submit\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grokwatch', 'paramiko', 'numpy', 'textual')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
