@@ -125,6 +125,7 @@ class Mirror:
         self._seen: dict[str, _Seen] = {}
         self._shards_done: set[str] = set()
         self._quiet_runs: set[str] = set()  # finished runs whose shards were listed after the final status
+        self._warned: set[str] = set()
         self._pass_lock = threading.Lock()
         self._cond = threading.Condition()
         self._started_passes = 0
@@ -282,6 +283,9 @@ class Mirror:
             entries = {a.filename: a for a in sftp.listdir_attr(remote)}
         except FileNotFoundError:
             return  # removed while we looked
+        except PermissionError:
+            self._warn_once(remote, f"{remote}: permission denied; not mirrored")
+            return
         if RUN_JSON not in entries:
             return  # not a run (yet): run.json is written before step 1
         self._maybe_fetch(sftp, f"{remote}/{RUN_JSON}", f"{prefix}{RUN_JSON}", entries[RUN_JSON], result)
@@ -348,18 +352,24 @@ class Mirror:
             if attrs.st_mtime is not None:
                 os.utime(tmp, (time.time(), attrs.st_mtime))
             os.replace(tmp, dest)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, PermissionError) as exc:
             _unlink(tmp)
             if exc.filename and str(exc.filename) == str(tmp):
-                raise
-            log.debug("%s vanished before it was read", rel)  # a status.json being replaced; next pass
-            return
+                raise  # the local cache itself is the problem
+            if isinstance(exc, PermissionError):
+                self._warn_once(remote, f"{remote}: permission denied; not mirrored")
+            return  # vanished (or unreadable) before it was read; a later pass sees what replaced it
         except BaseException:
             _unlink(tmp)
             raise
         self.fetch_counts[rel] += 1
         result.fetched.append(rel)
         result.bytes += n
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
 
     def _on_chunk(self, rel: str, nbytes: int) -> None:
         """Hook called after each chunk written (tests cut the link here)."""
