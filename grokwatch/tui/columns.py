@@ -98,7 +98,7 @@ COLUMNS: dict[str, Column] = {
                "smallest reliable HTSR alpha"),
         Column("h0_z", "H0 z", 5, lambda r: _z(r.h0_entropy_z), lambda r: r.h0_entropy_z,
                "robust z of H0 persistence entropy"),
-        Column("alarms", "alarms", 12, _alarms, lambda r: len(r.alarms) or None, "alarms firing"),
+        Column("alarms", "alarms", 18, _alarms, lambda r: len(r.alarms) or None, "alarms firing"),
         Column("t_mem", "t_mem", 5, lambda r: _steps(r.t_mem), lambda r: r.t_mem, "first step train acc >= 0.99"),
         Column("t_grok", "t_grok", 6, lambda r: _steps(r.t_grok), lambda r: r.t_grok, "first step val acc >= 0.95"),
         Column("pred", "pred t_grok", 15, _pred, lambda r: r.prediction.step if r.prediction else None,

@@ -14,8 +14,8 @@ INTRO = """\
 # grokwatch dashboard
 
 Every run of the sweep, live. Keyboard only; no mouse needed.
-Remap any key in `~/.config/grokwatch/tui.toml` under `[keys]`, e.g.
-`"runs.sort_next" = "ctrl+s"` (the ids are in the right-hand column).
+Remap a key in `~/.config/grokwatch/tui.toml` under `[keys]` by its id
+(after the dash), e.g. `"runs.sort_next" = "ctrl+s"`.
 
 **Filter** (`/`): words that must all match — `phase:mem` (phase prefix,
 `phase:grokked,anti` for several), `wd:0.3`, `seed:7`, `state:running`,
@@ -44,10 +44,9 @@ def help_markdown(sections: Iterable[tuple[str, type]], keymap: Mapping[str, str
         for b in _bindings(cls):
             keys = keymap.get(b.id, b.key) if b.id else b.key
             shown = " ".join(f"`{show(k.strip())}`" for k in keys.split(","))
-            rows.append(f"| {shown} | {b.description or b.action} | `{b.id or '-'}` |")
+            rows.append(f"- {shown} {b.description or b.action} — `{b.id or '-'}`")
         if rows:
             lines.append(f"## {title}\n")
-            lines.append("| keys | does | id |\n|---|---|---|")
             lines.extend(rows)
             lines.append("")
     return "\n".join(lines)

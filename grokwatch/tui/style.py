@@ -41,9 +41,9 @@ def phase_style(phase: str) -> Style:
     return Style(color=PHASE_FG.get(phase, "#ffffff"), bgcolor=PHASE_BG.get(phase, "#8a8a8a"))
 
 
-def phase_badge(phase: str, width: int | None = None) -> Text:
+def phase_badge(phase: str, width: int | None = None, pad: bool = False) -> Text:
     label = phase if width is None else phase[:width].ljust(width)
-    return Text(label, style=phase_style(phase))
+    return Text(f" {label} " if pad else label, style=phase_style(phase))
 
 
 def phase_cell(phase: str) -> Text:

@@ -85,7 +85,10 @@ class Tmux:
             time.sleep(0.1)
 
     def keys(self, *keys: str) -> None:
-        self._t("send-keys", "-t", self.name, *keys)
+        # One at a time: "Escape" followed at once by a key reads as Alt+key.
+        for key in keys:
+            self._t("send-keys", "-t", self.name, key)
+            time.sleep(0.15 if key in ("Escape", "Esc") else 0.02)
 
     def type(self, text: str) -> None:
         self._t("send-keys", "-t", self.name, "-l", text)

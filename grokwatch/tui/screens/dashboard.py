@@ -105,7 +105,7 @@ class DashboardScreen(Screen):
                 self.table.select_run(self.grid.selected_run_id)
         self.view = view
         self.query_one(ContentSwitcher).current = view
-        self.query_one(f"#{view}").focus()
+        self.set_focus(self.query_one(f"#{view}"))
         self._status()
 
     def action_next_view(self) -> None:
@@ -120,7 +120,7 @@ class DashboardScreen(Screen):
             self.action_show_view("runs")
         inp = self.query_one("#filter", Input)
         inp.display = True
-        inp.focus()
+        self.set_focus(inp)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
@@ -146,7 +146,7 @@ class DashboardScreen(Screen):
     def _close_filter(self) -> None:
         inp = self.query_one("#filter", Input)
         inp.display = bool(inp.value)
-        self.query_one(f"#{self.view}").focus()
+        self.set_focus(self.query_one(f"#{self.view}"))
 
     def action_clear_filter(self) -> None:
         inp = self.query_one("#filter", Input)

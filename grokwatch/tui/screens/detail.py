@@ -122,7 +122,7 @@ class DetailScreen(Screen):
             r = model.row(rid) if model else None
             t.append(f"{rid} ", style="bold")
             if r is not None:
-                t.append_text(phase_badge(r.phase))
+                t.append_text(phase_badge(r.phase, pad=True))
                 t.append(f"  step {_step_total(r)}")
                 if r.weight_decay is not None:
                     t.append(f"  wd {r.weight_decay:g}")

@@ -16,7 +16,7 @@ from ..messages import OpenRun
 from ..model import PHASE_LETTER, PHASE_ORDER, RunRow, SweepModel
 from ..style import phase_style
 
-LABEL = 7  # width of the weight-decay labels
+LABEL = 8  # width of the weight-decay labels
 CURSOR = Style(reverse=True, bold=True, underline=True)
 
 

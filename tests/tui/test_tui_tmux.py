@@ -1,0 +1,77 @@
+"""The dashboard in a real terminal (tmux): keys in, the screen read back, the exit code checked.
+
+Skipped with a printed reason when tmux is missing, unless
+GROKWATCH_REQUIRE_INFRA=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from tui_helpers import Tmux
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tmux(request):
+    t = Tmux(f"gw-{request.node.name[:20]}", cols=80, rows=24)
+    yield t
+    t.stop()
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "TERM": "xterm-256color",
+            "PYTHONPATH": str(REPO), "LC_ALL": "C.UTF-8"}
+
+
+@pytest.mark.slow
+def test_dashboard_in_a_real_terminal(tmux, sim_sweep, isolated_home):
+    # `grokwatch SOURCE` (no sub-command) opens the dashboard, following the sweep live
+    tmux.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(str(sim_sweep))}",
+               env=_env(isolated_home))
+    screen = tmux.wait("wd1-s03", timeout=60)
+    assert "12 runs" in screen and "grokked" in screen and "Quit" in screen.splitlines()[-1]
+    tmux.keys("g")
+    tmux.wait("wd \\ seed")
+    tmux.keys("a")
+    tmux.wait("htsr_alpha_below_2")
+    tmux.keys("r", "/")
+    tmux.type("phase:anti")
+    tmux.keys("Enter")
+    screen = tmux.wait("1/12 runs")
+    assert "wd1-s01" in screen and "wd0.1-s00" not in screen
+    tmux.keys("Enter")
+    screen = tmux.wait("accuracy")
+    assert "wd1-s01" in screen.splitlines()[0] and "anti-grokking" in screen
+    tmux.keys("Escape", "?")
+    tmux.wait("grokwatch dashboard")
+    tmux.keys("Escape", "q")
+    screen = tmux.wait("[exited rc=", timeout=30)
+    assert "[exited rc=0]" in screen
+
+
+@pytest.mark.slow
+def test_a_crash_restores_the_terminal_and_exits_non_zero(tmux, sim_sweep, isolated_home, tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from grokwatch.cli import main
+        from grokwatch.tui.app import GrokwatchApp
+
+        def boom(self, msg):
+            raise RuntimeError("deliberate crash in the dashboard")
+
+        GrokwatchApp.on_model_ready = boom
+        sys.exit(main(["tui", {str(sim_sweep)!r}]))
+    """))
+    tmux.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} {shlex.quote(str(script))}",
+               env=_env(isolated_home))
+    screen = tmux.wait("[exited rc=", timeout=60)
+    assert "[exited rc=1]" in screen
+    assert "deliberate crash in the dashboard" in screen  # the error is printed after the terminal is restored
