@@ -1,0 +1,277 @@
+"""Predict t_grok of a run on its plateau from runs of the sweep that grokked.
+
+Pure functions. Everything is evaluated *at a step t*: the target's rows up
+to t, and as calibrators only runs whose t_grok <= t (their rows up to their
+own t_grok, all <= t). Nothing after t is read.
+
+Methods, tried in this order (``PredictConfig.methods``); the first that can
+answer does, and when none can the prediction says ``insufficient-data``:
+
+``wnorm-analog``
+    Weight norm as a clock. On the plateau the weight norm decays under
+    weight decay, and grokking comes when it has fallen far enough (Liu et
+    al., "Omnigrok", 2023; Nanda et al. 2023), so runs of a sweep follow
+    one decay curve up to a time scale. For each calibrator j, find the step
+    s_j at which its (running-minimum) weight norm first fell to the
+    target's current level w(t); then the target's plateau is its elapsed
+    plateau e = t - t_mem scaled by j's ratio (t_grok_j - t_mem_j) /
+    (s_j - t_mem_j). The estimate is the median over calibrators, the
+    interval their q_lo..q_hi quantiles. Needs a decaying weight norm
+    (negative trailing trend), and a calibrator counts only if it passed the
+    target's level after at least 2% of its own plateau (else the two are
+    not yet comparable) and before its t_grok (else the target is already
+    below where j grokked: j has nothing to say).
+``wnorm-extrapolation``
+    The critical weight norm: each calibrator's weight norm at its t_grok,
+    against the target's log weight norm extrapolated forward linearly in
+    step (least squares over a trailing window). A calibrator whose critical
+    norm the target has already passed says "now" (t).
+``plateau-ratio``
+    The plateau lengths t_grok - t_mem of calibrators, scaled by weight
+    decay (plateau x wd, as grokking time scales like 1/(lr wd)), keeping
+    only those longer than the target's plateau so far (it has not grokked
+    yet). Biased early (runs that grokked first had short plateaus); last
+    resort.
+
+Each method first tries calibrators of the target's weight decay (when
+``same_wd_first`` and at least ``min_calibrators`` of them answer), then all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import INSUFFICIENT, T_GROK, PredictConfig, Prediction
+from .series import RunSeries
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """What a grokked run lends the others: its plateau and weight-norm decay."""
+
+    run_id: str
+    weight_decay: float | None
+    t_mem: int
+    t_grok: int
+    steps: np.ndarray  # plateau rows t_mem .. t_grok
+    wmin: np.ndarray  # running minimum of weight_norm over those rows (NaN -> +inf)
+    neg_wmin: np.ndarray  # -wmin, non-decreasing: for searchsorted
+    w_crit: float  # weight norm at t_grok (mean of the last 3 finite rows), NaN if none
+
+    @property
+    def plateau(self) -> int:
+        return self.t_grok - self.t_mem
+
+
+def calibrator(run: RunSeries, t: int) -> Calibrator | None:
+    """The run as a calibrator at step t: only if it grokked by t."""
+    e = run.events_at(t)
+    if e.t_grok is None or e.t_mem is None:
+        return None
+    a = int(np.searchsorted(run.steps, e.t_mem, side="left"))
+    b = int(np.searchsorted(run.steps, e.t_grok, side="right"))
+    w = np.asarray(run.cols["weight_norm"][a:b], dtype=np.float64)
+    finite = np.isfinite(w) & (w > 0)
+    wmin = np.minimum.accumulate(np.where(finite, w, np.inf)) if len(w) else np.zeros(0)
+    tail = w[finite][-3:]
+    return Calibrator(
+        run.run_id, run.weight_decay, e.t_mem, e.t_grok, run.steps[a:b], wmin, -wmin,
+        float(np.mean(tail)) if len(tail) else float("nan"),
+    )
+
+
+class CalibratorCache:
+    """Calibrators by run: a grokked run's rows up to its t_grok never change, so
+    each is built once (rebuilt if its events or row count up to t_grok change)."""
+
+    def __init__(self) -> None:
+        self._c: dict[str, tuple[tuple, Calibrator]] = {}
+
+    def get(self, run: RunSeries, t: int) -> Calibrator | None:
+        e = run.events_at(t)
+        if e.t_grok is None or e.t_mem is None:
+            return None
+        key = (e.t_mem, e.t_grok, run.rows_upto(e.t_grok))
+        hit = self._c.get(run.run_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        c = calibrator(run, t)
+        if c is not None:
+            self._c[run.run_id] = (key, c)
+        return c
+
+
+TREND_POINTS = 512  # the trend fit thins its window to about this many rows
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """The target at step t: its plateau so far and its weight-norm level and trend."""
+
+    t: int
+    t_mem: int
+    elapsed: int
+    n_points: int
+    w_now: float  # NaN when too few points
+    t_level: float  # the mean step of the rows w_now averages
+    t_then: float  # start of the analog window
+    w_then: float  # the weight-norm level there
+    slope: float  # d ln(weight_norm) / d step over the trailing window (NaN when unknown)
+    log_w_fit: float  # the fitted ln weight_norm at t
+
+    @property
+    def decaying(self) -> bool:
+        return bool(np.isfinite(self.slope) and self.slope < 0)
+
+
+def plateau_at(run: RunSeries, t: int, cfg: PredictConfig) -> Plateau | None:
+    """None unless the run is on its plateau at t (memorized, not grokked, not diverged)."""
+    if not run.on_plateau_at(t):
+        return None
+    t_mem = run.events_at(t).t_mem
+    fs, fw = run.weight_rows()
+    a = int(np.searchsorted(fs, t_mem, side="left"))
+    b = int(np.searchsorted(fs, t, side="right"))
+    s, w = fs[a:b], fw[a:b]  # views: the plateau's rows with a weight norm, up to t
+    n = len(w)
+    nan = float("nan")
+    if n < cfg.min_points:
+        return Plateau(t, t_mem, t - t_mem, n, nan, nan, nan, nan, nan, nan)
+    k_level = max(5, int(round(cfg.level_window * n)))
+    w_now = float(np.mean(w[-k_level:]))
+    # The analog window: the trailing analog_window share of the plateau so far.
+    # Levels are means over k_level rows, dated at their rows' mean step.
+    j = max(k_level - 1, n - 1 - max(k_level, int(round(cfg.analog_window * n))))
+    t_level = float(np.mean(s[-k_level:]))
+    t_then = float(np.mean(s[j - k_level + 1 : j + 1]))
+    w_then = float(np.mean(w[j - k_level + 1 : j + 1]))
+    k_trend = min(n, max(10, int(round(cfg.trend_window * n))))
+    stride = max(1, k_trend // TREND_POINTS)  # thin long windows, counting back from the newest row
+    x = s[n - k_trend :][::-1][::stride][::-1].astype(np.float64)
+    y = np.log(w[n - k_trend :][::-1][::stride][::-1])
+    x0 = x - x[-1]
+    xc = x0 - x0.mean()
+    sxx = float(xc @ xc)
+    if sxx > 0:  # least squares line ln w = icpt + slope x0
+        slope = float(xc @ (y - y.mean())) / sxx
+        icpt = float(y.mean() - slope * x0.mean())
+    else:
+        slope, icpt = nan, nan
+    # The fit's value at t (x0 = t - last plateau step with data, normally 0).
+    log_w_fit = float(icpt + slope * (t - x[-1])) if np.isfinite(slope) else nan
+    return Plateau(t, t_mem, t - t_mem, n, w_now, t_level, t_then, w_then, float(slope), log_w_fit)
+
+
+# -- the methods: each returns per-calibrator estimates of t_grok (or None) ---------------
+
+
+def _crossing(c: Calibrator, level: float) -> int | None:
+    """First plateau step at which c's running-minimum weight norm fell to ``level``."""
+    i = int(np.searchsorted(c.neg_wmin, -level, side="left"))  # wmin is non-increasing
+    return int(c.steps[i]) if i < len(c.wmin) else None
+
+
+def _analog(p: Plateau, calibs: list[Calibrator]) -> np.ndarray | None:
+    if not (p.decaying and np.isfinite(p.w_now) and np.isfinite(p.w_then)) or p.w_then <= p.w_now:
+        return None
+    span = p.t_level - p.t_then  # the target took this long from w_then down to w_now
+    out = []
+    for c in calibs:
+        if not len(c.wmin) or c.wmin[0] < p.w_then:
+            continue  # c started its plateau below w_then: not comparable
+        s_then, s_now = _crossing(c, p.w_then), _crossing(c, p.w_now)
+        if s_then is None or s_now is None:
+            continue  # the target is already below where c grokked: c has nothing to say
+        if s_now - s_then <= 0:
+            continue
+        out.append(p.t_level + (c.t_grok - s_now) * span / (s_now - s_then))
+    return np.asarray(out) if out else None
+
+
+def _extrapolation(p: Plateau, calibs: list[Calibrator]) -> np.ndarray | None:
+    if not (p.decaying and np.isfinite(p.log_w_fit)):
+        return None
+    out = []
+    for c in calibs:
+        if not np.isfinite(c.w_crit) or c.w_crit <= 0:
+            continue
+        gap = np.log(c.w_crit) - p.log_w_fit  # < 0 while the target is above c's critical norm
+        out.append(p.t + (gap / p.slope if gap < 0 else 0.0))
+    return np.asarray(out) if out else None
+
+
+def _plateau_ratio(p: Plateau, calibs: list[Calibrator], wd: float | None) -> np.ndarray | None:
+    out = []
+    for c in calibs:
+        plateau = float(c.plateau)
+        if wd and c.weight_decay and wd > 0 and c.weight_decay > 0:
+            plateau *= c.weight_decay / wd
+        elif not _same_wd(c.weight_decay, wd):
+            continue  # no weight decay to scale by: only like with like
+        if plateau > p.elapsed:
+            out.append(p.t_mem + plateau)
+    return np.asarray(out) if out else None
+
+
+def _same_wd(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+
+
+def calibrators_at(runs, t: int, cache: CalibratorCache | None = None) -> list[Calibrator]:
+    """The runs (a mapping or a list) grokked by step t, as calibrators, sorted by run id."""
+    pool = runs.values() if isinstance(runs, dict) else runs
+    out = []
+    for r in pool:
+        if isinstance(r, Calibrator):
+            if r.t_grok <= t:
+                out.append(r)
+            continue
+        c = cache.get(r, t) if cache is not None else calibrator(r, t)
+        if c is not None:
+            out.append(c)
+    out.sort(key=lambda c: c.run_id)  # the estimates' order must not depend on dict order
+    return out
+
+
+def predict_onset(
+    target: RunSeries,
+    runs,
+    t: int,
+    cfg: PredictConfig = PredictConfig(),
+    cache: CalibratorCache | None = None,
+) -> Prediction | None:
+    """The t_grok prediction for ``target`` made at step ``t``, or None when the
+    target is not on its plateau at t. ``runs``: the sweep (a mapping or list of
+    :class:`RunSeries`, the target among them or not), or a list of
+    :class:`Calibrator` already built for step t; only runs grokked by t
+    calibrate, through their rows <= t."""
+    p = plateau_at(target, t, cfg)
+    if p is None:
+        return None
+    calibs = [c for c in calibrators_at(runs, t, cache) if c.run_id != target.run_id]
+    same = [c for c in calibs if _same_wd(c.weight_decay, target.weight_decay)]
+    for method in cfg.methods:
+        groups = [same, calibs] if cfg.same_wd_first and len(same) < len(calibs) else [calibs]
+        for group in groups:
+            if len(group) < cfg.min_calibrators:
+                continue
+            if method == "wnorm-analog":
+                est = _analog(p, group)
+            elif method == "wnorm-extrapolation":
+                est = _extrapolation(p, group)
+            else:
+                est = _plateau_ratio(p, group, target.weight_decay)
+            if est is None or len(est) < cfg.min_calibrators:
+                continue
+            est = np.maximum(est, float(t))  # it has not grokked by t
+            mid, lo, hi = np.quantile(est, [0.5, cfg.q_lo, cfg.q_hi])
+            # Calibrators share the target's level and trend, so their spread
+            # understates the uncertainty: at least +-min_rel_width of the time left.
+            lo = max(float(t), min(lo, mid - cfg.min_rel_width * (mid - t)))
+            hi = max(hi, mid + cfg.min_rel_width * (mid - t))
+            return Prediction(target.run_id, t, T_GROK, method, float(mid), float(lo), float(hi), None, len(est))
+    return Prediction(target.run_id, t, T_GROK, INSUFFICIENT, n_calib=len(calibs))

@@ -1,0 +1,138 @@
+"""Scoring logged predictions against what happened (used by ``grokwatch
+predict --replay`` and by the report).
+
+t_grok: for each run that grokked, the newest t_grok prediction made at or
+before t_mem + f (t_grok - t_mem), for f = 25%, 50%, 75% of its plateau;
+relative error |t_grok_pred - t_grok| / t_grok. A run whose newest
+prediction then was ``insufficient-data`` (or that had none) counts in
+``n_runs`` but not in the error: ``coverage`` says how many had a number.
+
+will_grok: for each run whose outcome is known at the end (grokked, or
+over without grokking), the newest will_grok prediction made at or before
+a point (its t_mem, or the end of the data when it never memorized):
+accuracy at p = 0.5, Brier score, ROC AUC when both outcomes occur.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from .config import T_GROK, WILL_GROK, Prediction
+from .series import RunSeries
+
+FRACTIONS = (0.25, 0.5, 0.75)
+
+
+def _by_run(preds: Iterable[Prediction], kind: str) -> dict[str, list[Prediction]]:
+    out: dict[str, list[Prediction]] = {}
+    for p in preds:
+        if p.kind == kind:
+            out.setdefault(p.run, []).append(p)
+    for v in out.values():
+        v.sort(key=lambda p: p.step)
+    return out
+
+
+def latest_before(preds: list[Prediction], step: float) -> Prediction | None:
+    """The newest of ``preds`` (sorted by step) made at or before ``step``."""
+    steps = [p.step for p in preds]
+    i = int(np.searchsorted(steps, step, side="right"))
+    return preds[i - 1] if i else None
+
+
+def plateau_errors(preds: Iterable[Prediction], runs: Mapping[str, RunSeries],
+                   fractions: Iterable[float] = FRACTIONS) -> dict[str, dict]:
+    """Per fraction (keys "25", "50", "75"): n_runs, n_predicted, coverage,
+    median_rel_error, within_20 (share of predicted runs within 20%),
+    interval_coverage (share with lo <= t_grok <= hi), errors {run: rel error},
+    methods {method: count}."""
+    by = _by_run(preds, T_GROK)
+    out = {}
+    for f in fractions:
+        errs: dict[str, float] = {}
+        inside = []
+        methods: dict[str, int] = {}
+        n_runs = 0
+        for rid in sorted(runs):
+            e = runs[rid].events()
+            if e.t_grok is None or e.t_mem is None:
+                continue
+            n_runs += 1
+            p = latest_before(by.get(rid, []), e.t_mem + f * (e.t_grok - e.t_mem))
+            if p is None:
+                continue
+            methods[p.method] = methods.get(p.method, 0) + 1
+            if p.t_grok_pred is None or not np.isfinite(p.t_grok_pred):
+                continue
+            errs[rid] = abs(p.t_grok_pred - e.t_grok) / e.t_grok
+            if p.lo is not None and p.hi is not None:
+                inside.append(p.lo <= e.t_grok <= p.hi)
+        vals = np.array(list(errs.values()))
+        out[f"{round(f * 100):d}"] = {
+            "n_runs": n_runs,
+            "n_predicted": len(errs),
+            "coverage": len(errs) / n_runs if n_runs else None,
+            "median_rel_error": float(np.median(vals)) if len(vals) else None,
+            "within_20": float(np.mean(vals <= 0.2)) if len(vals) else None,
+            "interval_coverage": float(np.mean(inside)) if inside else None,
+            "errors": errs,
+            "methods": methods,
+        }
+    return out
+
+
+def error_by_lead(preds: Iterable[Prediction], runs: Mapping[str, RunSeries]) -> dict[str, np.ndarray]:
+    """Every numeric t_grok prediction of a run that grokked: its lead time
+    (t_grok - step made), relative error, and the plateau share elapsed."""
+    lead, err, share = [], [], []
+    for p in preds:
+        if p.kind != T_GROK or p.t_grok_pred is None or p.run not in runs:
+            continue
+        e = runs[p.run].events()
+        if e.t_grok is None or e.t_mem is None or e.t_grok <= e.t_mem:
+            continue
+        lead.append(e.t_grok - p.step)
+        err.append(abs(p.t_grok_pred - e.t_grok) / e.t_grok)
+        share.append((p.step - e.t_mem) / (e.t_grok - e.t_mem))
+    return {"lead": np.array(lead, dtype=float), "rel_error": np.array(err), "plateau_share": np.array(share)}
+
+
+def final_outcome(run: RunSeries) -> bool | None:
+    """True: grokked; False: over without grokking; None: open or censored."""
+    last = run.last_step
+    return None if last is None else run.outcome_at(last)
+
+
+def fate_scores(preds: Iterable[Prediction], runs: Mapping[str, RunSeries]) -> dict:
+    """Score the will_grok predictions made by each run's t_mem (see module doc)."""
+    by = _by_run(preds, WILL_GROK)
+    y, p = [], []
+    for rid in sorted(runs):
+        out = final_outcome(runs[rid])
+        if out is None:
+            continue
+        e = runs[rid].events()
+        at = e.t_mem if e.t_mem is not None else runs[rid].last_step
+        q = latest_before(by.get(rid, []), at)
+        if q is None or q.p_grok is None:
+            continue
+        y.append(1.0 if out else 0.0)
+        p.append(q.p_grok)
+    y_arr, p_arr = np.array(y), np.array(p)
+    res = {"n": len(y), "n_grokked": int(y_arr.sum()) if len(y) else 0, "accuracy": None, "brier": None, "auc": None}
+    if len(y):
+        res["accuracy"] = float(np.mean((p_arr >= 0.5) == (y_arr == 1)))
+        res["brier"] = float(np.mean((p_arr - y_arr) ** 2))
+        res["auc"] = roc_auc(y_arr, p_arr)
+    return res
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """Mann-Whitney ROC AUC (ties count half); None without both classes."""
+    pos, neg = score[y == 1], score[y == 0]
+    if not len(pos) or not len(neg):
+        return None
+    gt = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(gt / (len(pos) * len(neg)))
