@@ -1,7 +1,10 @@
 """Remote sources: ``ssh://[user@]host[:port]/path`` mirrored over SFTP.
 
 - :func:`resolve_remote` (url) -> (local path, :class:`Mirror`): what
-  ``grokwatch.source`` calls for an ``ssh://`` SOURCE.
+  ``grokwatch.source`` calls for an ``ssh://`` SOURCE; or :func:`open_source`
+  (url) -> local path, a drop-in ``RESOLVERS["ssh"]`` that keeps the mirror
+  running until :func:`close_sources` (atexit), with :func:`runner_for`
+  (local path) -> its SSH runner for ``QueueState``.
 - :class:`Mirror`: ``sync_once()``, or ``start()`` / ``close()`` for a
   background thread that reconnects after a dropped link; ``runner`` runs
   ``squeue`` over the same connection (for :class:`slurm.queue.QueueState`).
@@ -18,10 +21,12 @@ from .url import ConnectionLost, HostKeyError, RemoteError, SshUrl, cache_path, 
 
 __all__ = [
     "ConnectionLost", "HostKeyError", "Mirror", "RemoteError", "SSHRunner", "SshUrl", "SyncResult", "cache_path",
-    "default_cache_root", "is_ssh_url", "parse_ssh_url", "resolve_remote",
+    "close_sources", "default_cache_root", "is_ssh_url", "open_source", "parse_ssh_url", "resolve_remote",
+    "runner_for",
 ]
 
-_LAZY = {"Mirror": "mirror", "SyncResult": "mirror", "resolve_remote": "mirror", "SSHRunner": "ssh",
+_LAZY = {"Mirror": "mirror", "SyncResult": "mirror", "resolve_remote": "mirror", "open_source": "mirror",
+         "runner_for": "mirror", "close_sources": "mirror", "SSHRunner": "ssh",
          "Connection": "ssh", "resolve_settings": "ssh"}
 
 

@@ -399,6 +399,48 @@ def resolve_remote(url: str, cache_dir: str | os.PathLike | None = None, *, star
     return mirror.local_path, mirror
 
 
+_OPEN: dict[Path, Mirror] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_source(url: str, **kwargs) -> Path:
+    """Resolver for ``grokwatch.source.RESOLVERS["ssh"]``: the local mirror of
+    ``url``, synced once and then kept in sync by a thread until
+    :func:`close_sources` (registered with atexit). Opening the same URL again
+    reuses its mirror. ``kwargs`` go to :func:`resolve_remote`."""
+    import atexit
+
+    local = cache_path(parse_ssh_url(url), kwargs.get("cache_dir"))
+    with _OPEN_LOCK:
+        mirror = _OPEN.pop(local, None)
+        if mirror is not None:
+            if mirror.running:
+                _OPEN[local] = mirror
+                return local
+            mirror.close()  # its thread stopped on an error: try afresh
+        if not _OPEN:
+            atexit.register(close_sources)
+        local, mirror = resolve_remote(url, **kwargs)
+        _OPEN[local] = mirror
+        return local
+
+
+def runner_for(local_path: str | os.PathLike) -> SSHRunner | None:
+    """The SSH runner of the mirror serving ``local_path`` (for QueueState), or None if it is local."""
+    with _OPEN_LOCK:
+        mirror = _OPEN.get(Path(local_path))
+    return mirror.runner if mirror is not None else None
+
+
+def close_sources() -> None:
+    """Stop and join every mirror :func:`open_source` started."""
+    with _OPEN_LOCK:
+        mirrors = list(_OPEN.values())
+        _OPEN.clear()
+    for m in mirrors:
+        m.close()
+
+
 def _matches(local: Path, attrs) -> bool:
     try:
         st = local.stat()

@@ -275,3 +275,24 @@ def test_key_from_the_ssh_agent(sshd, tmp_path, monkeypatch):
                            look_for_keys=False)
     finally:
         os.kill(pid, signal.SIGTERM)
+
+
+def test_open_source_is_a_resolver_that_keeps_syncing(sshd, ssh_config, tmp_path):
+    from grokwatch.remote import close_sources, open_source, runner_for
+
+    sweep = tmp_path / "remote" / "sw"
+    write_runs(sweep, ["a"], 20)
+    url = f"ssh://gwtest{sweep}"
+    kw = dict(cache_dir=tmp_path / "cache", ssh_config=ssh_config, allow_agent=False, look_for_keys=False,
+              interval=0.05)
+    try:
+        local = open_source(url, **kw)
+        assert open_source(url, **kw) == local  # one mirror per URL
+        assert np.array_equal(steps(local / "a"), np.arange(1, 21))
+        write_runs(sweep, ["b"], 30)  # a run that appears later arrives by itself
+        wait_until(lambda: (local / "b" / "status.json").exists() and len(steps(local / "b")) == 30, 20, "run b")
+        assert runner_for(local)(["echo", "hi"], 20).stdout == "hi\n"
+        assert runner_for(tmp_path) is None
+    finally:
+        close_sources()
+    assert runner_for(local) is None
