@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from grokwatch.store import RunReader
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
+from .fastread import BatchReader
 from .scores import GrowBuf, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
 from .snapshot import RunView
 
@@ -43,8 +43,8 @@ class RunState:
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
         self.cfg = cfg
-        self.scalars = RunReader(self.run_dir, kinds=("scalars",), columns=SCALAR_COLUMNS)
-        self.probes = RunReader(self.run_dir, kinds=("probes",))
+        self.scalars = BatchReader(self.run_dir, kinds=("scalars",), columns=SCALAR_COLUMNS)
+        self.probes = BatchReader(self.run_dir, kinds=("probes",))
         self.version = 0
         self.view: RunView | None = None
         # heartbeat, as seen from this host

@@ -292,11 +292,15 @@ class PhaseTracker:
                 self.t_anti = first_step(
                     steps, (val_acc < th.anti_val_acc) & (train_acc >= th.mem_train_acc), after=self.t_grok
                 )
-            val_ff = _ffill(val_acc, self.last_val)
-            train_ff = _ffill(train_acc, self.last_train)
             anti = np.zeros(n)
             if self.t_grok is not None:
-                anti = ((steps >= self.t_grok) & (val_ff < th.anti_val_acc) & (train_ff >= th.mem_train_acc)).astype(float)
+                k = int(np.searchsorted(steps, self.t_grok))  # only rows from t_grok on can be anti-grokking
+                if k < n:
+                    before_v = _last_finite(val_acc[:k], self.last_val)
+                    before_t = _last_finite(train_acc[:k], self.last_train)
+                    val_ff = _ffill(val_acc[k:], before_v)
+                    train_ff = _ffill(train_acc[k:], before_t)
+                    anti[k:] = (val_ff < th.anti_val_acc) & (train_ff >= th.mem_train_acc)
         if n:
             self.last_val = _last_finite(val_acc, self.last_val)
             self.last_train = _last_finite(train_acc, self.last_train)

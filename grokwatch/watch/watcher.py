@@ -214,6 +214,7 @@ class SweepWatcher:
         if now - self._last_retry >= self.retry_every:
             self._last_retry = now
             to_refresh |= {rid for rid, rs in self.runs.items() if rs.failed_files}
+        live = []
         for rid in sorted(to_refresh):
             rs = self.runs.get(rid)
             if rs is None:
@@ -222,7 +223,10 @@ class SweepWatcher:
                 self._remove(rid)
                 removed.add(rid)
                 continue
-            v0 = rs.version
+            live.append(rs)
+        versions = {rs.run_id: rs.version for rs in live}
+        for rs in live:
+            rid = rs.run_id
             batches = rs.refresh(now)
             self._report_failures(rs)
             if self.engine is not None:
@@ -230,7 +234,7 @@ class SweepWatcher:
                     events += self.engine.evaluate(rid, b.steps, b.signals, now=now, gates=b.gates)
                     fed = True
                     evaluated.add(rid)
-            if rs.version != v0 or rs.view is None:
+            if rs.version != versions[rid] or rs.view is None:
                 changed.add(rid)
         # Wall-clock signals: stalls change with time, not with data.
         stall_rule = self.engine is not None and "stalled" in self.engine.signals()
