@@ -73,6 +73,7 @@ class AlertDaemon:
         self.silences = SilenceWatch(self.sweep_dir)
         self._out_lock = threading.Lock()
         self._last_state = 0.0
+        self._saved_revision = -1
         self._started = utcnow()
         self._last_cycle: float | None = None
         self.error: str | None = None
@@ -136,7 +137,11 @@ class AlertDaemon:
         self.watcher.start()
         next_hb = time.monotonic() + self.opts.heartbeat_every
         next_dog = time.monotonic() + self.opts.watchdog_every if self.opts.watchdog_every else None
-        while not stop.wait(1.0):
+        announced = False
+        while not stop.wait(1.0 if announced else 0.05):
+            if not announced and self.watcher.wait_ready(0):
+                announced = True  # the backfill is done: say so now, not at the next beat
+                self._write_heartbeat()
             self._reload_rules()
             now = time.monotonic()
             if now >= next_hb:
@@ -179,7 +184,7 @@ class AlertDaemon:
                 self.out.write(json.dumps(r, sort_keys=True) + "\n")
             if fresh:
                 self.out.flush()
-        if fresh or now - self._last_state >= self.opts.state_every:
+        if fresh or (self.engine.revision != self._saved_revision and now - self._last_state >= self.opts.state_every):
             self._save_state()
         by_key = {c.key: c for c in self.channels}
         for r in fresh:
@@ -210,6 +215,7 @@ class AlertDaemon:
     # -- housekeeping -------------------------------------------------------------------------
     def _save_state(self) -> None:
         self._last_state = time.time()
+        self._saved_revision = self.engine.revision
         self.journal.save_state({"version": 1, "saved": utcnow(), "engine": self.engine.to_dict()})
 
     def _reload_rules(self) -> None:
@@ -249,6 +255,7 @@ class AlertDaemon:
                 "time": utcnow(),
                 "time_unix": time.time(),
                 "state": "stopped" if stopped else "running",
+                "ready": self.watcher.wait_ready(0),
                 "mode": self.watcher.mode,
                 "runs": len(snap.runs),
                 "firing": firing,

@@ -130,6 +130,7 @@ class AlertEngine:
         self._lock = threading.RLock()
         self._rules: dict[str, Rule] = {}
         self._state: dict[str, dict[str, _State]] = {}
+        self.revision = 0  # grows whenever state worth persisting changed
         self.set_rules(rules)
 
     @property
@@ -191,6 +192,12 @@ class AlertEngine:
         return events
 
     def _scan(self, run: str, rule: Rule, st: _State, s, v, gate, now: float, out: list) -> None:
+        before = (st.evaluated, st.status, st.since)
+        self._scan_points(run, rule, st, s, v, gate, now, out)
+        if (st.evaluated, st.status, st.since) != before:
+            self.revision += 1
+
+    def _scan_points(self, run: str, rule: Rule, st: _State, s, v, gate, now: float, out: list) -> None:
         st.evaluated = int(s[-1])
         st.value = _num(v[-1])
         if st.status == DONE:
@@ -294,6 +301,7 @@ class AlertEngine:
                 str(run): {str(name): _State.from_dict(st) for name, st in rules.items()}
                 for run, rules in (d.get("runs") or {}).items()
             }
+            self.revision += 1
 
 
 __all__ = ["ActiveAlarm", "AlarmEvent", "AlertEngine", "DONE", "FIRING", "INACTIVE", "PENDING", "SUPPRESSED", "iso_utc"]

@@ -37,6 +37,7 @@ log = logging.getLogger("grokwatch.watch")
 UpdateCallback = Callable[[SweepSnapshot, frozenset], None]
 ErrorCallback = Callable[[str, "BaseException | None"], None]
 AlarmsCallback = Callable[[list], None]
+CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})  # not opened / closed_no_write
 
 
 class SweepWatcher:
@@ -362,6 +363,10 @@ class SweepWatcher:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
+                # Opens and reads (ours included) are not changes: reacting to
+                # them would make every refresh trigger the next one.
+                if event.event_type not in CHANGE_EVENTS:
+                    return
                 for path in (getattr(event, "dest_path", None), event.src_path):
                     if path:
                         watcher._on_fs_event(os.fsdecode(path), root)
