@@ -64,8 +64,7 @@ class GrokwatchApp(App):
         return self.config.now()
 
     def get_default_screen(self) -> DashboardScreen:
-        self.dashboard = DashboardScreen(self.host, self.config.columns, self.config.sort, self.config.reverse,
-                                         cursor_blink=self.config.cursor_blink)
+        self.dashboard = DashboardScreen(self.host, self.config.columns, self.config.sort, self.config.reverse)
         return self.dashboard
 
     def on_mount(self) -> None:

@@ -307,3 +307,25 @@ def test_small_terminal_shows_the_essentials(app_factory):
         assert "wd \\ seed" in screen_text(app)
 
     drive(app_factory(), script, size=(80, 24))
+
+
+def test_keys_typed_in_a_burst_after_slash_all_reach_the_filter(app_factory):
+    """A terminal delivers pasted or fast-typed keys at once: none may leak into bindings."""
+    from textual import events
+    from textual.app import _character_to_key
+
+    async def script(app, pilot):
+        await pilot.press("a")  # from another view: "/" goes back to the runs
+        for ch in ["/", *"phase:anti q", "enter"]:
+            key = ch if ch == "enter" or ch.isalnum() else _character_to_key(ch)
+            event = events.Key(key, "\r" if ch == "enter" else ch)
+            event.set_sender(app)
+            app._driver.send_message(event)  # all queued before any is handled
+        await settle(app, pilot)
+        assert app.is_running and app.dashboard.view == "runs"  # "q" and "a" were typed, not obeyed
+        assert app.dashboard.table.filter.text == "phase:anti q"
+        assert not app.dashboard.filtering
+        await pilot.press("slash", "backspace", "backspace", "enter")
+        assert app.dashboard.table.visible_ids == ["wd1-s01"]
+
+    drive(app_factory(), script)

@@ -49,9 +49,13 @@ def test_dashboard_in_a_real_terminal(tmux, sim_sweep, isolated_home):
     tmux.keys("Enter")
     screen = tmux.wait("accuracy")
     assert "wd1-s01" in screen.splitlines()[0] and "anti-grokking" in screen
-    tmux.keys("Escape", "?")
+    tmux.keys("Escape")  # an Escape and a key at once read as Alt+key: wait in between
+    tmux.wait("filter: phase:anti")
+    tmux.keys("?")
     tmux.wait("grokwatch dashboard")
-    tmux.keys("Escape", "q")
+    tmux.keys("Escape")
+    tmux.wait_gone("grokwatch dashboard")
+    tmux.keys("q")
     screen = tmux.wait("[exited rc=", timeout=30)
     assert "[exited rc=0]" in screen
 

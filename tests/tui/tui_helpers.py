@@ -84,8 +84,19 @@ class Tmux:
                 raise AssertionError(f"{text!r} not on screen after {timeout:.0f} s; screen is:\n{screen}")
             time.sleep(0.1)
 
+    def wait_gone(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text not in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} still on screen after {timeout:.0f} s; screen is:\n{screen}")
+            time.sleep(0.1)
+
     def keys(self, *keys: str) -> None:
-        # One at a time: "Escape" followed at once by a key reads as Alt+key.
+        # One at a time: "Escape" followed at once by a key reads as Alt+key
+        # (and can still, on a loaded machine: wait for Escape's effect first).
         for key in keys:
             self._t("send-keys", "-t", self.name, key)
             time.sleep(0.15 if key in ("Escape", "Esc") else 0.02)

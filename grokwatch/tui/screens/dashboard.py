@@ -6,15 +6,17 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Input
+from textual.widgets import ContentSwitcher, Footer
 
 from ..filtering import parse_filter
 from ..model import PHASE_ORDER, SweepModel
 from ..widgets.alarm_feed import AlarmFeed
+from ..widgets.filter_line import FilterLine
 from ..widgets.runs_table import RunsTable
 from ..widgets.status_bar import StatusBar
 from ..widgets.sweep_grid import SweepGrid
@@ -35,11 +37,10 @@ class DashboardScreen(Screen):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="dashboard.clear_filter"),
     ]
 
-    def __init__(self, host: str, columns: tuple[str, ...], sort: str, reverse: bool, cursor_blink: bool = True) -> None:
+    def __init__(self, host: str, columns: tuple[str, ...], sort: str, reverse: bool) -> None:
         super().__init__()
         self.host = host
         self._columns, self._sort, self._reverse = columns, sort, reverse
-        self._cursor_blink = cursor_blink
         self.view = "runs"
         self.model: SweepModel | None = None
         self.ready = False  # composed and mounted: models can be applied
@@ -51,9 +52,7 @@ class DashboardScreen(Screen):
                 yield RunsTable(self._columns, self._sort, self._reverse, id="runs")
                 yield SweepGrid(id="grid")
                 yield AlarmFeed(id="alarms")
-            filt = Input(placeholder="filter: phase:mem wd:1 seed:3 has:alarm text", id="filter")
-            filt.cursor_blink = self._cursor_blink
-            yield filt
+            yield FilterLine(id="filter")
         yield Footer(compact=True, show_command_palette=False)
 
     @property
@@ -69,7 +68,7 @@ class DashboardScreen(Screen):
         return self.query_one(AlarmFeed)
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
+        self.query_one(FilterLine).display = False
         self.table.focus()
         self.ready = True
         if self.app.model is not None:  # a model that arrived while composing
@@ -115,45 +114,59 @@ class DashboardScreen(Screen):
         self.action_show_view(VIEWS[(VIEWS.index(self.view) - 1) % len(VIEWS)])
 
     # -- filter ------------------------------------------------------------------------
+    @property
+    def filtering(self) -> bool:
+        return self.query_one(FilterLine).editing
+
+    def _filter_keys(self) -> set[str]:
+        keys = self.app._keymap.get("dashboard.filter") if hasattr(self.app, "_keymap") else None
+        return set((keys or "slash").split(","))
+
+    def filter_key(self, event: events.Key) -> bool:
+        """Called by the focused view for every key; True when the filter took it.
+
+        Runs in the view's own handler, so the editing state is set before the
+        view handles the next key, however fast they come.
+        """
+        line = self.query_one(FilterLine)
+        if not line.editing:
+            if event.key in self._filter_keys():
+                self.action_filter()
+                return True
+            return False
+        key = event.key
+        if key in ("enter", "escape", "tab"):
+            line.show(line.text, editing=False)
+        elif key == "backspace":
+            self.apply_filter(line.text[:-1], editing=True)
+        elif key == "ctrl+u":
+            self.apply_filter("", editing=True)
+        elif event.is_printable and event.character:
+            self.apply_filter(line.text + event.character, editing=True)
+        else:
+            return False  # arrows and the like still move the cursor
+        return True
+
     def action_filter(self) -> None:
         if self.view != "runs":
             self.action_show_view("runs")
-        inp = self.query_one("#filter", Input)
-        inp.display = True
-        self.set_focus(inp)
+        line = self.query_one(FilterLine)
+        line.show(line.text, editing=True)
 
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "filter":
-            self.apply_filter(event.value)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter":
-            self._close_filter()
-
-    def apply_filter(self, text: str) -> None:
+    def apply_filter(self, text: str, editing: bool | None = None) -> None:
         f = parse_filter(text)
         self.table.set_filter(f)
+        line = self.query_one(FilterLine)
+        line.show(text, line.editing if editing is None else editing)
         if f.errors:
             self.notify("; ".join(f.errors), severity="warning", timeout=3)
         self._status()
 
     def set_filter_text(self, text: str) -> None:
-        inp = self.query_one("#filter", Input)
-        inp.value = text
-        inp.display = bool(text)
-        self.apply_filter(text)
-
-    def _close_filter(self) -> None:
-        inp = self.query_one("#filter", Input)
-        inp.display = bool(inp.value)
-        self.set_focus(self.query_one(f"#{self.view}"))
+        self.apply_filter(text, editing=False)
 
     def action_clear_filter(self) -> None:
-        inp = self.query_one("#filter", Input)
-        if inp.has_focus:
-            self._close_filter()
-            return
-        if inp.value:
+        if self.table.filter.text:
             self.set_filter_text("")
 
     def _cycle(self, key: str, values: list[str]) -> None:

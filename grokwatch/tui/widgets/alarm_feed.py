@@ -8,6 +8,7 @@ from textual.widgets import DataTable
 
 from ..messages import JumpToAlarm
 from ..model import AlarmRow, SweepModel
+from .filter_line import RoutesFilterKeys
 
 MAX_ROWS = 2000  # the newest; older events stay in alarms.jsonl
 
@@ -22,7 +23,7 @@ def _num(v: float | None) -> str:
     return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.2e}"
 
 
-class AlarmFeed(DataTable):
+class AlarmFeed(RoutesFilterKeys, DataTable):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="alarms.down"),
         Binding("k", "cursor_up", "Up", show=False, id="alarms.up"),

@@ -15,9 +15,10 @@ from ..columns import COLUMNS, DASH, Column, sort_rows
 from ..filtering import RunFilter
 from ..messages import OpenRun
 from ..model import RunRow, SweepModel
+from .filter_line import RoutesFilterKeys
 
 
-class RunsTable(DataTable):
+class RunsTable(RoutesFilterKeys, DataTable):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
         Binding("k", "cursor_up", "Up", show=False, id="runs.up"),

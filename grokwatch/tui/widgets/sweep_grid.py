@@ -15,6 +15,7 @@ from textual.widget import Widget
 from ..messages import OpenRun
 from ..model import PHASE_LETTER, PHASE_ORDER, RunRow, SweepModel
 from ..style import phase_style
+from .filter_line import RoutesFilterKeys
 
 LABEL = 8  # width of the weight-decay labels
 CURSOR = Style(reverse=True, bold=True, underline=True)
@@ -24,7 +25,7 @@ def _wd(w: float | None) -> str:
     return "?" if w is None else f"{w:g}"
 
 
-class SweepGrid(Widget, can_focus=True):
+class SweepGrid(RoutesFilterKeys, Widget, can_focus=True):
     BINDINGS = [
         Binding("up,k", "move(0,-1)", "Up", show=False, id="grid.up"),
         Binding("down,j", "move(0,1)", "Down", show=False, id="grid.down"),
