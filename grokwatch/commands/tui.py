@@ -34,14 +34,9 @@ def load_tui_config(path: Path | None, **overrides):
 
 def run_dashboard(source, config, before_exit: Callable[[], None] | None = None) -> int:
     """Run the app; a crash restores the terminal, prints the error and exits non-zero."""
-    from ..cli import UsageError
     from ..tui.app import make_app
-    from ..tui.source import SourceError
 
-    try:
-        app = make_app(source, config)
-    except SourceError as exc:
-        raise UsageError(str(exc)) from None
+    app = make_app(source, config)  # a bad SOURCE raises UsageError: one line, exit 2
     try:
         app.run()
     finally:

@@ -59,10 +59,6 @@ SPARK_WIDTH = 10
 ROW_COLUMNS = ("train_acc", "val_acc", "train_loss")
 
 
-class SourceError(ValueError):
-    """SOURCE is not a sweep directory (or a run or a root with one sweep)."""
-
-
 class SweepSource(Protocol):
     sweep_dir: Path
 
@@ -150,32 +146,83 @@ class SlurmHook:
             self._thread.join(35)
 
 
-def predictions(sweep_dir: Path, rows: Sequence[RunRow]) -> dict[str, Prediction]:
-    """Predicted t_grok per run: the hook for ``grokwatch.predict``. {} until it lands."""
-    return {}
+class PredictionHook:
+    """Predicted t_grok per run: the hook for :mod:`grokwatch.predict`.
+
+    With a watcher snapshot (``from_views``): an in-process
+    :class:`~grokwatch.predict.SweepPredictor`, resumed from the sweep's
+    prediction log and not writing to it (the alert daemon owns the log), fed
+    each run's newest due step. Without one (``from_log``): the log's latest
+    predictions, re-read when the file changes. {} when the module is absent;
+    a failure is reported once in ``error`` and the column shows '-'.
+    """
+
+    def __init__(self, sweep_dir: Path):
+        self.sweep_dir = Path(sweep_dir)
+        self.error: str | None = None
+        self._predictor = None
+        self._sig = None
+        self._log_cache: dict[str, Prediction] = {}
+        try:
+            from .. import predict
+        except Exception as exc:  # not installed or broken: no predictions, no crash
+            self._mod = None
+            self.error = f"predictions unavailable: {exc}"
+        else:
+            self._mod = predict
+
+    @staticmethod
+    def _convert(p) -> Prediction | None:
+        if p is None or p.t_grok_pred is None or not np.isfinite(p.t_grok_pred):
+            return None
+        as_int = lambda v: None if v is None or not np.isfinite(v) else int(round(v))  # noqa: E731
+        return Prediction(step=int(round(p.t_grok_pred)), lo=as_int(p.lo), hi=as_int(p.hi), method=p.method,
+                          made_at=int(p.step))
+
+    def from_views(self, views) -> dict[str, Prediction]:
+        if self._mod is None:
+            return {}
+        try:
+            if self._predictor is None:
+                self._predictor = self._mod.SweepPredictor(resume=self._mod.read_predictions(self.sweep_dir))
+            self._predictor.update_views(views, backfill=False)
+            latest = self._predictor.latest_all()
+        except Exception as exc:
+            self.error = f"prediction failed: {type(exc).__name__}: {exc}"
+            log.warning("%s", self.error)
+            self._mod = None
+            return {}
+        return {rid: q for rid, p in latest.items() if (q := self._convert(p)) is not None}
+
+    def from_log(self) -> dict[str, Prediction]:
+        if self._mod is None:
+            return {}
+        path = self._mod.predictions_path(self.sweep_dir)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return {}
+        sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if sig != self._sig:
+            self._sig = sig
+            try:
+                latest = self._mod.latest_predictions(self.sweep_dir)
+            except Exception as exc:
+                self.error = f"cannot read predictions: {exc}"
+                return self._log_cache
+            self._log_cache = {rid: q for rid, p in latest.items() if (q := self._convert(p)) is not None}
+        return self._log_cache
 
 
 # --- resolving SOURCE ---------------------------------------------------------
 
 
 def resolve_sweep(source: str | os.PathLike) -> Path:
-    """The sweep directory SOURCE names: a sweep, one run of it, or a root with one sweep."""
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise SourceError(f"{path} does not exist")
-    if not path.is_dir():
-        raise SourceError(f"{path} is not a directory")
-    if list_runs(path):
-        return path
-    if (path / "run.json").exists():
-        return path.parent
-    sweeps = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".") and list_runs(p)]
-    if len(sweeps) == 1:
-        return sweeps[0]
-    if len(sweeps) > 1:
-        names = ", ".join(p.name for p in sweeps)
-        raise SourceError(f"{path} holds several sweeps ({names}); name one of them")
-    return path  # an empty sweep (a demo that has not started yet): shown as such
+    """The local sweep directory SOURCE names (:func:`grokwatch.source.resolve_source`:
+    a path, ``file://``, and remote schemes as they are registered)."""
+    from ..source import resolve_source
+
+    return resolve_source(str(source))
 
 
 def open_source(source: str | os.PathLike, *, stall_timeout: float = 600.0, interval: float = 1.0,
@@ -424,6 +471,7 @@ class StoreSource:
         self._thread: threading.Thread | None = None
         self._on_change: Callable[[], None] | None = None
         self.slurm = SlurmHook(self.sweep_dir, stall_timeout=stall_timeout)
+        self.predict = PredictionHook(self.sweep_dir)
         self.error: BaseException | None = None
 
     # lifecycle
@@ -520,10 +568,11 @@ class StoreSource:
             gen, updated = self._generation, self._updated
         rows = [run.row for _, run in sorted(self._runs.items()) if run.row is not None]
         slurm = self.slurm.states()
-        preds = predictions(self.sweep_dir, rows)
+        preds = self.predict.from_log()
         if slurm or preds:
             rows = [replace(r, slurm_state=slurm.get(r.run_id), prediction=preds.get(r.run_id)) for r in rows]
-        errors = (f"source thread failed: {self.error!r}",) if self.error else ()
+        errors = tuple(e for e in (f"source thread failed: {self.error!r}" if self.error else None,
+                                   self.predict.error, self.slurm.last_error) if e)
         return SweepModel(
             sweep=self.sweep_dir.name, path=str(self.sweep_dir), rows=tuple(rows),
             alarms=newest_first(self._alarms.events), generation=gen, updated=updated, source=self.kind,

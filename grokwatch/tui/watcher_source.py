@@ -21,7 +21,7 @@ signals h0_entropy_z        h0_entropy_z
 alarms (firing)             alarms (rule names)
 t_mem, t_grok               same
 restarts                    restarts; restart_steps from status.json attempts
-(predict hook)              prediction
+(in-process SweepPredictor) prediction (t_grok, interval, method)
 (slurm hook)                slurm_state
 ==========================  ===================================================
 
@@ -43,7 +43,7 @@ import numpy as np
 from ..store import read_status
 from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
 from .series import sparkline_values
-from .source import SPARK_WIDTH, RunData, SlurmHook, build_series, predictions
+from .source import SPARK_WIDTH, PredictionHook, RunData, SlurmHook, build_series
 
 GAI_SPIKE_Z = 3.5  # DESIGN section 3; the gai_spike rule's threshold when the engine has one
 
@@ -76,6 +76,7 @@ class WatcherSource:
             interval=interval, on_update=self._on_update, on_alarms=self._on_alarms,
         )
         self.slurm = SlurmHook(self.sweep_dir, stall_timeout=stall_timeout)
+        self.predict = PredictionHook(self.sweep_dir)
         self._lock = threading.Lock()
         self._events: list[AlarmRow] = []
         self._alarms: tuple[AlarmRow, ...] = ()
@@ -175,14 +176,14 @@ class WatcherSource:
             rows.append(row)
         self._rows = cache
         slurm = self.slurm.states()
-        preds = predictions(self.sweep_dir, rows)
+        preds = self.predict.from_views(snap.runs)
         if slurm or preds:
             rows = [replace(r, slurm_state=slurm.get(r.run_id), prediction=preds.get(r.run_id)) for r in rows]
         with self._lock:
             alarms = self._alarms
-        errors: tuple[str, ...] = ()
+        errors = tuple(e for e in (self.predict.error, self.slurm.last_error) if e)
         if self._started and not self._closed and not self.watcher.alive:
-            errors = ("the watcher thread stopped",)
+            errors += ("the watcher thread stopped",)
         return SweepModel(
             sweep=self.sweep_dir.name, path=str(self.sweep_dir), rows=tuple(rows), alarms=alarms,
             generation=snap.version, updated=self._updated if self._updated is not None else (self.clock() if snap.version else None),

@@ -32,8 +32,14 @@ def test_table_lists_every_run_with_phases_and_signals(app_factory):
         text = screen_text(app)
         assert "wd0.1-s00" in text and "grokked" in text
         assert table.get_cell(anti.run_id, "phase").plain.startswith("anti-grok")
-        # columns present with '-' until their modules land
-        assert all(table.get_cell(r, "pred") == "-" for r in rows)
+        # predicted t_grok with its interval for runs on their plateau (grokwatch.predict)
+        plateau = [r for r in rows.values() if r.phase in ("memorized", "stalled")]
+        assert plateau and all(r.prediction is not None for r in plateau)
+        p = plateau[0].prediction
+        assert p.lo <= p.step <= p.hi and p.method
+        assert "[" in table.get_cell(plateau[0].run_id, "pred")
+        # no SLURM manifest (sweep.json) in a simulated sweep: '-'
+        assert all(table.get_cell(r, "slurm") == "-" for r in rows)
 
     drive(app_factory(), script, size=(200, 30))
 

@@ -15,7 +15,8 @@ from grokwatch.tui.config import DEFAULT_COLUMNS, ConfigError, TuiConfig, config
 from grokwatch.tui.filtering import parse_filter
 from grokwatch.tui.model import Marker, ModelFeed, Panel, RunRow, Series, SweepModel, run_identity
 from grokwatch.tui.series import decimate, prepare, smooth, sparkline, sparkline_values
-from grokwatch.tui.source import AlarmTail, StoreSource, resolve_sweep, SourceError
+from grokwatch.cli import UsageError
+from grokwatch.tui.source import AlarmTail, StoreSource, resolve_sweep
 
 
 # -- series -----------------------------------------------------------------------
@@ -273,13 +274,14 @@ def test_store_and_watcher_adapters_agree(sim_sweep):
     assert b.alarms and not a.alarms  # only the watcher runs an alarm engine
 
 
-def test_resolve_sweep_accepts_a_run_or_a_root(sim_sweep, tmp_path):
-    assert resolve_sweep(sim_sweep) == sim_sweep
-    assert resolve_sweep(sim_sweep / "wd1-s00") == sim_sweep
-    assert resolve_sweep(sim_sweep.parent) == sim_sweep
-    with pytest.raises(SourceError, match="does not exist"):
+def test_resolve_sweep_uses_the_shared_source_resolver(sim_sweep, tmp_path):
+    assert resolve_sweep(sim_sweep) == sim_sweep.resolve()
+    assert resolve_sweep(sim_sweep.parent) == sim_sweep.resolve()  # a root holding one sweep
+    with pytest.raises(UsageError, match="run directory"):
+        resolve_sweep(sim_sweep / "wd1-s00")
+    with pytest.raises(UsageError, match="no such sweep directory"):
         resolve_sweep(tmp_path / "nope")
-    assert resolve_sweep(tmp_path) == tmp_path  # empty: a sweep that has not started
+    assert resolve_sweep(tmp_path) == tmp_path.resolve()  # empty: a sweep that has not started
 
 
 def test_model_changed_since():
