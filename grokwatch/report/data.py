@@ -1,0 +1,99 @@
+"""Everything the report reads of a sweep, read once.
+
+Each run is read through the watcher's own :class:`grokwatch.watch.RunState`
+(the same readers and the same scores -- GAI z, robust z of H0 entropy, HTSR
+alpha min and traps -- that the alarm daemon feeds its rules), so onsets
+computed here are the ones the daemon would have raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from grokwatch.phases import PhaseInfo, Thresholds, phase_of
+from grokwatch.predict import RunSeries
+
+log = logging.getLogger("grokwatch.report")
+
+# Final outcome of a run, for scoring (see ``outcome``).
+GROKKED, ANTI, NEVER, DIVERGED, CENSORED = "grokked", "anti-grokked", "never", "diverged", "censored"
+
+
+@dataclass(eq=False)
+class RunData:
+    run_id: str
+    config: Mapping[str, Any]
+    status: Mapping[str, Any]
+    scalars: Mapping[str, np.ndarray]
+    probes: Mapping[str, np.ndarray]
+    batches: list = field(default_factory=list)  # alarm-engine input (grokwatch.watch.Batch)
+    info: PhaseInfo | None = None
+    series: RunSeries | None = None
+
+    @property
+    def weight_decay(self) -> float | None:
+        return self.series.weight_decay if self.series else None
+
+    @property
+    def seed(self) -> int | None:
+        v = self.config.get("seed")
+        try:
+            return int(v) if v is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def last_step(self) -> int | None:
+        s = self.scalars.get("step")
+        return int(s[-1]) if s is not None and len(s) else None
+
+    @property
+    def state(self) -> str | None:
+        return self.status.get("state")
+
+    @property
+    def outcome(self) -> str:
+        """grokked / anti-grokked (grokked, then val acc fell) / never (over
+        without grokking) / diverged (non-finite loss, never grokked) /
+        censored (still running, stalled, failed or preempted: outcome unknown)."""
+        i = self.info
+        if i is not None and i.t_grok is not None:
+            return ANTI if i.t_anti is not None else GROKKED
+        if (i is not None and i.t_diverged is not None) or self.state == "diverged":
+            return DIVERGED
+        over = self.state == "completed"
+        total = self.series.total_steps if self.series else None
+        if total is not None and self.last_step is not None and self.last_step >= total:
+            over = True
+        return NEVER if over else CENSORED
+
+    @property
+    def over(self) -> bool:
+        """The run's data is final (it cannot grok or anti-grok any more)."""
+        total = self.series.total_steps if self.series else None
+        return (self.state in ("completed", "diverged") or self.outcome == DIVERGED
+                or (total is not None and self.last_step is not None and self.last_step >= total))
+
+
+def load_runs(sweep_dir: Path | str, thresholds: Thresholds = Thresholds()) -> dict[str, RunData]:
+    from grokwatch.store import list_runs
+    from grokwatch.watch import RunState, ScoreConfig
+
+    cfg = ScoreConfig(phases=thresholds)
+    out = {}
+    for d in list_runs(sweep_dir):
+        rs = RunState(d, cfg)
+        batches = rs.refresh()
+        sc = {k: np.asarray(v) for k, v in rs.scalars.scalars.items()}
+        pr = {k: np.asarray(v) for k, v in rs.probes.probes.items()}
+        config = dict(rs.config or {})
+        status = dict(rs.status or {})
+        series = RunSeries.from_columns(rs.run_id, sc, config, status.get("state"), thresholds)
+        info = phase_of(sc, thresholds) if len(sc.get("step", ())) else PhaseInfo("learning", None, None, None, None)
+        out[rs.run_id] = RunData(rs.run_id, config, status, sc, pr, batches, info, series)
+    return out

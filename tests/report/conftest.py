@@ -1,0 +1,19 @@
+"""Simulated sweeps for the report tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from grokwatch.simulate import simulate_sweep
+
+
+@pytest.fixture(scope="session")
+def sim_sweep(tmp_path_factory):
+    """30 runs x 20,000 steps (3 weight decays x 10 seeds), seed 0: ~3 s to write."""
+    return simulate_sweep(tmp_path_factory.mktemp("report-sim"), "sim", runs=30, steps=20_000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory):
+    """6 runs x 3,000 steps: a small sweep for the end-to-end checks."""
+    return simulate_sweep(tmp_path_factory.mktemp("report-small"), "small", runs=6, steps=3_000, seed=3)
