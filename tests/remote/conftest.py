@@ -71,9 +71,30 @@ class Sshd:
         return killed
 
     def stop(self) -> None:
-        """Cut every session and stop the listener (keys and config stay)."""
-        self.cut()
+        """Stop the listener, then cut every session (keys and config stay).
+
+        In this order, a client cannot slip in a new session between the two."""
+        sessions = self.sessions()
         subprocess.run(["bash", str(CI / "sshd-down.sh"), str(self.dir), "--keep"], capture_output=True, timeout=60)
+        for pid in set(sessions) | set(self._orphans(sessions)):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+    def _orphans(self, known: list[int]) -> list[int]:
+        # Sessions forked just before the listener died are re-parented; find
+        # them by their command line naming our config.
+        out = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in known:
+                try:
+                    cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if cmd and cmd[0].endswith(b"sshd") and str(self.dir / "sshd_config").encode() in cmd:
+                    out.append(int(entry))
+        return out
 
     def restart(self) -> None:
         out = subprocess.run(["bash", str(CI / "sshd-up.sh"), str(self.dir), "--restart"], capture_output=True,
