@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onsets", choices=("auto", "alarms", "computed"), default="auto",
                    help="signal onsets from alarms.jsonl, computed with the alarm rules, or auto (alarms.jsonl "
                         "when present)")
+    p.add_argument("--predictions", choices=("auto", "log", "replay"), default="auto",
+                   help="score the sweep's predictions.arrow (log), a fresh replay, or auto (the log when present)")
     p.add_argument("--rules", metavar="FILE", help="alarm rules file for computed onsets (default: built-in rules)")
     p.set_defaults(func=run)
 
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from grokwatch.report import make_report
 
     try:
-        doc = make_report(sweep, Path(args.out), fmt=args.format, onsets=args.onsets, rules=args.rules)
+        doc = make_report(sweep, Path(args.out), fmt=args.format, onsets=args.onsets, rules=args.rules,
+                          predictions=args.predictions)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     except RuleError as exc:

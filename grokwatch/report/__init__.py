@@ -23,12 +23,13 @@ from pathlib import Path
 
 
 def make_report(sweep_dir: Path | str, out_dir: Path | str, fmt: str = "md", onsets: str = "auto",
-                rules: Path | str | None = None) -> dict:
+                rules: Path | str | None = None, predictions: str = "auto") -> dict:
     """Write the report for ``sweep_dir`` into ``out_dir``; return its JSON numbers.
 
     fmt "md": report.md, the PNG figures and report.json; "json": report.json only.
     onsets: "auto" (alarms.jsonl when present), "alarms" or "computed".
     rules: an alarm rules file (merged over the defaults) for computed onsets.
+    predictions: "auto" (predictions.arrow when present, else a replay), "log" or "replay".
     """
     from .build import build, to_json
     from .data import load_runs
@@ -38,7 +39,7 @@ def make_report(sweep_dir: Path | str, out_dir: Path | str, fmt: str = "md", ons
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(sweep_dir)
     ons = compute_onsets(sweep_dir, runs, source=onsets, rules_path=rules)
-    numbers = build(sweep_dir, runs, ons)
+    numbers = build(sweep_dir, runs, ons, predictions)
     doc = to_json(numbers)
     if fmt == "md":
         from . import figures as F

@@ -100,16 +100,23 @@ def redundancy(runs: Mapping[str, RunData]) -> dict:
     return out
 
 
-def prediction_section(sweep_dir: Path, runs: Mapping[str, RunData], replay_if_missing: bool = True) -> dict:
+def prediction_section(sweep_dir: Path, runs: Mapping[str, RunData], predictions: str = "auto") -> dict:
+    """``predictions``: "log" (the sweep's predictions.arrow, what the watcher logged), "replay" (replay
+    the sweep now with the current predictor), "auto" (the log when there is one, else a replay)."""
     from grokwatch.predict import read_predictions, replay
     from grokwatch.predict.score import error_by_lead, fate_scores, plateau_errors
 
-    preds = read_predictions(sweep_dir)
-    source = "predictions.arrow"
     series = {rid: r.series for rid, r in runs.items() if r.series is not None}
-    if not preds and replay_if_missing:
+    preds = read_predictions(sweep_dir) if predictions in ("auto", "log") else []
+    source = "the sweep's predictions.arrow"
+    if predictions == "replay":
         preds = replay(series)
-        source = "replayed for this report (no predictions.arrow)"
+        source = "a replay of the sweep made for this report"
+    elif not preds and predictions == "auto":
+        preds = replay(series)
+        source = "a replay of the sweep made for this report (no predictions.arrow)"
+    elif not preds:
+        source = "the sweep's predictions.arrow (empty or missing)"
     errs = plateau_errors(preds, series)
     detail = {}
     for k, v in errs.items():
@@ -135,7 +142,7 @@ def _count(items) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def build(sweep_dir: Path, runs: Mapping[str, RunData], onsets: Onsets) -> dict:
+def build(sweep_dir: Path, runs: Mapping[str, RunData], onsets: Onsets, predictions: str = "auto") -> dict:
     """Every number of the report."""
     tables = {"grokking": event_table(runs, "grokking"), "anti_grokking": event_table(runs, "anti")}
     signals = {}
@@ -154,7 +161,7 @@ def build(sweep_dir: Path, runs: Mapping[str, RunData], onsets: Onsets) -> dict:
             entry["vs_weight_norm"] = paired_gain(tables["grokking"], fir, onsets.firings[wn], av,
                                                   onsets.available[wn])
         signals[s.name] = entry
-    pred = prediction_section(Path(sweep_dir), runs)
+    pred = prediction_section(Path(sweep_dir), runs, predictions)
     return {
         "sweep": str(sweep_dir),
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

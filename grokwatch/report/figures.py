@@ -242,6 +242,12 @@ def prediction_error(numbers: dict, out: Path) -> str:
     return _save(fig, out, "prediction_error.png")
 
 
+def _kilo():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}")
+
+
 def _thin(x: np.ndarray, n: int = 600) -> np.ndarray:
     if len(x) <= n:
         return np.arange(len(x))
@@ -308,6 +314,7 @@ def small_multiples(runs: Mapping[str, RunData], numbers: dict, onsets, out: Pat
                     ax.plot([p.lo, p.hi], [0.5, 0.5], color="#e63946", lw=0.8)
             ax.set_ylim(-0.05, 1.12)
             ax.set_xlim(0, s[-1])
+            ax.xaxis.set_major_formatter(_kilo())
             ax.tick_params(labelsize=6)
             ax.set_title(f"{rid} ({r.outcome})", fontsize=8, color=OUTCOME_COLORS[r.outcome])
         from matplotlib.lines import Line2D
