@@ -13,15 +13,22 @@ from rows <= t only (and only from runs whose outcome was known by t):
   the first 400 training losses (:mod:`grokwatch.predict.fate`,
   ``spectral-logistic``).
 
-Live use (the watcher, once per refresh cycle)::
+Live use (the watcher, in its thread, once per refresh cycle, after the runs
+were refreshed and before the snapshot is published)::
 
     from grokwatch.predict import PredictionLog, SweepPredictor, read_predictions, onset_signal_batches
 
     pred = SweepPredictor(log=PredictionLog(sweep_dir), resume=read_predictions(sweep_dir))
-    new = pred.update_views(snapshot.runs)      # or pred.update({rid: RunSeries...})
+    new = pred.update_runstates(watcher.runs)   # RunState by id; or update_views(snapshot.runs),
+                                                 # or update({rid: RunSeries.from_reader(reader)})
     pred.latest(run_id)                          # newest t_grok Prediction, for the table
+    pred.latest(run_id, "will_grok")             # newest P(groks within budget)
     for b in onset_signal_batches(new):          # the rule hook: signal "predicted_onset_in"
         events += engine.evaluate(b.run, b.steps, b.signals, now=now, gates=b.gates)
+
+Only one process should log (the alert daemon, say); the log tolerates two
+(identical rows are deduplicated on read). Cost: a 90-run x 100K-step sweep
+replays in about 6 s, so a live update (a few cadence steps) is milliseconds.
 
 A reader that only has the files (the dashboard without a predictor):
 ``latest_predictions(sweep_dir)`` -> {run: Prediction}. A finished sweep:

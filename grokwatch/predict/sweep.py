@@ -124,6 +124,23 @@ class SweepPredictor:
             del self._series[rid]
         return self.update(runs, backfill)
 
+    def update_runstates(self, states: Mapping[str, object], backfill: bool = True) -> list[Prediction]:
+        """:meth:`update` from the watcher's own per-run state (``SweepWatcher.runs``:
+        :class:`grokwatch.watch.RunState` by run id), in its thread, right after a
+        refresh cycle; a run whose ``version`` did not change is not converted again."""
+        runs = {}
+        for rid, rs in states.items():
+            key = (id(rs), getattr(rs, "version", None))
+            hit = self._series.get(rid)
+            if hit is None or hit[0] != key:
+                series = RunSeries.from_columns(rid, rs.scalars.scalars, rs.config, rs.state, self.cfg.thresholds)
+                hit = (key, series)
+                self._series[rid] = hit
+            runs[rid] = hit[1]
+        for rid in set(self._series) - set(states):
+            del self._series[rid]
+        return self.update(runs, backfill)
+
     # -- reading ------------------------------------------------------------------
     def latest(self, run_id: str, kind: str = T_GROK) -> Prediction | None:
         """The newest prediction of ``kind`` for a run (None before the first)."""

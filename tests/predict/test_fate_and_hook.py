@@ -114,3 +114,6 @@ def test_watcher_snapshot_feeds_the_predictor(sim_sweep, sim_runs):
     again = SweepPredictor().update(sim_runs)
     assert made == again  # the watcher's columns give the same predictions as the store's
     assert live.update_views(snap.runs) == []  # nothing new: nothing made
+    from_states = SweepPredictor()
+    assert from_states.update_runstates(w.runs) == again  # or straight from the watcher's RunStates
+    assert from_states.update_runstates(w.runs) == []
