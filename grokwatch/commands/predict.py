@@ -123,10 +123,11 @@ def run(args: argparse.Namespace) -> int:
     fs = summary["will_grok"]
     if fs["n"]:
         auc = "-" if fs["auc"] is None else f"{fs['auc']:.2f}"
-        print(f"will-grok at t_mem: {fs['n']} runs scored, accuracy {fs['accuracy']:.0%}, "
+        when = "" if fs["made_vs_t_mem"] is None else f", made a median {fs['made_vs_t_mem']:+.0f} steps from t_mem"
+        print(f"will-grok (first prediction per run{when}): {fs['n']} runs scored, accuracy {fs['accuracy']:.0%}, "
               f"Brier {fs['brier']:.3f}, AUC {auc}")
     else:
-        print("will-grok: no run had a prediction by its t_mem (too few finished runs of each outcome)")
+        print("will-grok: no run got a prediction (too few finished runs of each outcome; see --prior)")
     return 0
 
 

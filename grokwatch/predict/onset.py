@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import INSUFFICIENT, T_GROK, PredictConfig, Prediction
-from .series import RunSeries
+from .series import PriorRun, RunSeries
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Calibrator:
     wmin: np.ndarray  # running minimum of weight_norm over those rows (NaN -> +inf)
     neg_wmin: np.ndarray  # -wmin, non-decreasing: for searchsorted
     w_crit: float  # weight norm at t_grok (mean of the last 3 finite rows), NaN if none
+    prior: bool = False  # from an earlier sweep: known at every step of this one
 
     @property
     def plateau(self) -> int:
@@ -78,7 +79,7 @@ def calibrator(run: RunSeries, t: int) -> Calibrator | None:
     tail = w[finite][-3:]
     return Calibrator(
         run.run_id, run.weight_decay, e.t_mem, e.t_grok, run.steps[a:b], wmin, -wmin,
-        float(np.mean(tail)) if len(tail) else float("nan"),
+        float(np.mean(tail)) if len(tail) else float("nan"), isinstance(run, PriorRun),
     )
 
 
@@ -227,7 +228,7 @@ def calibrators_at(runs, t: int, cache: CalibratorCache | None = None) -> list[C
     out = []
     for r in pool:
         if isinstance(r, Calibrator):
-            if r.t_grok <= t:
+            if r.prior or r.t_grok <= t:
                 out.append(r)
             continue
         c = cache.get(r, t) if cache is not None else calibrator(r, t)

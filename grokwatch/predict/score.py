@@ -8,9 +8,10 @@ prediction then was ``insufficient-data`` (or that had none) counts in
 ``n_runs`` but not in the error: ``coverage`` says how many had a number.
 
 will_grok: for each run whose outcome is known at the end (grokked, or
-over without grokking), the newest will_grok prediction made at or before
-a point (its t_mem, or the end of the data when it never memorized):
-accuracy at p = 0.5, Brier score, ROC AUC when both outcomes occur.
+over without grokking), its first will_grok prediction with a number (the
+earliest the classifier could answer; made at step 400 or later, once the
+signature's losses are in): accuracy at p = 0.5, Brier score, ROC AUC when
+both outcomes occur.
 """
 
 from __future__ import annotations
@@ -106,22 +107,25 @@ def final_outcome(run: RunSeries) -> bool | None:
 
 
 def fate_scores(preds: Iterable[Prediction], runs: Mapping[str, RunSeries]) -> dict:
-    """Score the will_grok predictions made by each run's t_mem (see module doc)."""
+    """Score each run's first will_grok prediction with a number (see module doc)
+    against its final outcome; ``made_vs_t_mem``: median of (step made - t_mem)."""
     by = _by_run(preds, WILL_GROK)
-    y, p = [], []
+    y, p, rel = [], [], []
     for rid in sorted(runs):
         out = final_outcome(runs[rid])
         if out is None:
             continue
-        e = runs[rid].events()
-        at = e.t_mem if e.t_mem is not None else runs[rid].last_step
-        q = latest_before(by.get(rid, []), at)
-        if q is None or q.p_grok is None:
+        q = next((x for x in by.get(rid, []) if x.p_grok is not None), None)
+        if q is None:
             continue
         y.append(1.0 if out else 0.0)
         p.append(q.p_grok)
+        t_mem = runs[rid].events().t_mem
+        if t_mem is not None:
+            rel.append(q.step - t_mem)
     y_arr, p_arr = np.array(y), np.array(p)
-    res = {"n": len(y), "n_grokked": int(y_arr.sum()) if len(y) else 0, "accuracy": None, "brier": None, "auc": None}
+    res = {"n": len(y), "n_grokked": int(y_arr.sum()) if len(y) else 0, "accuracy": None, "brier": None, "auc": None,
+           "made_vs_t_mem": float(np.median(rel)) if rel else None}
     if len(y):
         res["accuracy"] = float(np.mean((p_arr >= 0.5) == (y_arr == 1)))
         res["brier"] = float(np.mean((p_arr - y_arr) ** 2))

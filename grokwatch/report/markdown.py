@@ -154,13 +154,15 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     add("")
     fs = pred["will_grok"]
     if fs["n"]:
+        when = "" if fs["made_vs_t_mem"] is None else f" (made a median {fs['made_vs_t_mem']:+,.0f} steps from t_mem)"
         add(f"Will it grok within budget (spectral signature of the first 400 training losses, logistic regression "
-            f"on the runs finished by then), scored at each run's t_mem: {fs['n']} runs ({fs['n_grokked']} grokked), "
-            f"accuracy {_pct(fs['accuracy'])}, Brier {_f(fs['brier'], '{:.3f}')}, ROC AUC {_f(fs['auc'])}.")
+            f"on the runs finished by then), each run's first prediction{when}: {fs['n']} runs "
+            f"({fs['n_grokked']} grokked), accuracy {_pct(fs['accuracy'])}, Brier {_f(fs['brier'], '{:.3f}')}, "
+            f"ROC AUC {_f(fs['auc'])}.")
     else:
-        add("Will it grok within budget: no run had a prediction by its t_mem — the classifier needs at least two "
-            "finished runs of each outcome (grokked / not) before it answers, which a single sweep rarely has that "
-            "early. `grokwatch predict --replay --prior OLD_SWEEP` trains it on an earlier sweep.")
+        add("Will it grok within budget: no run got a prediction — the classifier needs at least two finished "
+            "runs of each outcome (grokked / not) before it answers, which a single sweep rarely has while its runs "
+            "are young. `grokwatch predict --replay --prior OLD_SWEEP` trains it on an earlier sweep.")
     add("")
 
     add("## Every run")

@@ -138,3 +138,19 @@ def test_fallback_order_and_method_choice():
     assert p.method == "plateau-ratio" and p.t_grok_pred == pytest.approx(3000, rel=0.01)
     with pytest.raises(ValueError):
         PredictConfig(methods=("crystal-ball",))
+
+
+@pytest.mark.slow
+def test_a_prior_sweep_calibrates_from_the_first_step(sim_runs, tmp_path):
+    from grokwatch.predict import load_sweep
+    from grokwatch.simulate import simulate_sweep
+
+    prior = load_sweep(simulate_sweep(tmp_path, "earlier", runs=12, steps=20_000, seed=5)).values()
+    preds = replay(sim_runs, prior=prior)
+    err = plateau_errors(preds, sim_runs)
+    for k in ("25", "50", "75"):
+        assert err[k]["coverage"] >= 0.9, (k, err[k])
+        assert err[k]["median_rel_error"] < 0.1
+    # prior runs lend themselves but are never predicted for
+    assert not [p for p in preds if p.run.startswith("prior:")]
+    assert max(p.n_calib for p in preds if p.kind == T_GROK) > 12
