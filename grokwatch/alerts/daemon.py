@@ -72,6 +72,7 @@ class AlertDaemon:
         self.engine = AlertEngine(load_rules(self.rules_path))
         self.silences = SilenceWatch(self.sweep_dir)
         self._out_lock = threading.Lock()
+        self._stdout_broken = False
         self._last_state = 0.0
         self._saved_revision = -1
         self._started = utcnow()
@@ -118,8 +119,13 @@ class AlertDaemon:
         self._write_heartbeat()
 
     def close(self, drain: float | None = None) -> None:
-        self.watcher.close()
-        self._save_state()
+        self.watcher.close(timeout=30.0)
+        if self.watcher.alive:
+            # Still inside a cycle: its events may not be journaled yet, so the
+            # engine's state must not be saved ahead of them (a restart replays).
+            log.warning("the watcher did not stop in time; not saving alarm state")
+        else:
+            self._save_state()
         drain = self.opts.drain_timeout if drain is None else drain
         deadline = time.monotonic() + drain
         for ch in self._all_channels():
@@ -179,11 +185,8 @@ class AlertDaemon:
         self._last_cycle = now
         records = [self._record(e, now) for e in events]
         fresh = self.journal.append_events(records) if records else []
-        with self._out_lock:
-            for r in fresh:
-                self.out.write(json.dumps(r, sort_keys=True) + "\n")
-            if fresh:
-                self.out.flush()
+        if fresh:
+            self._print(fresh)
         if fresh or (self.engine.revision != self._saved_revision and now - self._last_state >= self.opts.state_every):
             self._save_state()
         by_key = {c.key: c for c in self.channels}
@@ -191,6 +194,18 @@ class AlertDaemon:
             for key in r["notify"]:
                 if key in by_key:
                     by_key[key].enqueue([r])
+
+    def _print(self, records: list[dict]) -> None:
+        """One JSON object per line on stdout; a closed stdout must not stop the alarms."""
+        with self._out_lock:
+            if self._stdout_broken:
+                return
+            try:
+                self.out.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+                self.out.flush()
+            except (OSError, ValueError) as exc:
+                self._stdout_broken = True
+                log.warning("stdout is gone (%s); alarms still go to alarms.jsonl and the channels", exc)
 
     def _record(self, e: AlarmEvent, now: float) -> dict:
         rec = e.to_record()

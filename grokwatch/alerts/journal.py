@@ -3,8 +3,9 @@
 ``alarms.jsonl``      every alarm event, appended (and fsynced) *before* any
                       notification is sent; each record names the channels
                       it is owed to (``notify``).
-``deliveries.jsonl``  one line per delivery to a channel, or per give-up
-                      (``ok: false``), appended right after the send returns.
+``deliveries.jsonl``  one line per delivery to a channel, or per hand-over
+                      to the fallback (``ok: false``), appended right after
+                      the send returns.
 ``state.json``        the engine's pending/firing state and last evaluated
                       step per run and rule (atomic replace).
 

@@ -8,8 +8,10 @@ up while a channel waits go out together as one digest message, so a burst
 
 Channels share nothing: a failing channel only delays itself, and never
 makes another one send twice. After ``max_tries`` failed attempts a batch is
-given up and handed to the fallback channel, if there is one. Every delivery
-and give-up is reported through callbacks, which the daemon journals.
+handed to the fallback channel, if there is one; without one the channel
+keeps trying every ``backoff_max`` seconds, since dropping an alarm is worse
+than a late one. Every delivery and hand-over is reported through callbacks,
+which the daemon journals.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ GaveUp = Callable[["Channel", list, str], None]
 
 @dataclass(frozen=True)
 class ChannelPolicy:
-    max_tries: int = 8  # attempts per batch before giving up (to the fallback)
+    max_tries: int = 8  # attempts per batch before handing it to the fallback (if any)
     backoff: float = 2.0  # first retry delay, seconds; doubles per failure
     backoff_max: float = 300.0
     rate_per_min: float = 30.0  # sustained messages per minute
@@ -241,7 +243,7 @@ class Channel:
         with self._cond:
             self._tries += 1
             tries = self._tries
-            give_up = tries >= self.policy.max_tries
+            give_up = tries >= self.policy.max_tries and self.fallback is not None
             if give_up:
                 for _ in batch:
                     r = self._q.popleft()
@@ -253,7 +255,7 @@ class Channel:
                     delay = min(self.policy.backoff_max, self.policy.backoff * 2 ** (tries - 1)) * random.uniform(0.8, 1.2)
                 self._next = time.monotonic() + delay
         if give_up:
-            log.warning("%s: giving up on %d alarm(s) after %d tries", self.label, len(batch), tries)
+            log.warning("%s: %d alarm(s) not delivered after %d tries; handing them to the fallback", self.label, len(batch), tries)
             if self.on_gave_up:
                 self.on_gave_up(self, batch, self.last_error or "failed")
             if self.fallback is not None:

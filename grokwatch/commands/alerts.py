@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stall-timeout", type=_seconds, default=600.0, metavar="DUR", help="a running run without heartbeat this long is stalled (default 10m)")
     p.add_argument("--watchdog-every", type=_seconds, metavar="DUR", help="also notify 'watcher alive' this often (e.g. 6h)")
     p.add_argument("--heartbeat-every", type=_seconds, default=10.0, metavar="DUR", help="refresh .grokwatch/heartbeat.json this often (default 10s)")
-    p.add_argument("--max-tries", type=int, default=8, metavar="N", help="attempts per notification before giving up to --fallback (default 8)")
+    p.add_argument("--max-tries", type=int, default=8, metavar="N", help="attempts before a notification goes to --fallback (default 8); without one, retries go on every 5 min")
     p.add_argument("--backoff", type=_seconds, default=2.0, metavar="DUR", help="first retry delay, doubled per failure (default 2s)")
     p.add_argument("--rate", type=float, default=30.0, metavar="N", help="messages per minute per channel; more alarms are batched (default 30)")
     p.add_argument("--deliver-timeout", type=_seconds, default=60.0, metavar="DUR", help="--once: how long to keep trying to deliver (default 60s)")

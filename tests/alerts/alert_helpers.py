@@ -53,7 +53,7 @@ class WebhookSink:
     port: int = 0
     status: int = 200  # 500 etc. to test the sender's failure path
     requests: list[dict] = field(default_factory=list)
-    delay: float = 0.0  # seconds before answering
+    delay: float = 0.0  # seconds between recording a POST and answering it
     _server: _Server | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,16 +69,17 @@ class WebhookSink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if sink.delay:
-                    time.sleep(sink.delay)
                 try:
                     data = json.loads(body or b"null")
                 except ValueError:
                     data = None
+                status = sink.status
                 with sink._lock:
                     sink.arrivals.append(time.time())
-                    sink.requests.append({"path": self.path, "status": sink.status, "json": data})
-                self.send_response(sink.status)
+                    sink.requests.append({"path": self.path, "status": status, "json": data})
+                if sink.delay:  # received (and counted), but the answer is late
+                    time.sleep(sink.delay)
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *args):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from alert_helpers import flat_run, wait_for
+from alert_helpers import ID, flat_run, wait_for
 
 from grokwatch.alerts.journal import read_jsonl
 from grokwatch.simulate import simulate_sweep
@@ -118,14 +118,15 @@ def test_notifier_down_then_up_delivers_everything_once(tmp_path, webhook):
 
 @pytest.mark.slow
 def test_sigkill_and_restart_neither_repeats_nor_loses(tmp_path, webhook):
-    sim, stop_sim = _live_sim(tmp_path, speed=800)
+    sim, stop_sim = _live_sim(tmp_path, speed=600, steps=6000)  # ~10 s: the kill lands mid-sweep
     sweep = tmp_path / "live"
     assert wait_for(lambda: sweep.is_dir(), 10)
     args = ("alerts", str(sweep), "--notify", webhook.url, "--stall-timeout", "3s", *FAST)
     proc = start(*args)
     try:
-        assert wait_for(lambda: len(journal(sweep)) >= 4, 30)
-        assert sim.is_alive()  # mid-sweep
+        # Mid-sweep, between two sends (a kill *during* a send is the next test).
+        assert wait_for(lambda: len(journal(sweep)) >= 4 and all_delivered(sweep), 30)
+        assert sim.is_alive()
         proc.kill()  # SIGKILL: no cleanup, the lock stays behind
         proc.wait(10)
         before = len(journal(sweep))
@@ -152,6 +153,28 @@ def test_sigkill_and_restart_neither_repeats_nor_loses(tmp_path, webhook):
     expected = {key(json.loads(x)) for x in again.stdout.splitlines()}
     got = {key(r) for r in recs}
     assert {k for k in expected if k[1] != "stalled"} == {k for k in got if k[1] != "stalled"}
+
+
+@pytest.mark.slow
+def test_kill_during_a_send_resends_at_most_that_message(sweep, webhook):
+    """At-least-once at the edge: the receiver got a message but the daemon died
+    before journaling the delivery. That one message is sent again; nothing else."""
+    webhook.delay = 3.0  # the receiver records the POST, then takes 3 s to answer
+    args = ("alerts", str(sweep), "--notify", webhook.url, "--rate", "6000")
+    proc = start(*args)
+    try:
+        assert wait_for(lambda: len(webhook.requests) == 1, 30)  # the first send is in flight
+        proc.kill()
+        proc.wait(10)
+        webhook.delay = 0.0
+        proc = start(*args)
+        assert wait_for(lambda: all_delivered(sweep), 60)
+    finally:
+        out, err = stop(proc)
+    in_flight = set(ID.findall(webhook.requests[0]["json"]["message"]))
+    firing = [r["id"] for r in journal(sweep) if r["state"] == "firing"]
+    assert in_flight and set(webhook.ids()) == set(firing)  # nothing lost
+    assert collections.Counter(webhook.ids()) == collections.Counter(firing + sorted(in_flight))  # only those twice
 
 
 def _fresh_copy(sweep: Path, dest: Path) -> Path:
@@ -211,7 +234,7 @@ def test_rules_reload_and_watchdog(tmp_path, webhook):
         assert wait_for(lambda: any("alive" in (r["json"] or {}).get("title", "") for r in webhook.delivered()), 15)
         assert journal(sweep) == []
         rules.write_text('include_defaults = false\n[rules.mem]\nsignal = "memorized"\ncomparison = ">="\nthreshold = 1\nonce = true\n')
-        time.sleep(1.5)  # the daemon checks the file every second
+        time.sleep(3.0)  # the daemon checks the file every second
         flat_run(sweep, "b")
         assert wait_for(lambda: [r["rule"] for r in journal(sweep)] == ["mem"], 15)
         assert wait_for(lambda: "b/mem/1/firing" in webhook.ids(), 10)

@@ -67,16 +67,19 @@ def test_connection_refused_then_up(webhook):
     port = webhook.port
     webhook.down()
     log = Log()
-    ch = Channel(webhook.url, policy=ChannelPolicy(max_tries=50, backoff=0.05, backoff_max=0.1), on_delivered=log.ok).start()
+    # Without a fallback, max_tries does not drop anything: retries go on at backoff_max.
+    ch = Channel(webhook.url, policy=ChannelPolicy(max_tries=2, backoff=0.05, backoff_max=0.1), on_delivered=log.ok,
+                 on_gave_up=log.bad).start()
     try:
         ch.enqueue(_records(3))
-        assert wait_for(lambda: ch.failures >= 2)
+        assert wait_for(lambda: ch.failures >= 5)
         webhook.up()
         assert webhook.port == port
         assert wait_for(lambda: len(log.delivered) == 3)
     finally:
         ch.close()
     assert sorted(webhook.ids()) == sorted(r["id"] for r in _records(3))
+    assert log.gave_up == []
 
 
 def test_gives_up_to_the_fallback_and_never_duplicates_elsewhere(webhook, smtp, refused_url):
