@@ -157,10 +157,13 @@ class PredictionHook:
     a failure is reported once in ``error`` and the column shows '-'.
     """
 
-    def __init__(self, sweep_dir: Path):
+    def __init__(self, sweep_dir: Path, every: float = 2.0):
         self.sweep_dir = Path(sweep_dir)
+        self.every = every  # seconds between predictor updates (predictions move at cadence steps)
         self.error: str | None = None
         self._predictor = None
+        self._last = float("-inf")
+        self._latest: dict[str, Prediction] = {}
         self._sig = None
         self._log_cache: dict[str, Prediction] = {}
         try:
@@ -182,6 +185,10 @@ class PredictionHook:
     def from_views(self, views) -> dict[str, Prediction]:
         if self._mod is None:
             return {}
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return self._latest
+        self._last = now
         try:
             if self._predictor is None:
                 self._predictor = self._mod.SweepPredictor(resume=self._mod.read_predictions(self.sweep_dir))
@@ -192,7 +199,8 @@ class PredictionHook:
             log.warning("%s", self.error)
             self._mod = None
             return {}
-        return {rid: q for rid, p in latest.items() if (q := self._convert(p)) is not None}
+        self._latest = {rid: q for rid, p in latest.items() if (q := self._convert(p)) is not None}
+        return self._latest
 
     def from_log(self) -> dict[str, Prediction]:
         if self._mod is None:

@@ -55,7 +55,7 @@ def test_sort_cycles_columns_and_reverses(app_factory):
         await pilot.press("S")
         wds = [app.model.row(r).weight_decay for r in table.visible_ids]
         assert wds == sorted(wds, reverse=True)
-        assert str(table.columns["wd"].label).endswith("▼")
+        assert table.label("wd").endswith("▼")
         # cycle on to the val accuracy column
         while table.sort_key != "val":
             await pilot.press("s")
@@ -269,7 +269,7 @@ def test_config_file_picks_columns_sort_and_keys(app_factory, tmp_path):
 
     async def script(app, pilot):
         table = app.dashboard.table
-        assert [c.key for c in table.ordered_columns] == ["run", "phase", "val"]
+        assert table.column_keys == ["run", "phase", "val"]
         vals = [app.model.row(r).val_acc for r in table.visible_ids]
         assert vals == sorted(vals, reverse=True)
         await pilot.press("x")

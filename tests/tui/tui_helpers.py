@@ -58,12 +58,14 @@ class Tmux:
         self.tmux = shutil.which("tmux")
         if self.tmux is None:
             unavailable("tmux is not installed (scripts/system-deps.sh installs it)")
-        self.socket = f"grokwatch-tests-{os.getpid()}"
+        self.socket = f"grokwatch-tests-{os.getpid()}-{name}"  # a server per session: no reuse races
         self.name, self.cols, self.rows = name, cols, rows
 
     def _t(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([self.tmux, "-L", self.socket, *args], capture_output=True, text=True, check=check,
-                              timeout=30)
+        out = subprocess.run([self.tmux, "-L", self.socket, *args], capture_output=True, text=True, timeout=30)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"tmux {args[0]} failed (exit {out.returncode}): {out.stderr.strip()}")
+        return out
 
     def start(self, command: str, env: dict[str, str] | None = None) -> None:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())

@@ -1,16 +1,20 @@
-"""The alarm feed: every alarm event, newest first; enter jumps to its run."""
+"""The alarm feed: every alarm event, newest first; enter jumps to its run.
+
+Rows are keyed by event, so new events cost one rendered line each however
+long the feed is (:class:`~grokwatch.tui.widgets.line_table.LineTable`).
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from ..messages import JumpToAlarm
 from ..model import AlarmRow, SweepModel
 from .filter_line import RoutesFilterKeys
+from .line_table import LineTable
 
-MAX_ROWS = 2000  # the newest; older events stay in alarms.jsonl
+MAX_ROWS = 5000  # the newest; older events stay in alarms.jsonl / the engine's history
 
 _STATE_STYLE = {"firing": "bold #d62728", "pending": "#d78700", "resolved": "#00af5f"}
 _COLUMNS = (("step", "step", 8), ("run", "run", 12), ("rule", "rule", 26), ("value", "value", 8),
@@ -23,22 +27,25 @@ def _num(v: float | None) -> str:
     return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.2e}"
 
 
-class AlarmFeed(RoutesFilterKeys, DataTable):
+def _key(a: AlarmRow) -> str:
+    return f"{a.seq}"
+
+
+class AlarmFeed(RoutesFilterKeys, LineTable):
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False, id="alarms.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="alarms.up"),
+        Binding("j", "cursor(1)", "Down", show=False, id="alarms.down"),
+        Binding("k", "cursor(-1)", "Up", show=False, id="alarms.up"),
         Binding("enter", "jump", "Go to run", id="alarms.jump"),
     ]
 
     def __init__(self, **kw) -> None:
-        super().__init__(cursor_type="row", **kw)
+        super().__init__(**kw)
         self.alarms: tuple[AlarmRow, ...] = ()
-        self._shown: tuple[AlarmRow, ...] | None = None
+        self._by_key: dict[str, AlarmRow] = {}
         self.dirty = False
 
     def on_mount(self) -> None:
-        for key, label, width in _COLUMNS:
-            self.add_column(label, width=width, key=key)
+        self.set_columns(list(_COLUMNS))
 
     def update_model(self, model: SweepModel, visible: bool = True) -> None:
         """Take the model's alarms; redrawn only while the feed is on screen."""
@@ -55,31 +62,21 @@ class AlarmFeed(RoutesFilterKeys, DataTable):
 
     @property
     def selected(self) -> AlarmRow | None:
-        shown = self._shown or ()
-        return shown[self.cursor_row] if 0 <= self.cursor_row < len(shown) else None
+        key = self.cursor_key
+        return self._by_key.get(key) if key is not None else None
 
     def _redraw(self) -> None:
         self.dirty = False
-        keep = self.selected
         shown = self.alarms[:MAX_ROWS]
-        self.clear()
-        for a in shown:
-            self.add_row(
-                str(a.step) if a.step is not None else "-",
-                a.run_id,
-                a.rule,
-                _num(a.value),
-                _num(a.threshold),
-                Text(a.state, style=_STATE_STYLE.get(a.state, "")),
-                a.severity or "-",
-                key=f"{a.seq}",
-            )
-        self._shown = shown
-        if keep is not None:
-            for i, a in enumerate(shown):
-                if a.key == keep.key:
-                    self.move_cursor(row=i, animate=False)
-                    break
+        self._by_key = {_key(a): a for a in shown}
+        self.set_rows([_key(a) for a in shown], self._row_cells)
+
+    def _row_cells(self, key: str) -> list:
+        a = self._by_key[key]
+        return [
+            str(a.step) if a.step is not None else "-", a.run_id, a.rule, _num(a.value), _num(a.threshold),
+            Text(a.state, style=_STATE_STYLE.get(a.state, "")), a.severity or "-",
+        ]
 
     def action_jump(self) -> None:
         a = self.selected

@@ -1,27 +1,30 @@
 """The runs table: every run of the sweep, sortable and filterable.
 
-Rows are keyed by run id. A new model redraws only the cells that changed;
-the rows are rebuilt only when the visible set or its order changes, and the
-cursor then goes back to the same run (never to the same row index).
+Rows are keyed by run id. A new model re-renders only the rows whose cells
+changed (:class:`~grokwatch.tui.widgets.line_table.LineTable`); the order is
+recomputed only when the visible set or a sort value changes, and the cursor
+then stays on the same run (never on the same row index).
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
-from ..columns import COLUMNS, DASH, Column, sort_rows
+from ..columns import COLUMNS, Column, sort_rows
 from ..filtering import RunFilter
 from ..messages import OpenRun
 from ..model import RunRow, SweepModel
 from .filter_line import RoutesFilterKeys
+from .line_table import LineTable
+
+MARK = Text("●", style="bold #ff7f0e")
 
 
-class RunsTable(RoutesFilterKeys, DataTable):
+class RunsTable(RoutesFilterKeys, LineTable):
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="runs.up"),
+        Binding("j", "cursor(1)", "Down", show=False, id="runs.down"),
+        Binding("k", "cursor(-1)", "Up", show=False, id="runs.up"),
         Binding("enter", "open", "Detail", id="runs.open"),
         Binding("s", "sort_next", "Sort", id="runs.sort_next"),
         Binding("S", "sort_reverse", "Reverse sort", show=False, id="runs.sort_reverse"),
@@ -31,43 +34,35 @@ class RunsTable(RoutesFilterKeys, DataTable):
     ]
 
     def __init__(self, columns: tuple[str, ...], sort: str = "run", reverse: bool = False, **kw) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        super().__init__(**kw)
         self.column_specs: list[Column] = [COLUMNS[c] for c in columns if c in COLUMNS]
         self.sort_key = sort if sort in COLUMNS and COLUMNS[sort].sort else "run"
         self.reverse = reverse
         self.filter = RunFilter()
         self.marked: set[str] = set()
         self.model: SweepModel | None = None
-        self._order: list[str] = []
-        self._drawn: dict[str, RunRow] = {}
-        self.rebuilds = 0  # full rebuilds (tests and the benchmark read these)
-        self.cell_updates = 0
+        self.rebuilds = 0  # order recomputations that changed the rows shown
+        self.cell_updates = 0  # rows whose cells were formatted again
+
+    def on_mount(self) -> None:
+        self.set_columns([(c.key, self._label(c), self._width(c)) for c in self.column_specs])
 
     # -- public ------------------------------------------------------------------
-    def on_mount(self) -> None:
-        for col in self.column_specs:
-            self.add_column(self._label(col), width=self._width(col), key=col.key)
-
     @property
     def selected_run_id(self) -> str | None:
-        if not self._order or not (0 <= self.cursor_row < len(self._order)):
-            return None
-        return self._order[self.cursor_row]
+        return self.cursor_key
 
     @property
     def visible_ids(self) -> list[str]:
-        return list(self._order)
+        return self.row_keys
 
     def select_run(self, run_id: str) -> bool:
         """Move the cursor to ``run_id``; False when it is not visible."""
-        if run_id not in self._order:
-            return False
-        self.move_cursor(row=self._order.index(run_id), animate=False)
-        return True
+        return self.move_to_key(run_id)
 
     def set_filter(self, f: RunFilter) -> None:
         self.filter = f
-        self._apply(force_order=True)
+        self._apply()
 
     def set_sort(self, key: str, reverse: bool | None = None) -> None:
         if key not in COLUMNS or COLUMNS[key].sort is None:
@@ -75,14 +70,12 @@ class RunsTable(RoutesFilterKeys, DataTable):
         self.sort_key = key
         if reverse is not None:
             self.reverse = reverse
-        for col in self.column_specs:
-            self.columns[col.key].label = Text(self._label(col))
-        self._apply(force_order=True)
-        self.refresh()
+        self.set_columns([(c.key, self._label(c), self._width(c)) for c in self.column_specs])
+        self._apply()
 
     def update_model(self, model: SweepModel) -> None:
-        self.model = model
-        self._apply()
+        prev, self.model = self.model, model
+        self._apply(model.changed_since(prev))
 
     # -- drawing -------------------------------------------------------------------
     def _label(self, col: Column) -> str:
@@ -92,60 +85,26 @@ class RunsTable(RoutesFilterKeys, DataTable):
 
     @staticmethod
     def _width(col: Column) -> int:
-        return max(col.width, len(col.label) + 1)
+        return col.width if col.key == "mark" else max(col.width, len(col.label) + 1)  # +1: the sort arrow
 
-    def _cell(self, col: Column, row: RunRow):
-        if col.key == "mark":
-            return Text("●", style="bold #ff7f0e") if row.run_id in self.marked else " "
-        return col.cell(row)
+    def _row_cells(self, run_id: str) -> list:
+        row = self.model.row(run_id)
+        self.cell_updates += 1
+        return [(MARK if run_id in self.marked else " ") if c.key == "mark" else c.cell(row) for c in self.column_specs]
 
-    def _apply(self, force_order: bool = False) -> None:
+    def _apply(self, changed: set[str] | None = None) -> None:
         if self.model is None:
             return
         rows = [r for r in self.model.rows if self.filter.matches(r)]
-        rows = sort_rows(rows, self.sort_key, self.reverse)
-        ids = [r.run_id for r in rows]
-        if ids != self._order or force_order:
-            self._rebuild(rows)
-            return
-        specs = self.column_specs
-        for r in rows:
-            old = self._drawn.get(r.run_id)
-            if old == r:
-                continue
-            for col in specs:
-                new = self._cell(col, r)
-                if old is not None and _same(self._cell(col, old), new):
-                    continue
-                self.update_cell(r.run_id, col.key, new)
-                self.cell_updates += 1
-            self._drawn[r.run_id] = r
-
-    def _rebuild(self, rows: list[RunRow]) -> None:
-        selected = self.selected_run_id
-        index = self.cursor_row
-        self.rebuilds += 1
-        self.clear()
-        specs = self.column_specs
-        for r in rows:
-            self.add_row(*(self._cell(c, r) for c in specs), key=r.run_id)
-        self._order = [r.run_id for r in rows]
-        self._drawn = {r.run_id: r for r in rows}
-        if not rows:
-            return
-        if selected in self._order:
-            self.move_cursor(row=self._order.index(selected), animate=False)
-        else:
-            self.move_cursor(row=min(max(index, 0), len(rows) - 1), animate=False)
+        ids = [r.run_id for r in sort_rows(rows, self.sort_key, self.reverse)]
+        if ids != self.row_keys:
+            self.rebuilds += 1
+        self.set_rows(ids, self._row_cells, changed if changed is not None else ids)
 
     def _redraw_marks(self, run_ids) -> None:
-        if "mark" not in self.columns:
-            return
-        mark = COLUMNS["mark"]
         for rid in run_ids:
-            row = self._drawn.get(rid)
-            if row is not None:
-                self.update_cell(rid, "mark", self._cell(mark, row))
+            if self.model is not None and self.model.row(rid) is not None and rid in self.row_keys:
+                self.update_row(rid, self._row_cells(rid))
 
     # -- actions -------------------------------------------------------------------
     def action_open(self) -> None:
@@ -169,15 +128,14 @@ class RunsTable(RoutesFilterKeys, DataTable):
             return
         self.marked.symmetric_difference_update({rid})
         self._redraw_marks([rid])
-        if self.cursor_row < len(self._order) - 1:
-            self.action_cursor_down()
+        self.action_cursor(1)
 
     def action_clear_marks(self) -> None:
         old, self.marked = self.marked, set()
         self._redraw_marks(old)
 
     def action_overlay(self) -> None:
-        ids = [r for r in self._order if r in self.marked] or [r for r in sorted(self.marked)]
+        ids = [r for r in self.row_keys if r in self.marked] or sorted(self.marked)
         if not ids:
             rid = self.selected_run_id
             if rid is None:
@@ -185,12 +143,3 @@ class RunsTable(RoutesFilterKeys, DataTable):
                 return
             ids = [rid]
         self.post_message(OpenRun(tuple(ids)))
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, Text) and isinstance(b, Text):
-        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
-    return a == b
-
-
-__all__ = ["RunsTable", "DASH"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from ..model import PHASE_LETTER, PHASE_ORDER, SweepModel
 from ..style import phase_style
@@ -20,11 +20,16 @@ def ago(seconds: float | None) -> str:
     return f"{s // 3600} h ago"
 
 
-class StatusBar(Static):
-    """Shows the sweep's state; ``now`` and ``host`` come from the app (frozen in tests)."""
+class StatusBar(Widget):
+    """Shows the sweep's state; ``now`` and ``host`` come from the app (frozen in tests).
+
+    A plain widget of fixed height: a new text repaints one line, it never
+    asks for a layout pass (a Static's ``update`` would, for the whole screen).
+    """
 
     def __init__(self, host: str, **kw) -> None:
-        super().__init__("", **kw)
+        super().__init__(**kw)
+        self._text = Text("")
         self.host = host
         self.model: SweepModel | None = None
         self.view_name = "runs"
@@ -41,7 +46,13 @@ class StatusBar(Static):
             self.filter_text = filter_text
         if shown is not None:
             self.shown = shown
-        self.update(self.text(now))
+        text = self.text(now)
+        if text != self._text:
+            self._text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._text
 
     def text(self, now: float | None) -> Text:
         m = self.model

@@ -1,0 +1,251 @@
+"""Dashboard refresh cost with a live sweep: 90 runs updating at once.
+
+A ``grokwatch simulate --speed`` process writes the sweep into a temporary
+directory (a separate process, as trainers are); this process runs the
+dashboard exactly as ``grokwatch tui`` builds it (``make_app``, following the
+sweep live: watcher, alarm engine and predictor in-process) on Textual's
+headless driver at a fixed size, and measures:
+
+- refresh: UI-thread time to apply a new model (table cells, status, grid,
+  feed) plus the compositor pass that paints it (p50/p95; target p95 <= 50 ms),
+  as wall time and as the UI thread's own CPU time (``refresh_cpu_*``: what
+  the dashboard costs, without the waits a loaded machine adds);
+- loop lag: how late a 20 ms timer on the UI loop fires (p95, max): anything
+  else that blocks the UI thread shows up here;
+- key to repaint: a key posted as the terminal driver does, until the first
+  paint after its effect (sort, cursor, view switch, detail open/close;
+  target <= 100 ms); plus detail curves: enter until the plots are painted;
+- memory: resident set size at the end and peak (target <= 1 GB);
+- off-thread: model builds (feed thread) p50/p95.
+
+The headless driver paints to nothing, so terminal write time (a few ms for
+an 80x24 update over SSH) is not included.
+
+    python bench/tui_refresh.py [--runs 90] [--steps 100000] [--speed 2000] [--seconds 60]
+
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, int(round(q / 100 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def ms(x: float | None) -> float | None:
+    return None if x is None else round(1000 * x, 2)
+
+
+def rss_bytes() -> int:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except Exception:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: float) -> dict:
+    from textual import events
+    from textual._compositor import Compositor
+
+    from grokwatch.tui.app import make_app
+    from grokwatch.tui.config import TuiConfig
+    from grokwatch.tui.screens.detail import DetailScreen
+
+    # -- instrumentation: paint passes and model applications ------------------------
+    from grokwatch.tui.app import GrokwatchApp
+
+    # (end time, wall seconds, UI-thread CPU seconds)
+    paints: list[tuple[float, float, float]] = []
+    applied: list[tuple[float, float, float]] = []
+    originals: list[tuple[type, str, object]] = []
+
+    def instrument(cls, name, into):
+        fn = getattr(cls, name)
+        originals.append((cls, name, fn))
+
+        def timed(self, *a, **kw):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            try:
+                return fn(self, *a, **kw)
+            finally:
+                t1 = time.perf_counter()
+                into.append((t1, t1 - t0, time.thread_time() - c0))
+
+        setattr(cls, name, timed)
+
+    for name in ("render_update", "render_full_update", "render_partial_update"):
+        instrument(Compositor, name, paints)
+    instrument(GrokwatchApp, "on_model_ready", applied)
+
+    app = make_app(sweep, TuiConfig(redraw=0.25, interval=1.0))
+
+    lags: list[float] = []
+    keys: list[dict] = []
+    try:
+        async with app.run_test(size=size) as pilot:
+            last = [time.perf_counter()]
+
+            def probe():
+                now = time.perf_counter()
+                lags.append(max(0.0, now - last[0] - 0.02))
+                last[0] = now
+
+            app.set_interval(0.02, probe)
+            t_end = time.monotonic() + seconds
+            while app.model is None or not app.model.rows:
+                await asyncio.sleep(0.05)
+            plan = [
+                ("s", lambda: app.dashboard.table.sort_key),
+                ("j", lambda: app.dashboard.table.cursor_row),
+                ("S", lambda: app.dashboard.table.reverse),
+                ("k", lambda: app.dashboard.table.cursor_row),
+                ("g", lambda: app.dashboard.view),
+                ("r", lambda: app.dashboard.view),
+                ("a", lambda: app.dashboard.view),
+                ("r", lambda: app.dashboard.view),
+                ("enter", lambda: type(app.screen).__name__),
+                ("escape", lambda: type(app.screen).__name__),
+            ]
+            i = 0
+            while time.monotonic() < t_end:
+                await asyncio.sleep(key_every)
+                key, state = plan[i % len(plan)]
+                i += 1
+                before = state()
+                t0 = time.perf_counter()
+                ev = events.Key(key, "\r" if key == "enter" else ("\x1b" if key == "escape" else key))
+                ev.set_sender(app)
+                app._driver.send_message(ev)
+                while state() == before and time.perf_counter() - t0 < 5:
+                    await asyncio.sleep(0.001)
+                t_state = time.perf_counter()
+                while not any(p[0] > t_state for p in paints[-5:]) and time.perf_counter() - t0 < 5:
+                    await asyncio.sleep(0.001)
+                t_paint = next((p[0] for p in paints if p[0] > t_state), time.perf_counter())
+                rec = {"key": key, "repaint_ms": round(1000 * (t_paint - t0), 2)}
+                if key == "enter" and isinstance(app.screen, DetailScreen):
+                    screen = app.screen
+                    while screen.series is None and time.perf_counter() - t0 < 10:
+                        await asyncio.sleep(0.002)
+                    t_s = time.perf_counter()
+                    while not any(p[0] > t_s for p in paints[-5:]) and time.perf_counter() - t0 < 10:
+                        await asyncio.sleep(0.001)
+                    rec["curves_ms"] = round(1000 * (time.perf_counter() - t0), 2)
+                keys.append(rec)
+            rows = app.model.rows
+            steps = [r.step for r in rows]
+            feed = app.feed
+            result = {
+                "runs": len(rows),
+                "steps_min": min(steps), "steps_max": max(steps),
+                "models_applied": len(applied),
+                "feed_builds": feed.builds if feed else None,
+                "feed_build_ms_p50": ms(pct(feed.build_seconds, 50)) if feed else None,
+                "feed_build_ms_p95": ms(pct(feed.build_seconds, 95)) if feed else None,
+                "table_rebuilds": app.dashboard.table.rebuilds,
+                "table_cell_updates": app.dashboard.table.cell_updates,
+                "alarms": len(app.model.alarms),
+            }
+    finally:
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+    # refresh = a model application plus the first paint after it (wall, and UI-thread CPU)
+    refresh_wall, refresh_cpu = [], []
+    for end, wall, cpu in applied:
+        paint = next((p for p in paints if p[0] > end), (0.0, 0.0, 0.0))
+        refresh_wall.append(wall + paint[1])
+        refresh_cpu.append(cpu + paint[2])
+    repaint = [k["repaint_ms"] / 1000 for k in keys]
+    curves = [k["curves_ms"] / 1000 for k in keys if "curves_ms" in k]
+    result.update({
+        "apply_ms_p50": ms(pct([a[1] for a in applied], 50)), "apply_ms_p95": ms(pct([a[1] for a in applied], 95)),
+        "paint_ms_p50": ms(pct([p[1] for p in paints], 50)), "paint_ms_p95": ms(pct([p[1] for p in paints], 95)),
+        "refresh_ms_p50": ms(pct(refresh_wall, 50)), "refresh_ms_p95": ms(pct(refresh_wall, 95)),
+        "refresh_ms_max": ms(max(refresh_wall) if refresh_wall else None),
+        "refresh_cpu_ms_p50": ms(pct(refresh_cpu, 50)), "refresh_cpu_ms_p95": ms(pct(refresh_cpu, 95)),
+        "refresh_cpu_ms_max": ms(max(refresh_cpu) if refresh_cpu else None),
+        "loop_lag_ms_p95": ms(pct(lags, 95)), "loop_lag_ms_max": ms(max(lags) if lags else None),
+        "key_repaint_ms_p50": ms(pct(repaint, 50)), "key_repaint_ms_p95": ms(pct(repaint, 95)),
+        "key_repaint_ms_max": ms(max(repaint) if repaint else None), "keys": len(keys),
+        "detail_curves_ms_p50": ms(pct(curves, 50)), "detail_curves_ms_max": ms(max(curves) if curves else None),
+        "key_log": keys,
+    })
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=90)
+    ap.add_argument("--steps", type=int, default=100_000)
+    ap.add_argument("--speed", type=float, default=2000.0, help="simulated steps per second per run")
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long to watch")
+    ap.add_argument("--size", default="160x48", help="terminal size COLSxROWS")
+    ap.add_argument("--key-every", type=float, default=1.0, help="seconds between key presses")
+    ap.add_argument("--root", type=Path, help="where to simulate (default: a temporary directory)")
+    args = ap.parse_args()
+    cols, rows = (int(x) for x in args.size.lower().split("x"))
+    root = args.root or Path(tempfile.mkdtemp(prefix="grokwatch-bench-tui-"))
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "grokwatch", "simulate", str(root), "--runs", str(args.runs), "--steps", str(args.steps),
+         "--speed", str(args.speed), "--sweep", "live"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        sweep = Path(sim.stdout.readline().strip())
+        deadline = time.monotonic() + 60
+        from grokwatch.store import list_runs
+
+        while len(list_runs(sweep)) < args.runs and time.monotonic() < deadline:
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        result = asyncio.run(bench(sweep, args.seconds, (cols, rows), args.key_every))
+        wall = time.monotonic() - t0
+    finally:
+        if sim.poll() is None:
+            sim.send_signal(signal.SIGINT)
+            try:
+                sim.wait(30)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result.update({
+        "rss_mb": round(rss_bytes() / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
+        "seconds": round(wall, 1), "speed": args.speed, "size": args.size, "sweep": str(sweep),
+        "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
+    })
+    log = result.pop("key_log")
+    for k in log:
+        print(f"key {k['key']:>6}: repaint {k['repaint_ms']:7.1f} ms" + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else ""))
+    for key in ("refresh_cpu_ms_p50", "refresh_cpu_ms_p95", "refresh_ms_p50", "refresh_ms_p95", "loop_lag_ms_p95",
+                "key_repaint_ms_p50", "key_repaint_ms_p95", "detail_curves_ms_max", "rss_mb", "loadavg_1m"):
+        print(f"{key}: {result[key]}")
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
