@@ -106,6 +106,7 @@ class SweepWatcher:
         self._last_retry = 0.0
         self._polls = 0
         self._next_poll = 0.0
+        self._last_stall_check = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> "SweepWatcher":
@@ -237,9 +238,15 @@ class SweepWatcher:
                     evaluated.add(rid)
             if rs.version != versions[rid] or rs.view is None:
                 changed.add(rid)
-        # Wall-clock signals: stalls change with time, not with data.
+        # Wall-clock signals: stalls change with time, not with data. Every run
+        # at most once a second; runs just refreshed (a heartbeat came) at once.
         stall_rule = self.engine is not None and "stalled" in self.engine.signals()
-        for rid, rs in self.runs.items():
+        if now - self._last_stall_check >= 1.0:
+            self._last_stall_check = now
+            check = list(self.runs.items())
+        else:
+            check = [(rs.run_id, rs) for rs in live if rs.run_id in self.runs]
+        for rid, rs in check:
             was = rs.stalled
             now_stalled = rs.check_stalled(now)
             if stall_rule and (rs.state == "running" or was or now_stalled):
