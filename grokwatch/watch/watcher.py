@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Callable
 
 from grokwatch.store import list_runs
-from grokwatch.store.layout import WATCHER_DIR
+from grokwatch.store.layout import RUN_JSON, WATCHER_DIR
 
 from .fs import is_network_fs
 from .runstate import FINAL_STATES, RunState
@@ -107,6 +107,7 @@ class SweepWatcher:
         self._polls = 0
         self._next_poll = 0.0
         self._last_stall_check = 0.0
+        self._last_discover = float("-inf")
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> "SweepWatcher":
@@ -205,9 +206,16 @@ class SweepWatcher:
         fed = False
         evaluated: set[str] = set()
         to_refresh = set(r for r in dirty if r in self.runs)
-        new_ids = {r for r in dirty if r not in self.runs}
+        # Names not known as runs: worth a listing only once they hold a run.json
+        # (SLURM logs written into the sweep directory are not runs).
+        new_ids = {r for r in dirty if r not in self.runs and os.path.exists(self.sweep_dir / r / RUN_JSON)}
         if full or new_ids:
-            added, gone = self._discover(force=full or bool(new_ids))
+            # Listing the sweep costs one stat unless its mtime moved (a run
+            # came or went); a full listing anyway now and then (NFS caches).
+            rediscover = bool(new_ids) or now - self._last_discover >= self.rescan_every
+            if rediscover:
+                self._last_discover = now
+            added, gone = self._discover(force=rediscover)
             to_refresh |= added
             removed |= gone
         if full:
@@ -226,17 +234,20 @@ class SweepWatcher:
                 removed.add(rid)
                 continue
             live.append(rs)
-        versions = {rs.run_id: rs.version for rs in live}
         for rs in live:
             rid = rs.run_id
-            batches = rs.refresh(now)
-            self._report_failures(rs)
-            if self.engine is not None:
-                for b in batches:
-                    events += self.engine.evaluate(rid, b.steps, b.signals, now=now, gates=b.gates)
-                    fed = True
-                    evaluated.add(rid)
-            if rs.version != versions[rid] or rs.view is None:
+            v0 = rs.version
+            try:
+                batches = rs.refresh(now)
+                self._report_failures(rs)
+                if self.engine is not None:
+                    for b in batches:
+                        events += self.engine.evaluate(rid, b.steps, b.signals, now=now, gates=b.gates)
+                        fed = True
+                        evaluated.add(rid)
+            except Exception as exc:  # a bug on one run's data must not cost the others their alarms
+                self._warn(f"{rid}: refresh failed: {type(exc).__name__}: {exc}", exc)
+            if rs.version != v0 or rs.view is None:
                 changed.add(rid)
         # Wall-clock signals: stalls change with time, not with data. Every run
         # at most once a second; runs just refreshed (a heartbeat came) at once.
