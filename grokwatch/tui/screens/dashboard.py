@@ -11,12 +11,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer
+from textual.widgets import ContentSwitcher
 
 from ..filtering import parse_filter
 from ..model import PHASE_ORDER, SweepModel
 from ..widgets.alarm_feed import AlarmFeed
 from ..widgets.filter_line import FilterLine
+from ..widgets.key_bar import KeyBar
 from ..widgets.runs_table import RunsTable
 from ..widgets.status_bar import StatusBar
 from ..widgets.sweep_grid import SweepGrid
@@ -53,7 +54,7 @@ class DashboardScreen(Screen):
                 yield SweepGrid(id="grid")
                 yield AlarmFeed(id="alarms")
             yield FilterLine(id="filter")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     @property
     def table(self) -> RunsTable:

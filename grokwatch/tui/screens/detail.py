@@ -16,12 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..columns import _pred, _step_total
 from ..messages import SeriesReady
 from ..model import RunSeries, SweepModel
 from ..style import MARKER_STYLE, palette, phase_badge
+from ..widgets.key_bar import KeyBar
 from ..widgets.plot import Plot
 
 PANEL_KEYS = ("acc", "loss", "wnorm", "gnorm", "alpha", "h0", "h0n")
@@ -59,7 +60,7 @@ class DetailScreen(Screen):
             with Grid(id="plot-grid"):
                 for key in PANEL_KEYS:
                     yield Plot(id=f"plot-{key}")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._header()

@@ -66,6 +66,7 @@ class LineTable(ScrollView, can_focus=True):
         self._strips: dict[str, Strip] = {}
         self._header: Strip | None = None
         self._styles_key = None
+        self._base = self._head_style = self._cursor_style = Style()
         self.rows_rendered = 0  # row lines rendered (the benchmark and tests read it)
 
     # -- columns and rows --------------------------------------------------------------
@@ -203,12 +204,18 @@ class LineTable(ScrollView, can_focus=True):
             self.set_cursor(row)
 
     # -- rendering -------------------------------------------------------------------------
-    def _check_styles(self) -> None:
-        key = (self.app.theme, self.rich_style)
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Styles are looked up once per paint, not once per line.
+        base = self.rich_style
+        key = (self.app.theme, base)
         if key != self._styles_key:
             self._styles_key = key
             self._strips.clear()
             self._header = None
+            self._base = base
+            self._head_style = base + self.get_component_rich_style("line-table--header", partial=True)
+            self._cursor_style = base + self.get_component_rich_style("line-table--cursor", partial=True)
+        return super().render_lines(crop)
 
     def _render_cells(self, cells: Sequence, base: Style) -> Strip:
         segs = []
@@ -228,21 +235,19 @@ class LineTable(ScrollView, can_focus=True):
         return Strip(segs, self.total_width)
 
     def render_line(self, y: int) -> Strip:
-        self._check_styles()
         width = self.size.width
         scroll_x = int(self.scroll_x)
-        base = self.rich_style
+        base = self._base
         if y == 0:
             if self._header is None:
-                head = base + self.get_component_rich_style("line-table--header", partial=True)
-                self._header = self._render_cells([lab for _, lab, _ in self._columns], head)
+                self._header = self._render_cells([lab for _, lab, _ in self._columns], self._head_style)
             return self._header.crop_extend(scroll_x, scroll_x + width, base)
         i = y - 1 + int(self.scroll_y)
         if not (0 <= i < len(self._keys)):
             return Strip.blank(width, base)
         key = self._keys[i]
         if i == self.cursor_row:  # drawn fresh: one row
-            cursor = base + self.get_component_rich_style("line-table--cursor", partial=True)
+            cursor = self._cursor_style
             strip = self._render_cells(self._cells[key], cursor)
             return strip.crop_extend(scroll_x, scroll_x + width, cursor)
         strip = self._strips.get(key)
