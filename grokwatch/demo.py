@@ -64,14 +64,16 @@ def plan_demo(
     sweep: str = "demo",
     weight_decays=DEFAULT_WEIGHT_DECAYS,
     seeds: int = DEFAULT_SEEDS,
-    steps: int = 6000,
+    steps: int = 8000,
     jobs: int | None = None,
     stop_after_grok: int = 200,
     extra: list[str] | None = None,
 ) -> DemoPlan:
     runs = []
-    for seed in range(seeds):
-        for wd in weight_decays:
+    # Larger weight decays grok sooner (DESIGN, Power et al.): start them first
+    # so the first groks show within a minute or two.
+    for wd in sorted(weight_decays, reverse=True):
+        for seed in range(seeds):
             run_id = f"wd{wd:g}-s{seed:02d}"
             args = [
                 sys.executable, "-m", "trainer",

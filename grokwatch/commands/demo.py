@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="print plain lines; exit 0 when every run has finished")
     p.add_argument("--weight-decays", default="0.3,1,3", help="comma-separated weight decays (default 0.3,1,3)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per weight decay (default 3)")
-    p.add_argument("--steps", type=int, default=6000, help="step budget per run (default 6000)")
+    p.add_argument("--steps", type=int, default=8000, help="step budget per run (default 8000)")
     p.add_argument("--jobs", type=int, help="trainers at once (default: the number of cores)")
     p.add_argument("--tui", action=argparse.BooleanOptionalAction, default=None,
                    help="show the dashboard (default: when stdout is a terminal and not --headless)")
