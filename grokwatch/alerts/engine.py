@@ -278,15 +278,6 @@ class AlertEngine:
                 )
             return tuple(sorted(out, key=lambda a: (a.state != "firing", a.rule)))
 
-    def status(self, run: str, rule: str) -> str:
-        with self._lock:
-            st = self._state.get(run, {}).get(rule)
-            return st.status if st else INACTIVE
-
-    def runs(self) -> list[str]:
-        with self._lock:
-            return list(self._state)
-
     # -- persistence (the caller writes it) ------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         with self._lock:

@@ -133,10 +133,6 @@ class Journal:
                 if not ok:
                     self._gave_up[key] = line
 
-    def is_done(self, event_id: str, channel: str) -> bool:
-        with self._lock:
-            return (event_id, channel) in self._done
-
     def outbox(self, channels: Iterable[str], fallback: str | None = None) -> dict[str, list[dict]]:
         """Records still owed, per channel key (events in journal order).
 
@@ -163,9 +159,6 @@ class Journal:
             seen: set[str] = set()
             recs[:] = [r for r in recs if not (r["id"] in seen or seen.add(r["id"]))]
         return out
-
-    def events(self) -> list[dict]:
-        return read_jsonl(self.alarms_path)
 
     # -- engine state -------------------------------------------------------------------
     def load_state(self) -> dict:

@@ -6,7 +6,6 @@ merged over it by rule name unless it says ``include_defaults = false``.
 
 from __future__ import annotations
 
-import operator
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -25,7 +24,6 @@ COMPARISONS = {
     "==": np.equal,
     "!=": np.not_equal,
 }
-_SCALAR_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -75,14 +73,6 @@ class Rule:
         with np.errstate(invalid="ignore"):
             out = COMPARISONS[self.comparison](v, self.threshold)
         return out & ~np.isnan(v)
-
-    def holds(self, value: float | None) -> bool:
-        if value is None or np.isnan(value):
-            return False
-        return bool(_SCALAR_OPS[self.comparison](abs(value) if self.absolute else value, self.threshold))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 _FIELDS = {f.name for f in fields(Rule)} - {"name"}

@@ -26,7 +26,6 @@ from .snapshot import RunView
 # Scalar columns the watcher keeps (to bound memory: a 90 x 100K sweep).
 SCALAR_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "grad_norm", "weight_norm")
 FINAL_STATES = frozenset({"completed", "failed", "diverged"})
-LIFECYCLE = ("memorized", "grokked", "anti_grokking", "diverged")
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,6 @@ class RunState:
         # polling bookkeeping
         self.poll_sig: tuple | None = None
         self.polls_skipped = 0
-        self.last_refresh = 0.0
         self.reported_failures: set[str] = set()
         self._reset_scalar_scores()
         self._reset_probe_scores()
@@ -103,7 +101,6 @@ class RunState:
     def refresh(self, now: float | None = None) -> list[Batch]:
         """Read what is new; return the new points for the alarm engine."""
         now = time.time() if now is None else now
-        self.last_refresh = now
         failed_before = self.failed_files
         ds = self.scalars.refresh(status=True)
         dp = self.probes.refresh(status=False)

@@ -68,10 +68,6 @@ class GrowBuf:
     def __len__(self) -> int:
         return self.n
 
-    def clear(self) -> None:
-        self._a = np.empty(0, dtype=self._a.dtype)
-        self.n = 0
-
     def append(self, values: np.ndarray) -> None:
         m = len(values)
         need = self.n + m
@@ -86,9 +82,6 @@ class GrowBuf:
         v = self._a[: self.n]
         v.flags.writeable = False
         return v
-
-    def last(self) -> float | None:
-        return float(self._a[self.n - 1]) if self.n else None
 
 
 # -- GAI -------------------------------------------------------------------------

@@ -88,7 +88,6 @@ class SweepSnapshot:
     changed: frozenset[str] = frozenset()  # run ids whose view changed since the previous snapshot
     removed: frozenset[str] = frozenset()  # run ids gone since the previous snapshot
     warnings: tuple[str, ...] = ()  # recent warnings (unreadable shards, vanished runs), newest last
-    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def phase_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
