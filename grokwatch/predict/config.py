@@ -37,6 +37,8 @@ class PredictConfig:
                      calibrator took to fall through the same weight-norm
                      levels: those of the trailing analog_window share of
                      the target's plateau so far
+    analog_same_wd   wnorm-analog only uses calibrators of the target's weight
+                     decay (see :mod:`grokwatch.predict.onset` for why)
     q_lo, q_hi       the interval: these quantiles of the calibrators' estimates,
     min_rel_width    widened to at least +-min_rel_width x the predicted time
                      left (the calibrators' spread alone understates the error:
@@ -55,6 +57,7 @@ class PredictConfig:
     level_window: float = 0.02
     trend_window: float = 0.25
     analog_window: float = 0.5
+    analog_same_wd: bool = True
     q_lo: float = 0.1
     q_hi: float = 0.9
     min_rel_width: float = 0.3
