@@ -21,7 +21,12 @@ headless driver at a fixed size, and measures:
 The headless driver paints to nothing, so terminal write time (a few ms for
 an 80x24 update over SSH) is not included.
 
-    python bench/tui_refresh.py [--runs 90] [--steps 100000] [--speed 2000] [--seconds 60]
+    python bench/tui_refresh.py [--runs 90] [--steps 100000] [--speed 1000] [--seconds 60] [--full SWEEP]
+
+With ``--full SWEEP`` (a finished sweep, e.g. ``grokwatch simulate ROOT
+--runs 90 --steps 100000 --sweep full``), the dashboard is then opened on it
+too: backfill time, resident memory with 90 x 100K steps held, and the time
+to draw a 100K-step run's curves.
 
 The last line printed is one JSON object with every figure.
 """
@@ -70,12 +75,10 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
     from textual import events
     from textual._compositor import Compositor
 
-    from grokwatch.tui.app import make_app
+    # -- instrumentation: paint passes and model applications ------------------------
+    from grokwatch.tui.app import GrokwatchApp, make_app
     from grokwatch.tui.config import TuiConfig
     from grokwatch.tui.screens.detail import DetailScreen
-
-    # -- instrumentation: paint passes and model applications ------------------------
-    from grokwatch.tui.app import GrokwatchApp
 
     # (end time, wall seconds, UI-thread CPU seconds)
     paints: list[tuple[float, float, float]] = []
@@ -105,7 +108,7 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
     lags: list[float] = []
     keys: list[dict] = []
     try:
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size):
             last = [time.perf_counter()]
 
             def probe():
@@ -196,15 +199,55 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
     return result
 
 
+async def full_sweep(sweep: Path, size: tuple[int, int]) -> dict:
+    """A finished 90 x 100K sweep: backfill time, memory, and a 100K-step run's curves."""
+    from textual import events
+
+    from grokwatch.tui.app import make_app
+    from grokwatch.tui.config import TuiConfig
+    from grokwatch.tui.screens.detail import DetailScreen
+
+    t0 = time.perf_counter()
+    app = make_app(sweep, TuiConfig(redraw=0.25, interval=1.0))
+    out: dict = {}
+    async with app.run_test(size=size) as pilot:
+        while app.model is None or not app.model.rows or any(
+                r.total_steps and r.step < r.total_steps and r.phase not in ("diverged", "stalled") for r in app.model.rows):
+            await asyncio.sleep(0.05)
+            if time.perf_counter() - t0 > 600:
+                break
+        out["full_backfill_s"] = round(time.perf_counter() - t0, 2)
+        out["full_steps_max"] = max(r.step for r in app.model.rows)
+        await pilot.pause()
+        curves = []
+        for _ in range(3):
+            t1 = time.perf_counter()
+            ev = events.Key("enter", "\r")
+            ev.set_sender(app)
+            app._driver.send_message(ev)
+            while not (isinstance(app.screen, DetailScreen) and app.screen.series is not None):
+                await asyncio.sleep(0.002)
+            await pilot.pause()
+            curves.append(time.perf_counter() - t1)
+            await pilot.press("escape", "j")
+            await pilot.pause()
+        out["full_detail_curves_ms"] = [round(1000 * c, 1) for c in curves]
+        out["full_rss_mb"] = round(rss_bytes() / 2**20, 1)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=90)
     ap.add_argument("--steps", type=int, default=100_000)
-    ap.add_argument("--speed", type=float, default=2000.0, help="simulated steps per second per run")
+    ap.add_argument("--speed", type=float, default=1000.0, help="simulated steps per second per run")
     ap.add_argument("--seconds", type=float, default=60.0, help="how long to watch")
     ap.add_argument("--size", default="160x48", help="terminal size COLSxROWS")
     ap.add_argument("--key-every", type=float, default=1.0, help="seconds between key presses")
     ap.add_argument("--root", type=Path, help="where to simulate (default: a temporary directory)")
+    ap.add_argument("--full", type=Path, metavar="SWEEP",
+                    help="also open this finished sweep (e.g. written by `grokwatch simulate ROOT --runs 90 "
+                         "--steps 100000`): backfill time, memory at full size, 100K-step curves")
     args = ap.parse_args()
     cols, rows = (int(x) for x in args.size.lower().split("x"))
     root = args.root or Path(tempfile.mkdtemp(prefix="grokwatch-bench-tui-"))
@@ -231,6 +274,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 sim.kill()
                 sim.wait()
+    if args.full is not None:
+        result.update(asyncio.run(full_sweep(args.full, (cols, rows))))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result.update({
         "rss_mb": round(rss_bytes() / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
@@ -241,8 +286,10 @@ def main() -> int:
     for k in log:
         print(f"key {k['key']:>6}: repaint {k['repaint_ms']:7.1f} ms" + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else ""))
     for key in ("refresh_cpu_ms_p50", "refresh_cpu_ms_p95", "refresh_ms_p50", "refresh_ms_p95", "loop_lag_ms_p95",
-                "key_repaint_ms_p50", "key_repaint_ms_p95", "detail_curves_ms_max", "rss_mb", "loadavg_1m"):
-        print(f"{key}: {result[key]}")
+                "key_repaint_ms_p50", "key_repaint_ms_p95", "detail_curves_ms_max", "rss_mb", "loadavg_1m",
+                "full_backfill_s", "full_detail_curves_ms", "full_rss_mb"):
+        if key in result:
+            print(f"{key}: {result[key]}")
     print(json.dumps(result, sort_keys=True))
     return 0
 

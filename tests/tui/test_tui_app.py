@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from conftest import RUNS
 from textual.worker import WorkerFailed
 from tui_helpers import drive, screen_text, settle
 
@@ -14,8 +15,6 @@ from grokwatch.tui.screens.dashboard import DashboardScreen
 from grokwatch.tui.screens.detail import DetailScreen
 from grokwatch.tui.screens.help import HelpScreen
 from grokwatch.tui.widgets.plot import Plot
-
-from conftest import RUNS
 
 
 def test_table_lists_every_run_with_phases_and_signals(app_factory):

@@ -6,7 +6,7 @@ GROKWATCH_REQUIRE_INFRA=1 (CI), where that is a failure.
 
 from __future__ import annotations
 
-import os
+import json
 import shlex
 import sys
 import textwrap
@@ -79,3 +79,22 @@ def test_a_crash_restores_the_terminal_and_exits_non_zero(tmux, sim_sweep, isola
     screen = tmux.wait("[exited rc=", timeout=60)
     assert "[exited rc=1]" in screen
     assert "deliberate crash in the dashboard" in screen  # the error is printed after the terminal is restored
+
+
+@pytest.mark.slow
+def test_demo_opens_the_dashboard_and_quitting_stops_the_trainers(tmux, isolated_home, tmp_path):
+    root = tmp_path / "demo-root"
+    tmux.start(
+        f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch demo --tui --root {shlex.quote(str(root))}"
+        " --weight-decays 1 --seeds 1 --steps 100000 --jobs 1",
+        env=_env(isolated_home),
+    )
+    screen = tmux.wait("wd1-s00", timeout=120)
+    assert "grokwatch" in screen.splitlines()[0] and "demo" in screen.splitlines()[0]
+    tmux.wait("/100k", timeout=120)  # the trainer is writing shards: step / total shows
+    tmux.keys("q")
+    screen = tmux.wait("[exited rc=", timeout=120)
+    assert "[exited rc=0]" in screen
+    assert "runs grokked" in screen  # the plain summary after the dashboard closes
+    status = json.loads((root / "demo" / "wd1-s00" / "status.json").read_text())
+    assert status["state"] == "preempted"  # stopped with SIGTERM: checkpointed and flushed

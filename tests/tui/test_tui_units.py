@@ -9,15 +9,14 @@ import time
 import numpy as np
 import pytest
 
+from grokwatch.cli import UsageError
 from grokwatch.tui.canvas import as_text, rasterize
 from grokwatch.tui.columns import COLUMNS, sort_rows
 from grokwatch.tui.config import DEFAULT_COLUMNS, ConfigError, TuiConfig, config_from_dict, load_config
 from grokwatch.tui.filtering import parse_filter
 from grokwatch.tui.model import Marker, ModelFeed, Panel, RunRow, Series, SweepModel, run_identity
 from grokwatch.tui.series import decimate, prepare, smooth, sparkline, sparkline_values
-from grokwatch.cli import UsageError
 from grokwatch.tui.source import AlarmTail, StoreSource, resolve_sweep
-
 
 # -- series -----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from ..columns import COLUMNS, Column, sort_rows
 from ..filtering import RunFilter
 from ..messages import OpenRun
-from ..model import RunRow, SweepModel
+from ..model import SweepModel
 from .filter_line import RoutesFilterKeys
 from .line_table import LineTable
 
