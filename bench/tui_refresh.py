@@ -241,7 +241,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=90)
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--speed", type=float, default=1000.0, help="simulated steps per second per run")
-    ap.add_argument("--seconds", type=float, default=60.0, help="how long to watch")
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long to watch the live sweep (0: skip)")
     ap.add_argument("--size", default="160x48", help="terminal size COLSxROWS")
     ap.add_argument("--key-every", type=float, default=1.0, help="seconds between key presses")
     ap.add_argument("--root", type=Path, help="where to simulate (default: a temporary directory)")
@@ -250,43 +250,48 @@ def main() -> int:
                          "--steps 100000`): backfill time, memory at full size, 100K-step curves")
     args = ap.parse_args()
     cols, rows = (int(x) for x in args.size.lower().split("x"))
-    root = args.root or Path(tempfile.mkdtemp(prefix="grokwatch-bench-tui-"))
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "grokwatch", "simulate", str(root), "--runs", str(args.runs), "--steps", str(args.steps),
-         "--speed", str(args.speed), "--sweep", "live"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        sweep = Path(sim.stdout.readline().strip())
-        deadline = time.monotonic() + 60
-        from grokwatch.store import list_runs
+    result: dict = {}
+    wall = 0.0
+    sweep = None
+    if args.seconds > 0:
+        root = args.root or Path(tempfile.mkdtemp(prefix="grokwatch-bench-tui-"))
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "grokwatch", "simulate", str(root), "--runs", str(args.runs), "--steps", str(args.steps),
+             "--speed", str(args.speed), "--sweep", "live"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            sweep = Path(sim.stdout.readline().strip())
+            deadline = time.monotonic() + 60
+            from grokwatch.store import list_runs
 
-        while len(list_runs(sweep)) < args.runs and time.monotonic() < deadline:
-            time.sleep(0.1)
-        t0 = time.monotonic()
-        result = asyncio.run(bench(sweep, args.seconds, (cols, rows), args.key_every))
-        wall = time.monotonic() - t0
-    finally:
-        if sim.poll() is None:
-            sim.send_signal(signal.SIGINT)
-            try:
-                sim.wait(30)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-                sim.wait()
+            while len(list_runs(sweep)) < args.runs and time.monotonic() < deadline:
+                time.sleep(0.1)
+            t0 = time.monotonic()
+            result = asyncio.run(bench(sweep, args.seconds, (cols, rows), args.key_every))
+            wall = time.monotonic() - t0
+        finally:
+            if sim.poll() is None:
+                sim.send_signal(signal.SIGINT)
+                try:
+                    sim.wait(30)
+                except subprocess.TimeoutExpired:
+                    sim.kill()
+                    sim.wait()
+        result["live_rss_mb"] = round(rss_bytes() / 2**20, 1)
     if args.full is not None:
         result.update(asyncio.run(full_sweep(args.full, (cols, rows))))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result.update({
         "rss_mb": round(rss_bytes() / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
-        "seconds": round(wall, 1), "speed": args.speed, "size": args.size, "sweep": str(sweep),
+        "seconds": round(wall, 1), "speed": args.speed, "size": args.size, "sweep": str(sweep) if sweep else None,
         "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
     })
-    log = result.pop("key_log")
+    log = result.pop("key_log", [])
     for k in log:
         print(f"key {k['key']:>6}: repaint {k['repaint_ms']:7.1f} ms" + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else ""))
     for key in ("refresh_cpu_ms_p50", "refresh_cpu_ms_p95", "refresh_ms_p50", "refresh_ms_p95", "loop_lag_ms_p95",
-                "key_repaint_ms_p50", "key_repaint_ms_p95", "detail_curves_ms_max", "rss_mb", "loadavg_1m",
+                "key_repaint_ms_p50", "key_repaint_ms_p95", "detail_curves_ms_max", "live_rss_mb", "loadavg_1m",
                 "full_backfill_s", "full_detail_curves_ms", "full_rss_mb"):
         if key in result:
             print(f"{key}: {result[key]}")

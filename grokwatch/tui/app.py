@@ -54,6 +54,7 @@ class GrokwatchApp(App):
         self.model: SweepModel | None = None
         self.host = self.config.hostname or socket.gethostname().split(".")[0]
         self.feed: ModelFeed | None = None
+        self.detail: DetailScreen | None = None  # one, re-pushed for every run opened
         self.refresh_seconds: list[float] = []  # UI-thread time per model applied
         self.models_applied = 0
         if not self.config.animations:
@@ -150,10 +151,20 @@ class GrokwatchApp(App):
         self.dashboard.table.select_run(run_id)
         self.dashboard.grid.select_run(run_id)
 
+    def open_detail(self, run_ids: tuple[str, ...]) -> None:
+        if self.detail is None:
+            self.detail = DetailScreen(run_ids, smoothing=self.config.smoothing)
+            self.install_screen(self.detail, name="detail")  # installed: kept, not unmounted, when popped
+        else:
+            self.detail.retarget(run_ids)
+        if self.detail in self.screen_stack:
+            return
+        self.push_screen("detail")
+
     def on_open_run(self, msg: OpenRun) -> None:
         if len(msg.run_ids) == 1:
             self.select_run(msg.run_ids[0])
-        self.push_screen(DetailScreen(msg.run_ids, smoothing=self.config.smoothing))
+        self.open_detail(msg.run_ids)
 
     def on_jump_to_alarm(self, msg: JumpToAlarm) -> None:
         rid = msg.alarm.run_id
@@ -165,7 +176,7 @@ class GrokwatchApp(App):
             self.dashboard.set_filter_text("")
         self.select_run(rid)
         self.dashboard.action_show_view("runs")
-        self.push_screen(DetailScreen((rid,), smoothing=self.config.smoothing))
+        self.open_detail((rid,))
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

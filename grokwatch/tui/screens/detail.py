@@ -66,6 +66,19 @@ class DetailScreen(Screen):
         self._header()
         self.load()
 
+    def retarget(self, run_ids: tuple[str, ...]) -> None:
+        """Show other runs. The app keeps one detail screen and re-pushes it, so
+        opening a run costs a data load, not composing seven plots again."""
+        self.run_ids = tuple(run_ids)
+        self.series = None
+        if not self.is_mounted:
+            return  # on_mount loads
+        for key in PANEL_KEYS:
+            self.query_one(f"#plot-{key}", Plot).clear()
+        self.query_one("#plots", VerticalScroll).scroll_home(animate=False)
+        self._header()
+        self.load()
+
     # -- loading -------------------------------------------------------------------------
     def load(self) -> None:
         self._last_load = time.monotonic()

@@ -36,6 +36,12 @@ class Plot(Widget):
         self._version += 1
         self.refresh()
 
+    def clear(self) -> None:
+        """Blank until new data comes (no stale curves of another run)."""
+        self.panel, self.markers = None, ()
+        self._version += 1
+        self.refresh()
+
     def _style(self, key) -> Style:
         base = self.rich_style
         if key is None:
