@@ -56,6 +56,7 @@ class DaemonOptions:
     drain_timeout: float = 5.0  # on exit: time given to queued notifications
     state_every: float = 5.0  # state.json at least this often while data flows
     policy: ChannelPolicy = field(default_factory=ChannelPolicy)
+    predict: bool = True  # onset predictions: logged to .grokwatch/predictions.arrow, signal predicted_onset_in
 
 
 class AlertDaemon:
@@ -90,6 +91,13 @@ class AlertDaemon:
                     on_delivered=self._delivered, on_gave_up=self._gave_up)
             for url in dict.fromkeys(opts.notify)
         ]
+        # The daemon is the one process that logs predictions; a restarted
+        # daemon carries on after the steps its log already holds.
+        self.predictor = None
+        if opts.predict:
+            from grokwatch.predict import PredictionLog, SweepPredictor, read_predictions
+
+            self.predictor = SweepPredictor(log=PredictionLog(self.sweep_dir), resume=read_predictions(self.sweep_dir))
         self.watcher = SweepWatcher(
             self.sweep_dir,
             engine=self.engine,
@@ -98,6 +106,7 @@ class AlertDaemon:
             interval=opts.interval,
             on_alarms=self._on_alarms,
             on_error=self._on_error,
+            predictor=self.predictor,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -126,6 +135,11 @@ class AlertDaemon:
             log.warning("the watcher did not stop in time; not saving alarm state")
         else:
             self._save_state()
+            if self.predictor is not None and self.predictor.log is not None:
+                try:
+                    self.predictor.log.compact()  # the parts, folded into predictions.arrow
+                except OSError as exc:
+                    log.warning("cannot compact the prediction log: %s", exc)
         drain = self.opts.drain_timeout if drain is None else drain
         deadline = time.monotonic() + drain
         for ch in self._all_channels():

@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tries", type=int, default=8, metavar="N", help="attempts before a notification goes to --fallback (default 8); without one, retries go on every 5 min")
     p.add_argument("--backoff", type=_seconds, default=2.0, metavar="DUR", help="first retry delay, doubled per failure (default 2s)")
     p.add_argument("--rate", type=float, default=30.0, metavar="N", help="messages per minute per channel; more alarms are batched (default 30)")
+    p.add_argument("--no-predict", action="store_true", help="no onset predictions (by default logged to .grokwatch/predictions.arrow and fed to rules on predicted_onset_in)")
     p.add_argument("--deliver-timeout", type=_seconds, default=60.0, metavar="DUR", help="--once: how long to keep trying to deliver (default 60s)")
     p.set_defaults(func=run)
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         heartbeat_every=args.heartbeat_every,
         watchdog_every=args.watchdog_every,
         deliver_timeout=args.deliver_timeout,
+        predict=not args.no_predict,
         policy=ChannelPolicy(max_tries=args.max_tries, backoff=args.backoff, rate_per_min=args.rate),
     )
     try:

@@ -17,11 +17,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from grokwatch.lifecycle import attempt_reach_from_shards, restarted_from_scratch
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
 from .fastread import BatchReader
 from .scores import GrowBuf, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
 from .snapshot import RunView
+
+# Lifecycle indicator of a resumed attempt that went back to the start (issue 7).
+SCRATCH_SIGNAL = "restarted_from_scratch"
+SCRATCH_SETTLE_ROWS = 5  # rows of a new attempt after which its loss check is decided (lifecycle's window)
 
 # Scalar columns the watcher keeps (to bound memory: a 90 x 100K sweep).
 SCALAR_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "grad_norm", "weight_norm")
@@ -35,6 +40,7 @@ class Batch:
     steps: np.ndarray
     signals: Mapping[str, np.ndarray]
     gates: Mapping[str, np.ndarray]  # lifecycle indicators at these steps, for rules' `when`
+    repeat_last: bool = False  # re-test the engine's last evaluated step (a one-point indicator)
 
 
 class RunState:
@@ -54,6 +60,7 @@ class RunState:
         self.poll_sig: tuple | None = None
         self.polls_skipped = 0
         self.reported_failures: set[str] = set()
+        self._scratch_settled = 0  # newest attempt whose restart-from-scratch check is decided
         self._reset_scalar_scores()
         self._reset_probe_scores()
 
@@ -118,6 +125,10 @@ class RunState:
         b = self._score_probes()
         if b is not None:
             batches.append(b)
+        if status_changed or ds:
+            b = self._check_scratch_restart()
+            if b is not None:
+                batches.append(b)
         if batches or status_changed or self.failed_files.keys() != failed_before.keys():
             self.version += 1
         return batches
@@ -165,6 +176,37 @@ class RunState:
         for name, t in (("memorized", ph.t_mem), ("grokked", ph.t_grok), ("diverged", ph.t_diverged)):
             gates[name] = (pr["step"][n0:] >= t).astype(float) if t is not None else np.zeros(n - n0)
         return Batch(pr["step"][n0:], signals, gates)
+
+    def _check_scratch_restart(self) -> Batch | None:
+        """Once status.json shows a new attempt: did it restart from scratch?
+
+        Checked on every refresh until decided -- at once when it did, else
+        when the attempt has written a few rows (the loss criterion needs
+        them). Returns a one-point batch of ``restarted_from_scratch`` (1/0)
+        at the newest step, or None while undecided."""
+        status = self.status or {}
+        attempts = [a for a in status.get("attempts") or () if isinstance(a, Mapping)]
+        newest = max((_as_int(a.get("attempt")) or 0 for a in attempts), default=0)
+        if newest <= self._scratch_settled:
+            return None
+        step = self.last_step()
+        if step is None:
+            return None
+        sc = self.scalars.scalars
+        try:
+            names = os.listdir(self.run_dir / SHARDS_DIR)
+        except OSError:
+            names = []
+        every = _as_int(_config_get(self.config or {}, ("checkpoint_every",)))
+        hit = restarted_from_scratch(sc, attempts, attempt_reach=attempt_reach_from_shards(names),
+                                     checkpoint_every=every if every and every > 0 else None)
+        att = sc.get("attempt")
+        rows = int(np.count_nonzero(att == newest)) if att is not None else 0
+        if not hit and rows < SCRATCH_SETTLE_ROWS:
+            return None
+        self._scratch_settled = newest
+        return Batch(np.array([step], dtype=np.int64), {SCRATCH_SIGNAL: np.array([1.0 if hit else 0.0])}, {},
+                     repeat_last=True)
 
     # -- heartbeat -------------------------------------------------------------------
     def _observe_status(self, now: float) -> bool:

@@ -57,6 +57,10 @@ class SweepWatcher:
         alarm daemon persists its journal and state here.
     on_error(message, exc): a warning (unreadable shard, vanished run) or an
         unexpected error in a cycle; the watcher carries on.
+    predictor: a :class:`grokwatch.predict.SweepPredictor` (optional); after
+        every cycle in which a run changed it makes the predictions that came
+        due (``update_runstates``) and feeds them to the engine as signal
+        ``predicted_onset_in``. Its failures are warnings.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class SweepWatcher:
         finished_every: int = 30,
         force_every: int = 5,
         retry_every: float = 10.0,
+        predictor=None,
     ):
         self.sweep_dir = Path(sweep_dir)
         self.engine = engine
@@ -89,6 +94,7 @@ class SweepWatcher:
         self.finished_every = max(1, finished_every)
         self.force_every = max(1, force_every)
         self.retry_every = retry_every
+        self.predictor = predictor
         self.runs: dict[str, RunState] = {}
         self._lock = threading.Lock()
         self._snapshot: SweepSnapshot = EMPTY_SNAPSHOT
@@ -242,13 +248,19 @@ class SweepWatcher:
                 self._report_failures(rs)
                 if self.engine is not None:
                     for b in batches:
-                        events += self.engine.evaluate(rid, b.steps, b.signals, now=now, gates=b.gates)
+                        events += self.engine.evaluate(rid, b.steps, b.signals, now=now, gates=b.gates,
+                                                       repeat_last=b.repeat_last)
                         fed = True
                         evaluated.add(rid)
             except Exception as exc:  # a bug on one run's data must not cost the others their alarms
                 self._warn(f"{rid}: refresh failed: {type(exc).__name__}: {exc}", exc)
             if rs.version != v0 or rs.view is None:
                 changed.add(rid)
+        if self.predictor is not None and changed:
+            try:
+                fed |= self._predict(now, events, evaluated)
+            except Exception as exc:  # predictions are extra: never cost the alarms or the view
+                self._warn(f"prediction failed: {type(exc).__name__}: {exc}", exc)
         # Wall-clock signals: stalls change with time, not with data. Every run
         # at most once a second; runs just refreshed (a heartbeat came) at once.
         stall_rule = self.engine is not None and "stalled" in self.engine.signals()
@@ -278,6 +290,20 @@ class SweepWatcher:
             self.on_alarms(events)
         if changed or removed or self._version == 0:
             self._publish(changed, removed, now)
+
+    def _predict(self, now: float, events: list, evaluated: set[str]) -> bool:
+        """New predictions (logged by the predictor) -> the engine; True if it was fed."""
+        from grokwatch.predict.sweep import onset_signal_batches
+
+        new = self.predictor.update_runstates(self.runs)
+        if self.engine is None or not new:
+            return False
+        fed = False
+        for b in onset_signal_batches(new):
+            events += self.engine.evaluate(b.run, b.steps, b.signals, now=now, gates=b.gates)
+            fed = True
+            evaluated.add(b.run)
+        return fed
 
     # -- discovery and polling ------------------------------------------------------------
     def _discover(self, force: bool) -> tuple[set[str], set[str]]:

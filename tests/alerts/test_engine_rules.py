@@ -14,11 +14,11 @@ def test_default_rules_cover_design_section_5():
     rules = load_rules()
     assert set(rules) == {
         "gai_spike", "persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap",
-        "memorized", "grokked", "anti_grokking", "diverged", "stalled",
-    }
+        "memorized", "grokked", "anti_grokking", "diverged", "stalled", "restarted_from_scratch",
+    }  # predicted_onset_soon is there too, disabled
     assert rules["gai_spike"].threshold == 3.5 and rules["gai_spike"].signal == "gai_z"
     assert rules["htsr_alpha_below_2"].comparison == "<"
-    assert all(rules[n].once for n in ("memorized", "grokked", "diverged"))
+    assert all(rules[n].once for n in ("memorized", "grokked", "diverged", "restarted_from_scratch"))
 
 
 def test_user_rules_merge_disable_and_validate(tmp_path):
