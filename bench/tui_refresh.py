@@ -138,6 +138,7 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
                 key, state = plan[i % len(plan)]
                 i += 1
                 before = state()
+                c0 = time.thread_time()  # the app runs in this thread: UI CPU from key to paint
                 t0 = time.perf_counter()
                 ev = events.Key(key, "\r" if key == "enter" else ("\x1b" if key == "escape" else key))
                 ev.set_sender(app)
@@ -148,7 +149,8 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
                 while not any(p[0] > t_state for p in paints[-5:]) and time.perf_counter() - t0 < 5:
                     await asyncio.sleep(0.001)
                 t_paint = next((p[0] for p in paints if p[0] > t_state), time.perf_counter())
-                rec = {"key": key, "repaint_ms": round(1000 * (t_paint - t0), 2)}
+                rec = {"key": key, "repaint_ms": round(1000 * (t_paint - t0), 2),
+                       "cpu_ms": round(1000 * (time.thread_time() - c0), 2)}
                 if key == "enter" and isinstance(app.screen, DetailScreen):
                     screen = app.screen
                     while screen.series is None and time.perf_counter() - t0 < 10:
@@ -182,6 +184,7 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
         refresh_wall.append(wall + paint[1])
         refresh_cpu.append(cpu + paint[2])
     repaint = [k["repaint_ms"] / 1000 for k in keys]
+    repaint_cpu = [k["cpu_ms"] / 1000 for k in keys]
     curves = [k["curves_ms"] / 1000 for k in keys if "curves_ms" in k]
     result.update({
         "apply_ms_p50": ms(pct([a[1] for a in applied], 50)), "apply_ms_p95": ms(pct([a[1] for a in applied], 95)),
@@ -193,6 +196,7 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
         "loop_lag_ms_p95": ms(pct(lags, 95)), "loop_lag_ms_max": ms(max(lags) if lags else None),
         "key_repaint_ms_p50": ms(pct(repaint, 50)), "key_repaint_ms_p95": ms(pct(repaint, 95)),
         "key_repaint_ms_max": ms(max(repaint) if repaint else None), "keys": len(keys),
+        "key_repaint_cpu_ms_p50": ms(pct(repaint_cpu, 50)), "key_repaint_cpu_ms_p95": ms(pct(repaint_cpu, 95)),
         "detail_curves_ms_p50": ms(pct(curves, 50)), "detail_curves_ms_max": ms(max(curves) if curves else None),
         "key_log": keys,
     })
@@ -289,9 +293,11 @@ def main() -> int:
     })
     log = result.pop("key_log", [])
     for k in log:
-        print(f"key {k['key']:>6}: repaint {k['repaint_ms']:7.1f} ms" + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else ""))
+        print(f"key {k['key']:>6}: repaint {k['repaint_ms']:7.1f} ms (UI thread CPU {k['cpu_ms']:6.1f} ms)"
+              + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else ""))
     for key in ("refresh_cpu_ms_p50", "refresh_cpu_ms_p95", "refresh_ms_p50", "refresh_ms_p95", "loop_lag_ms_p95",
-                "key_repaint_ms_p50", "key_repaint_ms_p95", "detail_curves_ms_max", "live_rss_mb", "loadavg_1m",
+                "key_repaint_ms_p50", "key_repaint_ms_p95", "key_repaint_cpu_ms_p50", "key_repaint_cpu_ms_p95",
+                "detail_curves_ms_max", "live_rss_mb", "loadavg_1m",
                 "full_backfill_s", "full_detail_curves_ms", "full_rss_mb"):
         if key in result:
             print(f"{key}: {result[key]}")

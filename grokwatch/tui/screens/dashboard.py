@@ -76,6 +76,9 @@ class DashboardScreen(Screen):
             self.update_model(self.app.model)
         self._status()
 
+    def on_unmount(self) -> None:
+        self.ready = False
+
     # -- model -------------------------------------------------------------------------
     def update_model(self, model: SweepModel) -> None:
         self.model = model
