@@ -32,6 +32,7 @@ from .screens.detail import DetailScreen
 from .screens.help import HelpScreen
 from .source import SweepSource, open_source
 from .widgets.alarm_feed import AlarmFeed
+from .widgets.line_table import LineTable
 from .widgets.runs_table import RunsTable
 from .widgets.sweep_grid import SweepGrid
 
@@ -192,6 +193,7 @@ class GrokwatchApp(App):
             ("Everywhere", GrokwatchApp),
             ("Dashboard", DashboardScreen),
             ("Runs table", RunsTable),
+            ("Tables (runs, alarms)", LineTable),
             ("Sweep grid", SweepGrid),
             ("Alarm feed", AlarmFeed),
             ("Run detail", DetailScreen),

@@ -235,7 +235,7 @@ def test_help_is_built_from_the_bindings(app_factory):
         assert isinstance(app.screen, HelpScreen)
         md = app.screen.markdown
         for id_ in ("runs.sort_next", "dashboard.filter", "dashboard.grid", "dashboard.alarms", "detail.back",
-                    "alarms.jump", "app.quit", "runs.overlay"):
+                    "alarms.jump", "app.quit", "runs.overlay", "table.page_down"):
             assert f"`{id_}`" in md
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
@@ -246,14 +246,16 @@ def test_help_is_built_from_the_bindings(app_factory):
 def test_every_binding_has_a_description_and_a_stable_id():
     from grokwatch.tui.app import GrokwatchApp
     from grokwatch.tui.widgets.alarm_feed import AlarmFeed
+    from grokwatch.tui.widgets.line_table import LineTable
     from grokwatch.tui.widgets.runs_table import RunsTable
     from grokwatch.tui.widgets.sweep_grid import SweepGrid
 
     ids = []
-    for cls in (GrokwatchApp, DashboardScreen, RunsTable, SweepGrid, AlarmFeed, DetailScreen, HelpScreen):
-        for b in cls.BINDINGS:
+    for cls in (GrokwatchApp, DashboardScreen, LineTable, RunsTable, SweepGrid, AlarmFeed, DetailScreen, HelpScreen):
+        for b in cls.__dict__["BINDINGS"]:
             assert b.description, f"{cls.__name__} {b.key}"
-            assert b.id and b.id.split(".")[0] in ("app", "dashboard", "runs", "grid", "alarms", "detail", "help"), b
+            assert b.id and b.id.split(".")[0] in ("app", "dashboard", "table", "runs", "grid", "alarms", "detail",
+                                                   "help"), b
             ids.append(b.id)
     assert len(ids) == len(set(ids))
 

@@ -288,3 +288,17 @@ def test_model_changed_since():
     b = SweepModel("s", "/s", rows=(ROWS[0], ROWS[1].__class__(**{**{f: getattr(ROWS[1], f) for f in ROWS[1].__slots__}, "step": 5}), *ROWS[2:]))
     assert b.changed_since(a) == {"wd0.1-s01"}
     assert a.changed_since(None) == {r.run_id for r in ROWS}
+
+
+@pytest.mark.parametrize("module", ["grokwatch.tui.model", "grokwatch.tui.series", "grokwatch.tui.canvas",
+                                    "grokwatch.tui.source", "grokwatch.tui.watcher_source", "grokwatch.tui.config",
+                                    "grokwatch.tui.filtering"])
+def test_view_model_modules_are_headless(module):
+    """The view-model and its adapters run without textual or rich (they are built off the UI thread)."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

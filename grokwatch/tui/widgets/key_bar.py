@@ -13,15 +13,6 @@ from textual.widget import Widget
 
 
 class KeyBar(Widget):
-    DEFAULT_CSS = """
-    KeyBar {
-        dock: bottom;
-        height: 1;
-        background: $panel;
-        color: $foreground;
-    }
-    """
-
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self._text = Text("")

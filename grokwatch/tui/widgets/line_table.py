@@ -29,21 +29,6 @@ PAD = 1  # blank cells each side of a column
 
 class LineTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"line-table--header", "line-table--cursor"}
-    DEFAULT_CSS = """
-    LineTable {
-        background: $surface;
-    }
-    LineTable > .line-table--header {
-        background: $panel;
-        color: $foreground;
-        text-style: bold;
-    }
-    LineTable > .line-table--cursor {
-        background: $block-cursor-background;
-        color: $block-cursor-foreground;
-        text-style: bold;
-    }
-    """
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False, id="table.up"),
         Binding("down", "cursor(1)", "Down", show=False, id="table.down"),

@@ -18,10 +18,6 @@ from ..style import MARKER_STYLE, palette
 
 
 class Plot(Widget):
-    DEFAULT_CSS = """
-    Plot { height: 10; }
-    """
-
     def __init__(self, panel: Panel | None = None, **kw) -> None:
         super().__init__(**kw)
         self.panel = panel
