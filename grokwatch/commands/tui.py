@@ -10,7 +10,7 @@ from typing import Callable
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the dashboard on a sweep directory")
-    p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>), one of its runs, or a root holding one sweep")
+    p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>), or a root holding one sweep")
     p.add_argument("--config", type=Path, help="dashboard config (TOML; default ~/.config/grokwatch/tui.toml)")
     p.add_argument("--interval", type=float, help="seconds between polls of the sweep (overrides the config)")
     p.add_argument("--no-follow", action="store_true", help="read the sweep once; do not follow it")
