@@ -70,7 +70,9 @@ class RunsTable(RoutesFilterKeys, LineTable):
         self.sort_key = key
         if reverse is not None:
             self.reverse = reverse
-        self.set_columns([(c.key, self._label(c), self._width(c)) for c in self.column_specs])
+        for c in self.column_specs:  # only the header changes: row lines stay cached
+            if self.label(c.key) != self._label(c):
+                self.set_label(c.key, self._label(c))
         self._apply()
 
     def update_model(self, model: SweepModel) -> None:
