@@ -23,6 +23,11 @@ Preemption and time limits (DESIGN section 8):
 - Logs: the batch shell's output goes to ``logs/slurm-<array>_<task>.out``
   in append mode (every attempt stays in it); each trainer writes
   ``logs/<run_id>.r<SLURM_RESTART_COUNT>.log``, one file per attempt.
+- Packing (``--pack K`` > 1): where the trainer has ``trainer.pack``, the
+  task's unfinished runs train in ONE process, as one batched model
+  (``python -m trainer --pack --runs ID:WD:SEED,...``) with all the task's
+  CPUs; its log is ``logs/task<task>.r<SLURM_RESTART_COUNT>.log``. An older
+  trainer without it gets one process per run, as before.
 """
 
 from __future__ import annotations
@@ -73,14 +78,19 @@ def sbatch_directives(opts: SweepOptions, runs: Sequence[RunSpec]) -> list[str]:
     return lines
 
 
-def trainer_command(opts: SweepOptions) -> str:
-    """The trainer's command line, with shell variables for the per-run values."""
-    parts = [
-        '"$PYTHON" -m trainer',
-        '--root "$ROOT" --sweep "$SWEEP" --run-id "$run_id"',
-        f"--preset {_q(opts.preset)}",
-        '--seed "$seed" --weight-decay "$wd"',
-    ]
+def trainer_command(opts: SweepOptions, packed: bool = False) -> str:
+    """The trainer's command line, with shell variables for the per-run values
+    (``packed``: one trainer for the runs in ``$PACK_RUNS``, "ID:WD:SEED,...")."""
+    if packed:
+        parts = ['"$PYTHON" -m trainer --pack', '--root "$ROOT" --sweep "$SWEEP" --runs "$PACK_RUNS"',
+                 f"--preset {_q(opts.preset)}"]
+    else:
+        parts = [
+            '"$PYTHON" -m trainer',
+            '--root "$ROOT" --sweep "$SWEEP" --run-id "$run_id"',
+            f"--preset {_q(opts.preset)}",
+            '--seed "$seed" --weight-decay "$wd"',
+        ]
     if opts.steps is not None:
         parts.append(f"--steps {int(opts.steps)}")
     parts.append(f"--device {opts.device}")
@@ -116,6 +126,28 @@ def render_script(opts: SweepOptions, runs: Sequence[RunSpec]) -> str:
         specs = " ".join(_q(f"{r.run_id} {format_wd(r.weight_decay)} {r.seed}") for r in sorted(by_task[index], key=lambda r: r.slot))
         cases.append(f"  {index}) RUNS=({specs}) ;;")
     workdir = opts.workdir
+    packed = opts.pack > 1
+    pack_check = """
+# One trainer process for all of this task's runs (one batched model), where
+# the trainer can (trainer.pack); else one process per run.
+PACKED=0
+if [ "${#RUNS[@]}" -gt 1 ] && [ "$("$PYTHON" -c 'import importlib.util as u; print(int(u.find_spec("trainer.pack") is not None))' 2>/dev/null)" = 1 ]; then
+  PACKED=1
+  THREADS=${SLURM_CPUS_PER_TASK:-1}
+fi
+PACKED_SPECS=()
+""" if packed else ""
+    pack_collect = """  if [ "$PACKED" = 1 ]; then PACKED_SPECS+=("$run_id:$wd:$seed"); continue; fi
+""" if packed else ""
+    pack_launch = f"""if [ "${{#PACKED_SPECS[@]}}" -gt 0 ]; then
+  PACK_RUNS=$(IFS=,; echo "${{PACKED_SPECS[*]}}")
+  log="$LOGDIR/task$TASK.r$RESTART.log"
+  echo "grokwatch: starting ${{#PACKED_SPECS[@]}} runs in one packed trainer: $PACK_RUNS (log $log)" >&2
+  {trainer_command(opts, packed=True)} \\
+    >>"$log" 2>&1 &
+  PIDS+=("$!")
+fi
+""" if packed else ""
     body = f"""
 set -uo pipefail
 
@@ -142,7 +174,7 @@ cd -- "$WORKDIR" || exit 1
 mkdir -p -- "$LOGDIR" || exit 1
 THREADS=$(( ${{SLURM_CPUS_PER_TASK:-1}} / ${{#RUNS[@]}} ))
 [ "$THREADS" -ge 1 ] || THREADS=1
-
+{pack_check}
 PIDS=()
 GOT_TERM=0
 INTERRUPTED=0
@@ -180,13 +212,13 @@ for spec in "${{RUNS[@]}}"; do
   case "$(state_of "$run_id")" in
     completed|diverged) echo "grokwatch: $run_id is already finished; not started again" >&2; continue ;;
   esac
-  log="$LOGDIR/$run_id.r$RESTART.log"
+{pack_collect}  log="$LOGDIR/$run_id.r$RESTART.log"
   echo "grokwatch: starting $run_id (log $log)" >&2
   {trainer_command(opts)} \\
     >>"$log" 2>&1 &
   PIDS+=("$!")
 done
-
+{pack_launch}
 RC=0
 PREEMPTED=0
 for pid in "${{PIDS[@]}}"; do

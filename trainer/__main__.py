@@ -1,4 +1,5 @@
 """``python -m trainer``: one grokking run, written to <root>/<sweep>/<run-id>/.
+``python -m trainer --pack ...``: several runs in one process (trainer.pack).
 
 A flag left out takes the preset's value (and with --resume of an existing run,
 the run's own value from run.json). Errors are one line on stderr,
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--compile", nargs="?", const=True, type=_bool, help="torch.compile the model (falls back to eager with a warning)")
     a("--resume", action="store_true", help="continue from the run's checkpoint; start fresh where there is none")
     a("--dry-run", action="store_true", help="print the resolved config (with n_params) as one JSON object and exit")
+    a("--pack", action="store_true",
+      help="train several runs (--runs, or --seeds x --weight-decays) as one batched model; see --pack --help")
     return p
 
 
@@ -87,6 +90,11 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--pack" in argv:
+        from .pack import main as pack_main
+
+        return pack_main(argv)
     args = build_parser().parse_args(argv)
     try:
         cfg = resolve(args)
