@@ -202,6 +202,21 @@ def _opt(x: int | None) -> str:
     return "-" if x is None else str(x)
 
 
+def _interrupt_on(*signums: int) -> Callable[[], None]:
+    """Turn these signals into KeyboardInterrupt for the duration of the demo.
+
+    Python leaves SIGINT ignored when it starts ignored (a shell's background
+    job), and SIGTERM would kill the demo without stopping its trainers; both
+    must stop the sweep cleanly instead.
+    """
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, handler) for s in signums}
+    return lambda: [signal.signal(s, h) for s, h in old.items()] and None
+
+
 def run_demo(
     root: Path | None = None,
     headless: bool = False,
@@ -217,6 +232,7 @@ def run_demo(
     demo = Demo(plan, on_event=(lambda line: print(line, file=out, flush=True)) if not live else None)
     print(f"grokwatch demo: {len(plan.runs)} tiny-preset runs, {plan.jobs} at a time, under {plan.root / plan.sweep}", file=out, flush=True)
     drawn = 0
+    restore = _interrupt_on(signal.SIGINT, signal.SIGTERM)
     try:
         while True:
             demo.poll()
@@ -236,6 +252,8 @@ def run_demo(
         print(demo.table(), file=out)
         print(f"shards kept under {plan.root / plan.sweep}", file=out)
         return 130
+    finally:
+        restore()
     if not live:
         print(demo.table(), file=out)
     grokked = sum(1 for r in plan.runs if r.t_grok is not None)

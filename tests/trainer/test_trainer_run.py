@@ -154,7 +154,9 @@ def test_sigkill_at_a_random_moment_leaves_a_readable_run(tmp_path):
         cfg = tiny(tmp_path, f"k{i}", steps=3000, flush_steps=7, checkpoint_every=13, probe_every=11, keep_every=17)
         proc = subprocess.Popen(cli_args(cfg), cwd=ROOT, stderr=subprocess.DEVNULL)
         try:
-            wait_for(lambda: (read_status(cfg.run_dir) or {}).get("last_step", 0) > 0, proc)
+            # Past the first checkpoint, so there is one to resume from below.
+            wait_for(lambda: (read_status(cfg.run_dir) or {}).get("last_step", 0) > 0
+                     and (cfg.run_dir / "checkpoint.pt").exists(), proc)
             time.sleep(rng.uniform(0.0, 1.5))
         finally:
             proc.kill()  # SIGKILL
