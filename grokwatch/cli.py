@@ -14,7 +14,7 @@ import logging
 import sys
 
 # Module names under grokwatch.commands, in the order --help lists them.
-COMMANDS = ["demo", "sweep", "tui", "alerts", "silence", "simulate", "predict", "report"]
+COMMANDS = ["demo", "sweep", "tui", "alerts", "silence", "simulate", "predict", "report", "probe"]
 
 
 class UsageError(ValueError):

@@ -45,7 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-DEFAULT_PROBES = ("effective_rank",)
+from .probes import DEFAULT_PROBES  # noqa: E402  (probes.py picks them, within the 5% cost budget)
 
 # Fields that fix the trajectory: a resumed run must keep them.
 IDENTITY_FIELDS = (
