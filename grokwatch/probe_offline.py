@@ -123,7 +123,10 @@ def check_probes(names: Iterable[str]) -> list[str]:
     names = [n.strip() for n in names if n.strip()]
     if not names:
         raise ProbeError("--probes: no probe named")
-    bad = [n for n in names if n not in PROBES or "@" in n]
+    cadenced = [n for n in names if "@" in n]
+    if cadenced:
+        raise ProbeError(f"--probes: {', '.join(cadenced)}: no name@N post hoc (--every N picks the snapshots)")
+    bad = [n for n in names if n not in PROBES]
     if bad:
         known = ", ".join(sorted(n for n in PROBES if n not in LIVE_ONLY))
         raise ProbeError(f"--probes: unknown probe {', '.join(map(repr, bad))}; known: {known}")
@@ -177,6 +180,8 @@ def probe_run(
         steps = [s for s, _ in snaps]
         raise ProbeError(f"--every {every}: no snapshot step is a multiple of it (snapshots at {_span(steps)})")
 
+    if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise ProbeError(f"--device {device}: no such device here (use cpu, or cuda[:N] on a GPU machine)")
     cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k != "meta"})
     cfg = cfg.replace(device=device, threads=max(1, int(threads)))
     torch.set_num_threads(cfg.threads)

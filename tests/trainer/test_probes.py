@@ -214,6 +214,8 @@ def test_probe_command_errors(tmp_path, capsys):
         ([str(cfg.run_dir), "--probes", "nope"], "unknown probe"),
         ([str(cfg.run_dir), "--every", "5"], "no snapshot step is a multiple"),
         ([str(cfg.run_dir), "--grid", "1"], "--grid"),
+        ([str(cfg.run_dir), "--probes", "h0@2"], "no name@N post hoc"),
+        ([str(cfg.run_dir), "--device", "tpu"], "--device tpu"),
     ]
     for args, msg in cases:
         assert cli_main(["probe", *args]) == 2
