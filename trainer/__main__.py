@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--checkpoint-every", type=int, help="checkpoint cadence in steps (default 1000)")
     a("--keep-every", type=int, help="also keep weight snapshots every M steps in <run>/snapshots/ (0: off)")
     a("--probe-every", type=int, help="probe cadence in steps (default 500; 0: off)")
-    a("--probes", help="comma-separated probe names (default: effective_rank; '' for none)")
+    a("--probes", help="comma-separated probe names, each optionally name@N to run every N-th probe step "
+      "(default: all of trainer.probes.DEFAULT_PROBES; '' for none)")
     a("--stop-after-grok", type=int, help="stop N steps after val_acc >= 0.95 is first seen")
     a("--device", help="cpu or cuda[:N] (default: cpu)")
     a("--threads", type=int, help="torch CPU threads (default 1)")
