@@ -20,7 +20,7 @@ def test_resolve_source(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert resolve_source(str(empty)) == empty.resolve()  # a sweep before its first run
-    for bad, words in ((tmp_path / "nope", "no such"), (sweep / "r1", "run directory"), ("ssh://host/x", "not supported")):
+    for bad, words in ((tmp_path / "nope", "no such"), (sweep / "r1", "run directory"), ("gopher://host/x", "not supported")):
         with pytest.raises(UsageError, match=words):
             resolve_source(str(bad))
     write_flat_run(tmp_path / "root" / "sw2", "r1", n=100)
