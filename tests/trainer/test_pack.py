@@ -32,7 +32,8 @@ def one_thread():
 
 
 def tiny(tmp_path: Path, sweep: str, run_id: str, wd: float, seed: int, **kw) -> TrainConfig:
-    base = dict(steps=200, flush_steps=50, flush_seconds=1000.0, checkpoint_every=100, probe_every=100, threads=1)
+    base = dict(steps=200, flush_steps=50, flush_seconds=1000.0, checkpoint_every=100, probe_every=100, threads=1,
+                probes=["effective_rank"])
     return TrainConfig.from_preset("tiny", root=str(tmp_path), sweep=sweep, run_id=run_id, weight_decay=wd, seed=seed,
                                    **{**base, **kw})
 
@@ -172,11 +173,28 @@ def test_two_packed_runs_equal_themselves_alone(tmp_path):
         assert read_run_config(p.run_dir)["meta"]["pack"] == {"size": 2, "runs": ["a", "b"]}
 
 
+def test_without_a_fused_adamw_both_trainers_use_foreach_math(tmp_path, monkeypatch):
+    """Where torch has no fused AdamW for the device, the single-run trainer
+    falls back to foreach and the pack to adamw_ (the same math): still equal."""
+    def foreach(flat, cfg):
+        return torch.optim.AdamW([flat], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+                                 foreach=True)
+
+    monkeypatch.setattr(tt, "make_optimizer", foreach)
+    monkeypatch.setattr(tp, "make_optimizer", foreach)
+    cfgs = pack_of(tmp_path, "pack", SPECS[:2], steps=40, flush_steps=15, checkpoint_every=25, probe_every=0)
+    assert tp.train_pack(cfgs) == 0
+    for p, a in zip(cfgs, alone(cfgs)):
+        same_run(p, a)
+        ck = torch.load(p.run_dir / "checkpoint.pt", weights_only=True)
+        assert ck["optimizer"]["param_groups"][0]["foreach"] is True and ck["optimizer"]["state"][0]["step"] == 40
+
+
 @pytest.mark.slow
 def test_three_packed_runs_equal_themselves_alone_for_300_steps(tmp_path):
     """K = 3, mixed seeds and weight decays, probes and checkpoints on: each
     run's shards, probes, checkpoint and status are those of the run alone."""
-    cfgs = pack_of(tmp_path, "pack", steps=300, keep_every=150)
+    cfgs = pack_of(tmp_path, "pack", steps=300, keep_every=150, probes=list(TrainConfig().probes))  # the defaults
     assert tp.train_pack(cfgs) == 0
     for p, a in zip(cfgs, alone(cfgs)):
         same_run(p, a)
@@ -308,6 +326,18 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     between = [e for e in events[events.index(("end", "flush_pack")): flushes[-1]] if e[0] == "sync"]
     assert between == []
     assert ("start", "probe_run") in events and ("start", "save_run") in events and ("start", "save_snapshot") in events
+
+
+def test_compile_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, capsys):
+    def no_compiler(fn, **kw):
+        raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    cfgs = pack_of(tmp_path, "pack", SPECS[:2], steps=20, probe_every=0, compile=True)
+    assert tp.train_pack(cfgs) == 0
+    err = capsys.readouterr().err
+    assert "trainer: warning: --compile failed" in err and "running eager" in err
+    assert all(read(c.run_dir).scalars["step"].tolist() == list(range(1, 21)) for c in cfgs)
 
 
 # -- the command line --------------------------------------------------------------
