@@ -50,6 +50,7 @@ from grokwatch.store import read_status  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.model import Transformer  # noqa: E402
 import trainer.pack as tp  # noqa: E402
+from trainer import task  # noqa: E402
 from trainer.task import make_dataset  # noqa: E402
 from trainer.train import train  # noqa: E402
 
@@ -71,8 +72,7 @@ def step_flops(cfg: TrainConfig, full: bool) -> int:
         per_example += 2 * tq * d * d  # O
         per_example += 2 * 2 * tq * d * dm  # MLP in and out
     per_example += 2 * (T if full else 1) * d * V  # unembed
-    n_train = int(cfg.train_frac * cfg.p * cfg.p)
-    return 3 * per_example * n_train
+    return 3 * per_example * task.n_train(cfg.op, cfg.p, cfg.train_frac)
 
 
 def sync(device: str) -> None:

@@ -131,7 +131,8 @@ def render_script(opts: SweepOptions, runs: Sequence[RunSpec]) -> str:
 # One trainer process for all of this task's runs (one batched model), where
 # the trainer can (trainer.pack); else one process per run.
 PACKED=0
-if [ "${#RUNS[@]}" -gt 1 ] && [ "$("$PYTHON" -c 'import importlib.util as u; print(int(u.find_spec("trainer.pack") is not None))' 2>/dev/null)" = 1 ]; then
+HAS_PACK='import importlib.util as u; print(int(u.find_spec("trainer.pack") is not None))'
+if [ "${#RUNS[@]}" -gt 1 ] && [ "$("$PYTHON" -c "$HAS_PACK" 2>/dev/null)" = 1 ]; then
   PACKED=1
   THREADS=${SLURM_CPUS_PER_TASK:-1}
 fi

@@ -323,6 +323,7 @@ def train_pack(cfgs: list[TrainConfig]) -> int:
         row, last_flush, step0 = 0, time.monotonic(), {id(r): r.start for r in live}
         restore_signals = install_stop_handlers(stop)
         lr = c0.lr
+        t0 = (time.perf_counter(), time.process_time())  # the loop's clock: setup and compiling excluded
 
         def flush() -> list[Run]:
             """One device->host copy for every run; returns the runs found diverged (closed)."""
@@ -666,7 +667,7 @@ def build_pack_parser() -> argparse.ArgumentParser:
         "examples:\n"
         "  python -m trainer --pack --root runs --sweep s --preset tiny --runs a:0.3:0,b:1.0:1\n"
         "  python -m trainer --pack --root runs --sweep s --seeds 0-29 --weight-decays 0.1,0.3,1.0 --device cuda\n"
-        "  python -m trainer --pack --root runs --sweep s --seeds 0-29 --weight-decays 0.1,0.3,1.0 --device cuda --resume"
+        "  (a requeue: the same with --resume; each run continues from its own checkpoint)"
     )
     for action in p._actions:  # per-run flags: --runs replaces them
         if action.dest in ("run_id", "seed", "weight_decay"):
