@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from grokwatch.phases import Thresholds, phase_of
+from grokwatch.store import config_value
 
 COLUMNS = ("train_loss", "train_acc", "val_acc", "weight_norm")
 FINAL_STATES = ("completed", "diverged")  # a run in one of these is over: no grokking to come
@@ -75,8 +76,8 @@ class RunSeries:
             run_id=run_id,
             steps=steps,
             cols=cols,
-            weight_decay=_float(_config_get(cfg, ("weight_decay", "wd"))),
-            total_steps=_int(_config_get(cfg, ("total_steps", "steps", "max_steps", "num_steps"))),
+            weight_decay=_float(config_value(cfg, ("weight_decay", "wd"))),
+            total_steps=_int(config_value(cfg, ("total_steps", "steps", "max_steps", "num_steps"))),
             state=state,
             thresholds=thresholds,
         )
@@ -190,17 +191,6 @@ class PriorRun(RunSeries):
     def on_plateau_at(self, t: int) -> bool:
         return False
 
-
-def _config_get(cfg: Mapping[str, Any], names: tuple[str, ...]) -> Any:
-    for n in names:
-        if n in cfg:
-            return cfg[n]
-    for v in cfg.values():
-        if isinstance(v, Mapping):
-            for n in names:
-                if n in v:
-                    return v[n]
-    return None
 
 
 def _float(x: Any) -> float | None:

@@ -18,12 +18,12 @@ from .layout import (
     is_valid_run_id,
     run_dir,
 )
-from .reader import Columns, Delta, RunReader, list_runs, merge_newest, read_run_config, read_status
+from .reader import Columns, Delta, RunReader, config_value, list_runs, merge_newest, read_run_config, read_status
 from .writer import RunWriter, StopRequested, columns_to_ipc, utcnow
 
 __all__ = [
     "CHECKPOINT", "KINDS", "RUN_JSON", "SHARDS_DIR", "SNAPSHOTS_DIR", "STATUS_JSON", "WATCHER_DIR",
     "Columns", "Delta", "RunReader", "RunWriter", "ShardName", "StopRequested",
-    "atomic_write_bytes", "atomic_write_json", "check_run_id", "columns_to_ipc", "is_valid_run_id",
+    "atomic_write_bytes", "atomic_write_json", "check_run_id", "config_value", "columns_to_ipc", "is_valid_run_id",
     "list_runs", "merge_newest", "read_json", "read_run_config", "read_status", "run_dir", "utcnow",
 ]

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +51,20 @@ def read_run_config(run_dir: Path | str) -> dict | None:
 
 def read_status(run_dir: Path | str) -> dict | None:
     return read_json(Path(run_dir) / STATUS_JSON)
+
+
+def config_value(cfg: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """A run.json value by any of ``names``, at the top or one table down
+    (so readers accept both flat configs and ones nested by section)."""
+    for n in names:
+        if n in cfg:
+            return cfg[n]
+    for v in cfg.values():
+        if isinstance(v, Mapping):
+            for n in names:
+                if n in v:
+                    return v[n]
+    return None
 
 
 class Columns:

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from grokwatch.lifecycle import attempt_reach_from_shards, restarted_from_scratch
+from grokwatch.store import config_value
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
 from .fastread import BatchReader
@@ -197,7 +198,7 @@ class RunState:
             names = os.listdir(self.run_dir / SHARDS_DIR)
         except OSError:
             names = []
-        every = _as_int(_config_get(self.config or {}, ("checkpoint_every",)))
+        every = _as_int(config_value(self.config or {}, ("checkpoint_every",)))
         hit = restarted_from_scratch(sc, attempts, attempt_reach=attempt_reach_from_shards(names),
                                      checkpoint_every=every if every and every > 0 else None)
         att = sc.get("attempt")
@@ -245,7 +246,7 @@ class RunState:
         scores_s = {"gai_z": self.gai.view()}
         scores_p = {"h0_entropy_z": self.h0z.view(), "htsr_alpha_min": self.alpha_min.view(), "htsr_traps": self.traps.view()}
         step = self.last_step()
-        total = _as_int(_config_get(cfg, ("total_steps", "steps", "max_steps", "num_steps")))
+        total = _as_int(config_value(cfg, ("total_steps", "steps", "max_steps", "num_steps")))
         phase = self.phase.phase
         latest = {
             "grad_norm": _last(sc.get("grad_norm")),
@@ -259,8 +260,8 @@ class RunState:
         return RunView(
             run_id=self.run_id,
             path=str(self.run_dir),
-            seed=_as_int(_config_get(cfg, ("seed",))),
-            weight_decay=_as_float(_config_get(cfg, ("weight_decay", "wd"))),
+            seed=_as_int(config_value(cfg, ("seed",))),
+            weight_decay=_as_float(config_value(cfg, ("weight_decay", "wd"))),
             step=step,
             total_steps=total,
             phase="stalled" if self.stalled and phase not in ("diverged",) else phase,
@@ -322,18 +323,6 @@ def _heartbeat_unix(status: Mapping[str, Any] | None) -> float | None:
             return None
     return None
 
-
-def _config_get(cfg: Mapping[str, Any], names: tuple[str, ...]) -> Any:
-    """A config value by any of ``names``, at the top or one table down."""
-    for n in names:
-        if n in cfg:
-            return cfg[n]
-    for v in cfg.values():
-        if isinstance(v, Mapping):
-            for n in names:
-                if n in v:
-                    return v[n]
-    return None
 
 
 def _as_int(x: Any) -> int | None:
