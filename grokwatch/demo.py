@@ -202,19 +202,24 @@ def _opt(x: int | None) -> str:
     return "-" if x is None else str(x)
 
 
-def _interrupt_on(*signums: int) -> Callable[[], None]:
+def _interrupt_on(*signums: int) -> tuple[Callable[[], None], Callable[[], bool]]:
     """Turn these signals into KeyboardInterrupt for the duration of the demo.
 
     Python leaves SIGINT ignored when it starts ignored (a shell's background
     job), and SIGTERM would kill the demo without stopping its trainers; both
-    must stop the sweep cleanly instead.
+    must stop the sweep cleanly instead. The handler also records the signal,
+    so the main loop still stops if the raised exception is lost on the way
+    (seen once in CI: the first SIGINT had no effect).
+    Returns (restore, requested).
     """
+    seen: list[int] = []
 
     def handler(signum, frame):
+        seen.append(signum)
         raise KeyboardInterrupt
 
     old = {s: signal.signal(s, handler) for s in signums}
-    return lambda: [signal.signal(s, h) for s, h in old.items()] and None
+    return (lambda: [signal.signal(s, h) for s, h in old.items()] and None), (lambda: bool(seen))
 
 
 def run_demo(
@@ -232,7 +237,7 @@ def run_demo(
     demo = Demo(plan, on_event=(lambda line: print(line, file=out, flush=True)) if not live else None)
     print(f"grokwatch demo: {len(plan.runs)} tiny-preset runs, {plan.jobs} at a time, under {plan.root / plan.sweep}", file=out, flush=True)
     drawn = 0
-    restore = _interrupt_on(signal.SIGINT, signal.SIGTERM)
+    restore, requested = _interrupt_on(signal.SIGINT, signal.SIGTERM)
     try:
         while True:
             demo.poll()
@@ -244,6 +249,8 @@ def run_demo(
                 drawn = text.count("\n") + 1
             if demo.done:
                 break
+            if requested():
+                raise KeyboardInterrupt
             time.sleep(interval)
     except KeyboardInterrupt:
         print("\ngrokwatch demo: stopping the trainers (they checkpoint and flush)...", file=out, flush=True)
