@@ -16,6 +16,12 @@ headless driver at a fixed size, and measures:
   paint after its effect (sort, cursor, view switch, detail open/close;
   target <= 100 ms); plus detail curves: enter until the plots are painted;
 - memory: resident set size at the end and peak (target <= 1 GB);
+- the quiet window (``grokwatch.quiet``: the watcher and the model feed
+  step aside for 150 ms after a key press) is on for alternate rounds of the
+  key plan and off for the others, so ``key_repaint_*_quiet_on`` and
+  ``..._quiet_off`` are measured side by side under the same load;
+  ``key_repaint_ms_*`` (all keys) is what a user gets with it on only for
+  the ``on`` rounds: quote the ``_quiet_on`` figures for the dashboard as shipped;
 - off-thread: model builds (feed thread) p50/p95.
 
 The headless driver paints to nothing, so terminal write time (a few ms for
@@ -105,6 +111,19 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
 
     app = make_app(sweep, TuiConfig(redraw=0.25, interval=1.0))
 
+    # garbage-collector pauses (any thread; a full collection stops them all)
+    import gc
+
+    gc_pauses: list[tuple[int, float]] = []
+    gc_start = [0.0]
+
+    def on_gc(phase, info):
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_start[0]))
+
+    gc.callbacks.append(on_gc)
     lags: list[float] = []
     keys: list[dict] = []
     try:
@@ -136,6 +155,8 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
             while time.monotonic() < t_end:
                 await asyncio.sleep(key_every)
                 key, state = plan[i % len(plan)]
+                quiet_on = (i // len(plan)) % 2 == 0
+                app.quiet.enabled = quiet_on
                 i += 1
                 before = state()
                 c0 = time.thread_time()  # the app runs in this thread: UI CPU from key to paint
@@ -149,7 +170,7 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
                 while not any(p[0] > t_state for p in paints[-5:]) and time.perf_counter() - t0 < 5:
                     await asyncio.sleep(0.001)
                 t_paint = next((p[0] for p in paints if p[0] > t_state), time.perf_counter())
-                rec = {"key": key, "repaint_ms": round(1000 * (t_paint - t0), 2),
+                rec = {"key": key, "quiet": quiet_on, "repaint_ms": round(1000 * (t_paint - t0), 2),
                        "cpu_ms": round(1000 * (time.thread_time() - c0), 2)}
                 if key == "enter" and isinstance(app.screen, DetailScreen):
                     screen = app.screen
@@ -177,6 +198,10 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
     finally:
         for cls, name, fn in originals:
             setattr(cls, name, fn)
+        gc.callbacks.remove(on_gc)
+    gen2 = [d for g, d in gc_pauses if g == 2]
+    result.update({"gc_collections": len(gc_pauses), "gc_ms_total": ms(sum(d for _, d in gc_pauses)),
+                   "gc_gen2_collections": len(gen2), "gc_gen2_ms_max": ms(max(gen2) if gen2 else None)})
     # refresh = a model application plus the first paint after it (wall, and UI-thread CPU)
     refresh_wall, refresh_cpu = [], []
     for end, wall, cpu in applied:
@@ -186,6 +211,12 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
     repaint = [k["repaint_ms"] / 1000 for k in keys]
     repaint_cpu = [k["cpu_ms"] / 1000 for k in keys]
     curves = [k["curves_ms"] / 1000 for k in keys if "curves_ms" in k]
+    for flag, name in ((True, "on"), (False, "off")):
+        sel = [k for k in keys if k["quiet"] is flag]
+        result[f"key_repaint_ms_p50_quiet_{name}"] = ms(pct([k["repaint_ms"] / 1000 for k in sel], 50))
+        result[f"key_repaint_ms_p95_quiet_{name}"] = ms(pct([k["repaint_ms"] / 1000 for k in sel], 95))
+        result[f"key_repaint_cpu_ms_p95_quiet_{name}"] = ms(pct([k["cpu_ms"] / 1000 for k in sel], 95))
+        result[f"keys_quiet_{name}"] = len(sel)
     result.update({
         "apply_ms_p50": ms(pct([a[1] for a in applied], 50)), "apply_ms_p95": ms(pct([a[1] for a in applied], 95)),
         "paint_ms_p50": ms(pct([p[1] for p in paints], 50)), "paint_ms_p95": ms(pct([p[1] for p in paints], 95)),
@@ -293,11 +324,14 @@ def main() -> int:
     })
     log = result.pop("key_log", [])
     for k in log:
-        print(f"key {k['key']:>6}: repaint {k['repaint_ms']:7.1f} ms (UI thread CPU {k['cpu_ms']:6.1f} ms)"
+        print(f"key {k['key']:>6} (quiet {'on ' if k['quiet'] else 'off'}): repaint {k['repaint_ms']:7.1f} ms (UI thread CPU {k['cpu_ms']:6.1f} ms)"
               + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else ""))
     for key in ("refresh_cpu_ms_p50", "refresh_cpu_ms_p95", "refresh_ms_p50", "refresh_ms_p95", "loop_lag_ms_p95",
                 "key_repaint_ms_p50", "key_repaint_ms_p95", "key_repaint_cpu_ms_p50", "key_repaint_cpu_ms_p95",
-                "detail_curves_ms_max", "live_rss_mb", "loadavg_1m",
+                "key_repaint_ms_p50_quiet_on", "key_repaint_ms_p95_quiet_on", "key_repaint_cpu_ms_p95_quiet_on",
+                "key_repaint_ms_p50_quiet_off", "key_repaint_ms_p95_quiet_off", "key_repaint_cpu_ms_p95_quiet_off",
+                "detail_curves_ms_max", "gc_collections", "gc_ms_total", "gc_gen2_collections", "gc_gen2_ms_max",
+                "live_rss_mb", "loadavg_1m",
                 "full_backfill_s", "full_detail_curves_ms", "full_rss_mb"):
         if key in result:
             print(f"{key}: {result[key]}")

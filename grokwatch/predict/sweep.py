@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -73,12 +73,15 @@ class SweepPredictor:
         first = (self._done.get(run.run_id, 0) // c + 1) * c
         return list(range(first, last + 1, c))
 
-    def update(self, runs: Mapping[str, RunSeries], backfill: bool = True) -> list[Prediction]:
+    def update(self, runs: Mapping[str, RunSeries], backfill: bool = True,
+               pause: Callable[[], object] | None = None) -> list[Prediction]:
         """Make (and log) the predictions due; return them, in step order.
 
         ``backfill=False``: only each run's newest due step (a watcher that
         starts on a sweep far along and wants an answer now; its log then
-        skips the steps in between, unlike a replay's)."""
+        skips the steps in between, unlike a replay's). ``pause`` (optional)
+        is called before each run's prediction: a dashboard in the same
+        process lets its key presses go first (:mod:`grokwatch.quiet`)."""
         with self._lock:
             todo: dict[int, list[RunSeries]] = {}
             for rid in sorted(runs):
@@ -94,6 +97,8 @@ class SweepPredictor:
                 calibs = calibrators_at(pool, t, self._calib)
                 model = None
                 for run in todo[t]:
+                    if pause is not None:
+                        pause()
                     p = predict_onset(run, calibs, t, self.cfg)
                     if p is not None:
                         new.append(p)
@@ -110,19 +115,22 @@ class SweepPredictor:
                 self.log.append(new)
             return new
 
-    def update_views(self, views: Mapping[str, object], backfill: bool = True) -> list[Prediction]:
+    def update_views(self, views: Mapping[str, object], backfill: bool = True,
+                     pause: Callable[[], object] | None = None) -> list[Prediction]:
         """:meth:`update` from a watcher snapshot's ``runs`` (RunView by run id);
         a view seen before (the same object) is not converted again."""
         runs = {}
         for rid, v in views.items():
             hit = self._series.get(rid)
             if hit is None or hit[0] is not v:
+                if pause is not None:
+                    pause()
                 hit = (v, RunSeries.from_view(v, self.cfg.thresholds))
                 self._series[rid] = hit
             runs[rid] = hit[1]
         for rid in set(self._series) - set(views):
             del self._series[rid]
-        return self.update(runs, backfill)
+        return self.update(runs, backfill, pause)
 
     def update_runstates(self, states: Mapping[str, object], backfill: bool = True) -> list[Prediction]:
         """:meth:`update` from the watcher's own per-run state (``SweepWatcher.runs``:

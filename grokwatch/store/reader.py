@@ -94,6 +94,11 @@ class Columns:
         self._buf = {k: np.array(v) for k, v in cols.items()}
         self.n = len(cols["step"]) if cols else 0
 
+    def compact(self) -> None:
+        """Drop the spare capacity (a run that will not grow any more)."""
+        if self._buf and len(self._buf["step"]) > self.n:
+            self._buf = {k: v[: self.n].copy() for k, v in self._buf.items()}
+
     def append(self, cols: dict[str, np.ndarray]) -> None:
         m = len(cols["step"])
         if m == 0:
@@ -101,7 +106,8 @@ class Columns:
         need = self.n + m
         cap = len(self._buf["step"]) if self._buf else 0
         if need > cap:
-            new_cap = max(need, 2 * cap, 256)
+            # x1.5, not x2: 90 live runs of 100K rows hold their slack in memory
+            new_cap = max(need, cap + cap // 2, 256)
             for k in list(self._buf):
                 grown = _empty(self._buf[k].dtype, new_cap)
                 grown[: self.n] = self._buf[k][: self.n]
@@ -225,6 +231,11 @@ class RunReader:
     def data(self, kind: str = "scalars") -> dict[str, np.ndarray]:
         """Columns of ``kind`` sorted by step, one row per step (views; do not mutate)."""
         return self._state[kind].data.view()
+
+    def compact(self) -> None:
+        """Release spare capacity once the run is finished (reading on still works)."""
+        for st in self._state.values():
+            st.data.compact()
 
     @property
     def scalars(self) -> dict[str, np.ndarray]:

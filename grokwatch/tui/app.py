@@ -13,16 +13,18 @@ the sweep is read once in a worker and the clock and host name are frozen.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
 import time
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 
+from ..quiet import QuietWindow
 from .config import TuiConfig
 from .help import help_markdown
 from .messages import JumpToAlarm, ModelReady, OpenRun, SourceFailed
@@ -49,9 +51,12 @@ class GrokwatchApp(App):
     ]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
-    def __init__(self, source: SweepSource, config: TuiConfig | None = None) -> None:
+    def __init__(self, source: SweepSource, config: TuiConfig | None = None, quiet: QuietWindow | None = None) -> None:
         super().__init__()
         self.source = source
+        # Key presses open it; the source's thread and the model feed step aside
+        # while it is held (make_app hands its pause to the source).
+        self.quiet = quiet or QuietWindow()
         self.config = config or TuiConfig()
         self.model: SweepModel | None = None
         self.host = self.config.hostname or socket.gethostname().split(".")[0]
@@ -84,7 +89,7 @@ class GrokwatchApp(App):
         if self.config.follow:
             self.feed = ModelFeed(
                 self.source.model, self._post_model, min_interval=self.config.redraw,
-                wait_ready=self._queue_drained, on_error=self._post_error,
+                wait_ready=self._queue_drained, on_error=self._post_error, pause=self.quiet.pause,
             )
             self.feed.start()
             self.source.start(self.feed.notify)
@@ -92,6 +97,11 @@ class GrokwatchApp(App):
             self.set_interval(1.0, self._tick)
         else:
             self.load_once()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self.quiet.hold()  # the background threads wait until this key has repainted
+        await super().on_event(event)
 
     def on_unmount(self) -> None:
         self.close_source()
@@ -146,6 +156,12 @@ class GrokwatchApp(App):
             if isinstance(screen, DetailScreen):
                 screen.update_model(msg.model, changed)
         self.models_applied += 1
+        if self.models_applied == 1 and self.config.follow:
+            # What the backfill built (run columns, widgets) lives as long as the
+            # app: move it out of the collector's reach, so that full collections
+            # scan only what came since and stay short (a full collection stops
+            # every thread, the UI included, at any moment, e.g. mid-key press).
+            gc.freeze()
         self.refresh_seconds.append(time.perf_counter() - t0)
 
     def on_source_failed(self, msg: SourceFailed) -> None:
@@ -209,7 +225,9 @@ class GrokwatchApp(App):
 def make_app(source: SweepSource | str | os.PathLike, config: TuiConfig | None = None) -> GrokwatchApp:
     """The dashboard over SOURCE (a sweep directory, or a ready source object)."""
     config = config or TuiConfig()
+    quiet = QuietWindow()
     if isinstance(source, (str, os.PathLike, Path)):
         clock = (lambda: config.clock) if config.clock is not None else time.time
-        source = open_source(source, stall_timeout=config.stall_timeout, interval=config.interval, clock=clock)
-    return GrokwatchApp(source, config)
+        source = open_source(source, stall_timeout=config.stall_timeout, interval=config.interval, clock=clock,
+                             pause=quiet.pause)
+    return GrokwatchApp(source, config, quiet=quiet)

@@ -268,7 +268,8 @@ class ModelFeed:
     per ``min_interval`` seconds with ``build()`` and hands it to ``post``.
     ``wait_ready`` (optional) blocks while the receiver is still busy with
     earlier posts: backpressure, so 90 runs updating at once cannot flood the
-    UI's message queue.
+    UI's message queue. ``pause`` (optional) is called before each build: the
+    dashboard's quiet window, so a key press repaints before the next model.
     """
 
     def __init__(
@@ -278,8 +279,10 @@ class ModelFeed:
         min_interval: float = 0.25,
         wait_ready: Callable[[], bool] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        pause: Callable[[], object] | None = None,
     ):
         self.build = build
+        self.pause = pause
         self.post = post
         self.min_interval = min_interval
         self.wait_ready = wait_ready
@@ -316,6 +319,8 @@ class ModelFeed:
             while self.wait_ready is not None and not self.wait_ready():
                 if self._stop.wait(0.02):
                     return
+            if self.pause is not None:
+                self.pause()
             self._dirty.clear()
             t0 = time.perf_counter()
             try:

@@ -182,7 +182,7 @@ class PredictionHook:
         return Prediction(step=int(round(p.t_grok_pred)), lo=as_int(p.lo), hi=as_int(p.hi), method=p.method,
                           made_at=int(p.step))
 
-    def from_views(self, views) -> dict[str, Prediction]:
+    def from_views(self, views, pause: Callable[[], object] | None = None) -> dict[str, Prediction]:
         if self._mod is None:
             return {}
         now = time.monotonic()
@@ -192,7 +192,7 @@ class PredictionHook:
         try:
             if self._predictor is None:
                 self._predictor = self._mod.SweepPredictor(resume=self._mod.read_predictions(self.sweep_dir))
-            self._predictor.update_views(views, backfill=False)
+            self._predictor.update_views(views, backfill=False, pause=pause)
             latest = self._predictor.latest_all()
         except Exception as exc:
             self.error = f"prediction failed: {type(exc).__name__}: {exc}"
@@ -234,7 +234,10 @@ def resolve_sweep(source: str | os.PathLike) -> Path:
 
 
 def open_source(source: str | os.PathLike, *, stall_timeout: float = 600.0, interval: float = 1.0,
-                clock: Callable[[], float] = time.time, prefer_watcher: bool = True) -> SweepSource:
+                clock: Callable[[], float] = time.time, prefer_watcher: bool = True,
+                pause: Callable[[], object] | None = None) -> SweepSource:
+    """``pause``: called by the source's thread between runs (the dashboard's
+    :class:`grokwatch.quiet.QuietWindow`), so key presses repaint first."""
     sweep = resolve_sweep(source)
     if prefer_watcher:
         try:
@@ -243,8 +246,8 @@ def open_source(source: str | os.PathLike, *, stall_timeout: float = 600.0, inte
             pass
         else:
             if watcher_available():
-                return WatcherSource(sweep, stall_timeout=stall_timeout, interval=interval, clock=clock)
-    return StoreSource(sweep, stall_timeout=stall_timeout, interval=interval, clock=clock)
+                return WatcherSource(sweep, stall_timeout=stall_timeout, interval=interval, clock=clock, pause=pause)
+    return StoreSource(sweep, stall_timeout=stall_timeout, interval=interval, clock=clock, pause=pause)
 
 
 # --- alarms.jsonl, read incrementally ----------------------------------------
@@ -464,8 +467,9 @@ class StoreSource:
     kind = "store"
 
     def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = 600.0, interval: float = 1.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, pause: Callable[[], object] | None = None):
         self.sweep_dir = Path(sweep_dir)
+        self.pause = pause  # called before each run's read (grokwatch.quiet)
         self.stall_timeout = stall_timeout
         self.interval = interval
         self.clock = clock
@@ -524,6 +528,8 @@ class StoreSource:
         now = self.clock()
         rows_changed = False
         for run_id, run in self._runs.items():
+            if self.pause is not None:
+                self.pause()
             delta = run.reader.refresh()
             row = self._row(run, active.get(run_id, ()), now)
             if row != run.row:

@@ -61,7 +61,8 @@ class WatcherSource:
     kind = "watcher"
 
     def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = 600.0, interval: float = 1.0,
-                 clock: Callable[[], float] = time.time, rules_path: str | None = None, poll: bool | None = None):
+                 clock: Callable[[], float] = time.time, rules_path: str | None = None, poll: bool | None = None,
+                 pause: Callable[[], object] | None = None):
         from ..alerts import AlertEngine, load_rules
         from ..watch import ScoreConfig, SweepWatcher
 
@@ -73,8 +74,9 @@ class WatcherSource:
         self.gai_threshold = float(spike.threshold) if spike is not None else GAI_SPIKE_Z
         self.watcher = SweepWatcher(
             self.sweep_dir, engine=self.engine, config=ScoreConfig(stall_timeout=stall_timeout), poll=poll,
-            interval=interval, on_update=self._on_update, on_alarms=self._on_alarms,
+            interval=interval, on_update=self._on_update, on_alarms=self._on_alarms, pause=pause,
         )
+        self.pause = pause
         self.slurm = SlurmHook(self.sweep_dir, stall_timeout=stall_timeout)
         self.predict = PredictionHook(self.sweep_dir)
         self._lock = threading.Lock()
@@ -169,14 +171,21 @@ class WatcherSource:
         snap = self.watcher.snapshot()
         rows = []
         cache = {}
+        built = 0
         for rid, view in snap.runs.items():
             hit = self._rows.get(rid)
-            row = hit[1] if hit is not None and hit[0] is view else self._row(view)
+            if hit is not None and hit[0] is view:
+                row = hit[1]
+            else:
+                if self.pause is not None and built % 16 == 15:
+                    self.pause()  # a key press waiting for its repaint goes first
+                row = self._row(view)
+                built += 1
             cache[rid] = (view, row)
             rows.append(row)
         self._rows = cache
         slurm = self.slurm.states()
-        preds = self.predict.from_views(snap.runs)
+        preds = self.predict.from_views(snap.runs, pause=self.pause)
         if slurm or preds:
             rows = [replace(r, slurm_state=slurm.get(r.run_id), prediction=preds.get(r.run_id)) for r in rows]
         with self._lock:

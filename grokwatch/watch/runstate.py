@@ -115,6 +115,9 @@ class RunState:
         if self.probes.config is None:
             self.probes.config = self.scalars.config
         status_changed = self._observe_status(now)
+        if status_changed and self.state in FINAL_STATES:
+            self.scalars.compact()  # finished: its columns will not grow again
+            self.probes.compact()
         batches = []
         if "scalars" in ds.rewritten:
             self._reset_scalar_scores()

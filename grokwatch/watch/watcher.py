@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from types import MappingProxyType
@@ -61,6 +62,10 @@ class SweepWatcher:
         every cycle in which a run changed it makes the predictions that came
         due (``update_runstates``) and feeds them to the engine as signal
         ``predicted_onset_in``. Its failures are warnings.
+    pause: called in the watcher thread before each run's refresh and before
+        the predictions (optional): the dashboard passes
+        :meth:`grokwatch.quiet.QuietWindow.pause`, so a key press waiting for
+        its repaint does not compete with reading shards.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class SweepWatcher:
         force_every: int = 5,
         retry_every: float = 10.0,
         predictor=None,
+        pause: Callable[[], object] | None = None,
     ):
         self.sweep_dir = Path(sweep_dir)
         self.engine = engine
@@ -95,6 +101,7 @@ class SweepWatcher:
         self.force_every = max(1, force_every)
         self.retry_every = retry_every
         self.predictor = predictor
+        self.pause = pause
         self.runs: dict[str, RunState] = {}
         self._lock = threading.Lock()
         self._snapshot: SweepSnapshot = EMPTY_SNAPSHOT
@@ -241,6 +248,8 @@ class SweepWatcher:
                 continue
             live.append(rs)
         for rs in live:
+            if self.pause is not None:
+                self.pause()  # a dashboard key press waits for a repaint: step aside (bounded)
             rid = rs.run_id
             v0 = rs.version
             try:
@@ -257,6 +266,8 @@ class SweepWatcher:
             if rs.version != v0 or rs.view is None:
                 changed.add(rid)
         if self.predictor is not None and changed:
+            if self.pause is not None:
+                self.pause()
             try:
                 fed |= self._predict(now, events, evaluated)
             except Exception as exc:  # predictions are extra: never cost the alarms or the view
@@ -402,6 +413,12 @@ class SweepWatcher:
             self._warn(f"watchdog unavailable ({exc}); polling instead", exc)
             self.mode = "poll"
             return
+        # watchdog 7 re-registers a directory created under a recursive watch and
+        # warns, with the repr of every watch in it, each time a run directory
+        # appears: harmless (the callback is the same), and 90 new runs would
+        # bury the headless log and paint over the dashboard. Only that warning.
+        warnings.filterwarnings("ignore", message=r"Callback with id .* already exists for watch",
+                                category=RuntimeWarning)
         watcher = self
         root = str(self.sweep_dir)
 

@@ -6,6 +6,7 @@ Runs the real trainer (tiny preset, CPU). About a minute in all on 2 cores.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,10 +47,26 @@ def submit(root: Path, sweep: str, *extra: str) -> tuple[str, dict]:
 
 
 def logs(root: Path, sweep: str) -> str:
+    """Every log of the sweep, and what SLURM itself says about its jobs (for a failure's message)."""
     out = []
     for f in sorted((root / sweep / "logs").glob("*")):
         out.append(f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}")
+    manifest = read_json(root / sweep / "sweep.json") or {}
+    job = str(manifest.get("array_job_id") or "")
+    if job:
+        show = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30)
+        out.append(f"--- scontrol show job {job}\n{show.stdout[-4000:]}{show.stderr[-500:]}")
+        ctld = Path(os.environ.get("SLURM_BASE", "/tmp/slurm-ci")) / "log" / "slurmctld.log"
+        if ctld.is_file():
+            lines = [ln for ln in ctld.read_text(errors="replace").splitlines() if f"JobId={job}" in ln or f" {job}_" in ln]
+            out.append(f"--- {ctld} (lines about job {job})\n" + "\n".join(lines[-60:]))
     return "\n".join(out)
+
+
+def attempt_ended(root: Path, sweep: str, task: int, attempt: int) -> bool:
+    """The batch shell of that attempt printed its last line (it exits right after)."""
+    return any(f"task {task} attempt {attempt} exits" in f.read_text(errors="replace")
+               for f in (root / sweep / "logs").glob(f"slurm-*_{task}.out"))
 
 
 def states(manifest: dict) -> dict:
@@ -152,6 +169,19 @@ def test_requeued_tasks_resume_from_checkpoint_without_gaps_or_repeats(slurm_clu
         return len(s) == 2 and all(t.state == "PENDING" and t.restarts >= 1 for t in s.values())
 
     wait_for(requeued, 90, "both tasks to be requeued", on_timeout=lambda: logs(tmp_path, "rq"))
+    # Let each first attempt's batch shell end and SLURM settle it before the
+    # next attempt is started early (StartTime=now, below): a requeued task that
+    # is relaunched while its old batch step is still completing can be failed
+    # by that step's late completion (seen once in CI; a real requeue waits ~2 min).
+    wait_for(lambda: all(attempt_ended(tmp_path, "rq", task, 0) for task in (0, 1)), 60,
+             "the first attempts' batch shells to exit", on_timeout=lambda: logs(tmp_path, "rq"))
+    settled = [0]
+
+    def still_pending():
+        settled[0] = settled[0] + 1 if requeued() else 0
+        return settled[0] >= 3  # pending (not completing) three polls in a row
+
+    wait_for(still_pending, 60, "the requeued tasks to settle as pending", on_timeout=lambda: logs(tmp_path, "rq"))
     for r in (run0, run1):
         assert read_status(r)["state"] == "preempted"
     assert main(["sweep", "status", "--root", str(tmp_path), "--sweep", "rq", "--json"]) == 0

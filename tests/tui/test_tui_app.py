@@ -336,3 +336,20 @@ def test_keys_typed_in_a_burst_after_slash_all_reach_the_filter(app_factory):
         assert app.dashboard.table.visible_ids == ["wd1-s01"]
 
     drive(app_factory(), script)
+
+
+def test_key_presses_open_the_quiet_window_for_background_threads(app_factory):
+    async def script(app, pilot):
+        before = app.quiet.holds
+        await pilot.press("g", "r", "enter")
+        await settle(app, pilot)
+        assert app.quiet.holds >= before + 3  # every key; the watcher and the feed pause on it
+        assert isinstance(app.screen, DetailScreen)
+        # the curves are read after the detail screen's first paint, and do arrive
+        for _ in range(200):
+            if app.screen.series is not None:
+                break
+            await pilot.pause(0.02)
+        assert app.screen.series is not None and app.screen.loads >= 1
+
+    drive(app_factory(), script)

@@ -26,7 +26,7 @@ PINNED_PREDICTIONS = {
 
 @pytest.fixture(autouse=True)
 def pinned_predictions(monkeypatch):
-    monkeypatch.setattr(PredictionHook, "from_views", lambda self, views: dict(PINNED_PREDICTIONS))
+    monkeypatch.setattr(PredictionHook, "from_views", lambda self, views, pause=None: dict(PINNED_PREDICTIONS))
 
 
 def keys(*presses: str):

@@ -64,7 +64,9 @@ class DetailScreen(Screen):
 
     def on_mount(self) -> None:
         self._header()
-        self.load()
+        # After the first paint: the screen shows at once, and reading the curves
+        # (a worker thread, sharing the GIL) does not delay it.
+        self.call_after_refresh(self.load)
 
     def retarget(self, run_ids: tuple[str, ...]) -> None:
         """Show other runs. The app keeps one detail screen and re-pushes it, so
@@ -77,7 +79,7 @@ class DetailScreen(Screen):
             self.query_one(f"#plot-{key}", Plot).clear()
         self.query_one("#plots", VerticalScroll).scroll_home(animate=False)
         self._header()
-        self.load()
+        self.call_after_refresh(self.load)
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> None:
