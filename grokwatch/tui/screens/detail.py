@@ -68,6 +68,9 @@ class DetailScreen(Screen):
         # (a worker thread, sharing the GIL) does not delay it.
         self.call_after_refresh(self.load)
 
+    def on_screen_resume(self) -> None:
+        self.refresh(layout=True)  # paint at once when pushed again (see DashboardScreen.on_screen_resume)
+
     def retarget(self, run_ids: tuple[str, ...]) -> None:
         """Show other runs. The app keeps one detail screen and re-pushes it, so
         opening a run costs a data load, not composing seven plots again."""
@@ -79,7 +82,7 @@ class DetailScreen(Screen):
             self.query_one(f"#plot-{key}", Plot).clear()
         self.query_one("#plots", VerticalScroll).scroll_home(animate=False)
         self._header()
-        self.call_after_refresh(self.load)
+        self.load()
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> None:
@@ -106,6 +109,7 @@ class DetailScreen(Screen):
                 markers = s.markers
                 plot.set_data(panel, markers, s.x_range)
         self._header()
+        self.refresh()  # paint the curves now, not at the next message the screen gets
 
     def update_model(self, model: SweepModel, changed: set[str]) -> None:
         """A new sweep model: reload if one of our runs changed (rate limited)."""
