@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from ..memory import pin_mmap_threshold
 from ..phases import phase_of
 from ..store import WATCHER_DIR, RunReader, list_runs
 from .model import (
@@ -468,6 +469,7 @@ class StoreSource:
 
     def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = 600.0, interval: float = 1.0,
                  clock: Callable[[], float] = time.time, pause: Callable[[], object] | None = None):
+        pin_mmap_threshold()  # as the watcher does (grokwatch.memory)
         self.sweep_dir = Path(sweep_dir)
         self.pause = pause  # called before each run's read (grokwatch.quiet)
         self.stall_timeout = stall_timeout

@@ -72,7 +72,7 @@ class GrowBuf:
         m = len(values)
         need = self.n + m
         if need > len(self._a):
-            grown = np.empty(max(need, 2 * len(self._a), 256), dtype=self._a.dtype)
+            grown = np.empty(max(need, len(self._a) + len(self._a) // 2, 256), dtype=self._a.dtype)
             grown[: self.n] = self._a[: self.n]
             self._a = grown
         self._a[self.n : need] = values

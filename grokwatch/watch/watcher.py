@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable
 
+from grokwatch.memory import pin_mmap_threshold
 from grokwatch.store import list_runs
 from grokwatch.store.layout import RUN_JSON, WATCHER_DIR
 
@@ -87,6 +88,7 @@ class SweepWatcher:
         predictor=None,
         pause: Callable[[], object] | None = None,
     ):
+        pin_mmap_threshold()  # many large growing buffers: keep them out of the heap (grokwatch.memory)
         self.sweep_dir = Path(sweep_dir)
         self.engine = engine
         self.cfg = config or ScoreConfig()
