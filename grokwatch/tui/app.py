@@ -104,6 +104,8 @@ class GrokwatchApp(App):
         await super().on_event(event)
 
     def on_unmount(self) -> None:
+        if getattr(self, "_froze_gc", False):
+            gc.unfreeze()  # a process that goes on (tests, an embedding app) can collect it again
         self.close_source()
         sys.setswitchinterval(getattr(self, "_switch_interval", sys.getswitchinterval()))
 
@@ -162,6 +164,7 @@ class GrokwatchApp(App):
             # scan only what came since and stay short (a full collection stops
             # every thread, the UI included, at any moment, e.g. mid-key press).
             gc.freeze()
+            self._froze_gc = True
         self.refresh_seconds.append(time.perf_counter() - t0)
 
     def on_source_failed(self, msg: SourceFailed) -> None:
