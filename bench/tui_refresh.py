@@ -44,8 +44,6 @@ import asyncio
 import json
 import os
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -303,29 +301,16 @@ def main() -> int:
     sweep = None
     if args.seconds > 0:
         root = args.root or Path(tempfile.mkdtemp(prefix="grokwatch-bench-tui-"))
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "grokwatch", "simulate", str(root), "--runs", str(args.runs), "--steps", str(args.steps),
-             "--speed", str(args.speed), "--sweep", "live"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        try:
-            sweep = Path(sim.stdout.readline().strip())
-            deadline = time.monotonic() + 60
-            from grokwatch.store import list_runs
+        from grokwatch.simulate import live_simulation
+        from grokwatch.store import list_runs
 
+        with live_simulation(root, runs=args.runs, steps=args.steps, speed=args.speed) as sweep:
+            deadline = time.monotonic() + 60
             while len(list_runs(sweep)) < args.runs and time.monotonic() < deadline:
                 time.sleep(0.1)
             t0 = time.monotonic()
             result = asyncio.run(bench(sweep, args.seconds, (cols, rows), args.key_every))
             wall = time.monotonic() - t0
-        finally:
-            if sim.poll() is None:
-                sim.send_signal(signal.SIGINT)
-                try:
-                    sim.wait(30)
-                except subprocess.TimeoutExpired:
-                    sim.kill()
-                    sim.wait()
         result["live_rss_mb"] = round(rss_bytes() / 2**20, 1)
     if args.full is not None:
         result.update(asyncio.run(full_sweep(args.full, (cols, rows))))

@@ -64,7 +64,6 @@ class QuietWindow:
         if now >= self._until or now < getattr(self._local, "exempt_until", 0.0):
             return 0.0
         end = min(self._until, now + self.max_pause)
-        slept = 0.0
         while (left := end - self.clock()) > 0:
             # _open wakes us early on release(); stop (the thread's own) ends the wait too
             if self._open.wait(min(left, 0.02)) or (stop is not None and stop.is_set()):

@@ -23,8 +23,12 @@ is written at once or in real time (noise is drawn per fixed block of steps).
 from __future__ import annotations
 
 import math
+import signal
+import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -492,3 +496,29 @@ def _backdate_heartbeat(run_dir: Path, seconds: float) -> None:
 
 
 __all__ = ["RunPlan", "generate", "plan_sweep", "run_config", "simulate_sweep", "truth"]
+
+
+@contextmanager
+def live_simulation(root: Path | str, *, runs: int, steps: int, speed: float, sweep: str = "live"):
+    """``grokwatch simulate --speed`` in another process, as trainers are (the
+    benchmarks and the terminal tests watch it); yields the sweep directory and
+    stops the writer on exit (SIGINT, then SIGKILL after 30 s)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grokwatch", "simulate", str(root), "--runs", str(runs), "--steps", str(steps),
+         "--speed", str(speed), "--sweep", sweep],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"grokwatch simulate printed no sweep path (exit {proc.poll()})")
+        yield Path(line)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()

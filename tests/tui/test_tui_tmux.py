@@ -106,49 +106,37 @@ def test_a_90_run_sweep_still_being_written(isolated_home, tmp_path, request):
     process), the dashboard at 160x48 in tmux: every run reachable, a run's curves and
     markers shown, and the phase counts change while the runs go on."""
     import re
-    import signal
-    import subprocess
     import time
 
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "grokwatch", "simulate", str(tmp_path / "root"), "--runs", "90", "--steps", "20000",
-         "--speed", "250", "--sweep", "live"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    from grokwatch.simulate import live_simulation
+
     t = Tmux(f"gw-live-{request.node.name[:12]}", cols=160, rows=48)
-    try:
-        sweep = sim.stdout.readline().strip()
-        assert sweep, "grokwatch simulate printed no sweep path"
-        t.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(sweep)}",
-                env=_env(isolated_home))
-        first = t.wait("90 runs", timeout=90).splitlines()[0]
-        counts = lambda line: re.findall(r"\b([.lMgGADSFP])(\d+)\b", line)  # noqa: E731  phase letter, count
-        t.keys("End")  # the last run of the sorted table is reachable
-        t.wait("wd1-s29", timeout=30)
-        t.keys("Home")  # and the first
-        t.wait("wd0.1-s00", timeout=30)
-        t.keys("End", "Enter")
-        screen = t.wait("accuracy", timeout=30)
-        assert "wd1-s29" in screen.splitlines()[0]
-        assert "t_mem" in screen and "t_grok" in screen  # the marker legend; curves drawn in braille
-        assert any("\u2800" <= ch <= "\u28ff" for ch in screen), "no curve drawn"
-        t.keys("Escape")
-        t.wait("run▲", timeout=30)  # back on the runs table
-        deadline = time.monotonic() + 90
-        later = first
-        while time.monotonic() < deadline:
-            later = t.screen().splitlines()[0]
-            if counts(later) and counts(later) != counts(first):
-                break
-            time.sleep(1)
-        assert counts(later) != counts(first), f"phase counts never changed: {first!r} -> {later!r}"
-        t.keys("q")
-        assert "[exited rc=0]" in t.wait("[exited rc=", timeout=60)
-    finally:
-        t.stop()
-        if sim.poll() is None:
-            sim.send_signal(signal.SIGINT)
-            try:
-                sim.wait(30)
-            except subprocess.TimeoutExpired:
-                sim.kill()
+    with live_simulation(tmp_path / "root", runs=90, steps=20000, speed=250) as sweep:
+        try:
+            t.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(str(sweep))}",
+                    env=_env(isolated_home))
+            first = t.wait("90 runs", timeout=90).splitlines()[0]
+            counts = lambda line: re.findall(r"\b([.lMgGADSFP])(\d+)\b", line)  # noqa: E731  phase letter, count
+            t.keys("End")  # the last run of the sorted table is reachable
+            t.wait("wd1-s29", timeout=30)
+            t.keys("Home")  # and the first
+            t.wait("wd0.1-s00", timeout=30)
+            t.keys("End", "Enter")
+            screen = t.wait("accuracy", timeout=30)
+            assert "wd1-s29" in screen.splitlines()[0]
+            assert "t_mem" in screen and "t_grok" in screen  # the marker legend; curves drawn in braille
+            assert any("\u2800" <= ch <= "\u28ff" for ch in screen), "no curve drawn"
+            t.keys("Escape")
+            t.wait("run▲", timeout=30)  # back on the runs table
+            deadline = time.monotonic() + 90
+            later = first
+            while time.monotonic() < deadline:
+                later = t.screen().splitlines()[0]
+                if counts(later) and counts(later) != counts(first):
+                    break
+                time.sleep(1)
+            assert counts(later) != counts(first), f"phase counts never changed: {first!r} -> {later!r}"
+            t.keys("q")
+            assert "[exited rc=0]" in t.wait("[exited rc=", timeout=60)
+        finally:
+            t.stop()
