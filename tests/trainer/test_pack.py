@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from host_sync_helpers import record_host_syncs
 import trainer.pack as tp
 import trainer.train as tt
 from grokwatch.store import RunReader, read_run_config, read_status
@@ -287,33 +288,7 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     """Between two flushes the pack loop calls none of .item/.cpu/.tolist/.numpy/
     __float__/__int__/__index__/__bool__; flushes, probes, checkpoints and
     snapshots (their own cadences) are fenced off."""
-    events: list[tuple[str, str]] = []
-    depth = [0]
-
-    def fence(fn, label):
-        def wrapped(*a, **k):
-            events.append(("start", label))
-            depth[0] += 1
-            try:
-                return fn(*a, **k)
-            finally:
-                depth[0] -= 1
-                events.append(("end", label))
-        return wrapped
-
-    for name in ("flush_pack", "probe_run", "save_run", "save_snapshot"):
-        monkeypatch.setattr(tp, name, fence(getattr(tp, name), name))
-
-    def counted(name, orig):
-        def wrapped(self, *a, **k):
-            caller = sys._getframe(1).f_code
-            if depth[0] == 0:
-                events.append(("sync", f"{name} from {caller.co_filename}:{caller.co_name}"))
-            return orig(self, *a, **k)
-        return wrapped
-
-    for name in ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__index__", "__bool__"):
-        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+    events = record_host_syncs(monkeypatch, tp, ("flush_pack", "probe_run", "save_run", "save_snapshot"))
     torch.ones(1).item()
     assert events and events[0][0] == "sync"
     events.clear()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from host_sync_helpers import record_host_syncs
 import trainer.train as tt
 from grokwatch.store import RunReader, read_run_config, read_status
 from trainer.config import TrainConfig
@@ -179,35 +180,7 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     """Between two flushes the loop calls none of .item/.cpu/.tolist/.numpy/
     __float__/__int__/__index__/__bool__: metrics stay on the device. Flushes,
     probes, checkpoints and snapshots (their own cadences) are fenced off."""
-    events: list[tuple[str, str]] = []
-    depth = [0]
-
-    def fence(fn, label):
-        def wrapped(*a, **k):
-            events.append(("start", label))
-            depth[0] += 1
-            try:
-                return fn(*a, **k)
-            finally:
-                depth[0] -= 1
-                events.append(("end", label))
-        return wrapped
-
-    for name in ("flush_scalars", "run_probes", "save_checkpoint", "save_snapshot"):
-        monkeypatch.setattr(tt, name, fence(getattr(tt, name), name))
-
-    def counted(name, orig):
-        def wrapped(self, *a, **k):
-            caller = sys._getframe(1).f_code
-            # the foreach AdamW (no fused kernel) reads its step counter, a CPU tensor even on CUDA
-            host_counter = caller.co_name == "_get_value" and "optim" in caller.co_filename
-            if depth[0] == 0 and not host_counter:
-                events.append(("sync", f"{name} from {caller.co_filename}:{caller.co_name}"))
-            return orig(self, *a, **k)
-        return wrapped
-
-    for name in ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__index__", "__bool__"):
-        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+    events = record_host_syncs(monkeypatch, tt, ("flush_scalars", "run_probes", "save_checkpoint", "save_snapshot"))
     torch.ones(1).item()  # the counter counts
     assert events == [("sync", f"item from {__file__}:test_no_device_to_host_transfer_between_flushes")]
     events.clear()
