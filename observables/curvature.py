@@ -122,6 +122,60 @@ def hessian_extremes(loss_of, params: dict, iters: int = 40, seed: int = 0) -> H
     return HessianExtremes(lmax, lmin, ratio, int(d.size))
 
 
+def hessian_top_eigvecs(loss_of, params: dict, k: int = 2, iters: int = 20, seed: int = 0) -> list[dict]:
+    """The ``k`` eigenvectors of the training-loss Hessian with the largest
+    eigenvalues, as Ritz vectors of ``iters`` Lanczos steps (as
+    :func:`hessian_extremes`, full reorthogonalisation), each a unit-norm
+    direction shaped like ``params`` (dict name -> tensor). The loss-landscape
+    slices of Xie, Geniesse et al. 2024 ("Evaluating loss landscapes from a
+    topology perspective") run along these directions.
+    """
+    import torch
+    from scipy.linalg import eigh_tridiagonal
+
+    hvp, n, template = _hvp_operator(loss_of, params)
+    m = max(k, min(int(iters), n))
+    gen = torch.Generator().manual_seed(int(seed))
+    q = _random_vector(n, gen, template, rademacher=False)
+    basis = [q / q.norm()]
+    alphas: list[float] = []
+    betas: list[float] = []
+    with torch.no_grad():
+        for j in range(m):
+            with torch.enable_grad():
+                w = hvp(basis[j]).detach()
+            alpha = float(torch.dot(w, basis[j]))
+            alphas.append(alpha)
+            w = w - alpha * basis[j]
+            if j > 0:
+                w = w - betas[-1] * basis[j - 1]
+            Q = torch.stack(basis)
+            for _ in range(2):
+                w = w - Q.T @ (Q @ w)
+            beta = float(w.norm())
+            if j == m - 1 or beta <= 1e-10 * max(1.0, abs(alpha)):
+                break
+            betas.append(beta)
+            basis.append(w / beta)
+        d = np.asarray(alphas)
+        e = np.asarray(betas[: len(alphas) - 1])
+        if d.size > 1:
+            _, vecs = eigh_tridiagonal(d, e)
+        else:
+            vecs = np.ones((1, 1))
+        Q = torch.stack(basis[: d.size])
+        out = []
+        for col in range(min(k, d.size)):
+            v = Q.T @ torch.as_tensor(vecs[:, -1 - col], dtype=Q.dtype, device=Q.device)
+            v = v / v.norm()
+            parts, i = {}, 0
+            for name, p in params.items():
+                parts[name] = v[i : i + p.numel()].reshape(p.shape).to(p.dtype)
+                i += p.numel()
+            out.append(parts)
+    return out
+
+
 def hutchinson_trace(loss_of, params: dict, n_samples: int = 16, seed: int = 0) -> float:
     """Hutchinson estimate of the Hessian trace: tr(H) ~ (1/S) sum_s v_s^T H v_s
     with S = ``n_samples`` Rademacher vectors v_s (entries +-1, drawn from a

@@ -4,9 +4,22 @@ Source: "Grokking Topology" (persistent homology of loss-landscape slices
 across the grokking transition): a G x G slice of the training loss around the
 current parameters along two random filter-normalised directions (H. Li, Z.
 Xu, G. Taylor, C. Studer & T. Goldstein, "Visualizing the Loss Landscape of
-Neural Nets", NeurIPS 2018), the H0 persistence of its sublevel sets
-(lower-star filtration, ripser: C. Tralie, N. Saul & R. Bar-On, JOSS 2018), and
-four summaries of the finite bars.
+Neural Nets", NeurIPS 2018), the H0 persistence of a filtration built on it,
+and four summaries of the finite bars.
+
+Three filtrations of the same slice (:data:`CONSTRUCTIONS`, :func:`h0_diagram`):
+
+- ``sublevel`` -- the seed study's: sublevel sets of the loss image
+  (lower-star filtration, ripser: C. Tralie, N. Saul & R. Bar-On, JOSS 2018).
+  On real grokking runs it is degenerate: the slice is one basin, so no finite
+  bar exists (docs/topology.md has the measurements).
+- ``superlevel`` -- sublevel sets of the negated image (peaks instead of basins).
+- ``rips`` -- Vietoris-Rips H0 of the slice's graph as a point cloud, points
+  (a/span, b/span, ln L) over the grid (single linkage: the finite bars are the
+  edges of the Euclidean minimum spanning tree, all born at 0). The bars
+  measure how steeply ln L changes between neighbouring grid points, so they
+  see the shape of the bowl, not only how many bowls there are. This is the
+  construction the evidence sweep chose (docs/topology.md).
 
 numpy only at import; ripser and torch are imported inside the functions that
 need them.
@@ -90,6 +103,58 @@ def landscape_h0(image) -> np.ndarray:
     from ripser import lower_star_img
 
     return np.asarray(lower_star_img(img), dtype=np.float64)
+
+
+#: The H0 constructions on a loss slice (see the module doc); "rips" is the default.
+CONSTRUCTIONS = ("rips", "sublevel", "superlevel")
+DEFAULT_CONSTRUCTION = "rips"
+
+
+def rips_h0(image, span: float = 1.0) -> np.ndarray:
+    """H0 persistence diagram of the Vietoris-Rips filtration of the point
+    cloud (a_i / span, b_j / span, ln L_ij) of a G x G loss image sampled on
+    a = b = linspace(-span, span, G) (so the plane coordinates lie in
+    [-1, 1] whatever the span). Rips H0 is single linkage: every point is
+    born at 0 and the G^2 - 1 finite bars die at the edge lengths of the
+    Euclidean minimum spanning tree (scipy), plus one infinite bar. Non-finite
+    or non-positive losses are clamped to the image's finite range first.
+    """
+    img = to_numpy(image).astype(np.float64)
+    if img.ndim != 2 or img.shape[0] != img.shape[1]:
+        raise ValueError(f"expected a square 2-D image, got shape {img.shape}")
+    finite = np.isfinite(img) & (img > 0)
+    if not finite.any():
+        return np.zeros((0, 2))
+    lo, hi = img[finite].min(), img[finite].max()
+    img = np.where(finite, img, hi)
+    z = np.log(np.clip(img, lo, None))
+    g = img.shape[0]
+    c = np.linspace(-1.0, 1.0, g) if g > 1 else np.zeros(1)
+    aa, bb = np.meshgrid(c, c, indexing="ij")
+    pts = np.column_stack([aa.ravel(), bb.ravel(), z.ravel()])
+    from scipy.sparse.csgraph import minimum_spanning_tree
+    from scipy.spatial.distance import pdist, squareform
+
+    dist = squareform(pdist(pts))
+    mst = minimum_spanning_tree(dist).tocoo()
+    deaths = np.sort(mst.data)
+    out = np.zeros((len(deaths) + 1, 2))
+    out[:-1, 1] = deaths
+    out[-1, 1] = np.inf
+    return out
+
+
+def h0_diagram(image, construction: str = DEFAULT_CONSTRUCTION, span: float = 1.0) -> np.ndarray:
+    """H0 diagram of a loss slice by one of :data:`CONSTRUCTIONS`:
+    ``sublevel`` (:func:`landscape_h0`, the seed's), ``superlevel``
+    (:func:`landscape_h0` of the negated image) or ``rips`` (:func:`rips_h0`)."""
+    if construction == "sublevel":
+        return landscape_h0(image)
+    if construction == "superlevel":
+        return landscape_h0(-to_numpy(image).astype(np.float64))
+    if construction == "rips":
+        return rips_h0(image, span)
+    raise ValueError(f"unknown H0 construction {construction!r}; choose from {', '.join(CONSTRUCTIONS)}")
 
 
 # --------------------------------------------------------------------------
@@ -211,16 +276,21 @@ def h0_of_model(
     span: float = 1.0,
     seed: int = 0,
     chunk: int = 16,
+    construction: str = DEFAULT_CONSTRUCTION,
 ) -> H0Summary:
     """The four H0 summaries (:func:`h0_summaries`) of the loss slice at the
-    current point: ``h0_summaries(landscape_h0(loss_slice(...)))``.
-    Arguments as :func:`loss_slice`."""
+    current point: ``h0_summaries(h0_diagram(loss_slice(...), construction, span))``.
+    Arguments as :func:`loss_slice` and :func:`h0_diagram`."""
     img = loss_slice(loss_of, params, grid=grid, span=span, seed=seed, chunk=chunk)
-    return h0_summaries(landscape_h0(img))
+    return h0_summaries(h0_diagram(img, construction, span))
 
 
 __all__ = [
+    "CONSTRUCTIONS",
+    "DEFAULT_CONSTRUCTION",
     "H0Summary",
+    "h0_diagram",
+    "rips_h0",
     "filter_normalized_direction",
     "h0_of_model",
     "h0_summaries",

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--probe-every", type=int, help="probe cadence in steps (default 500; 0: off)")
     a("--probes", help="comma-separated probe names, each optionally name@N to run every N-th probe step "
       "(default: all of trainer.probes.DEFAULT_PROBES; '' for none)")
+    a("--h0-construction", choices=["rips", "sublevel", "superlevel"],
+      help="the h0 probe's filtration of the loss slice: rips (default; alive on real runs, docs/topology.md), "
+      "sublevel (the seed study's; degenerate on real runs) or superlevel")
     a("--stop-after-grok", type=int, help="stop N steps after val_acc >= 0.95 is first seen")
     a("--device", help="cpu or cuda[:N] (default: cpu)")
     a("--threads", type=int, help="torch CPU threads (default 1)")

@@ -86,6 +86,8 @@ class TrainConfig:
     keep_every: int = 0
     probe_every: int = 500
     probes: list[str] = field(default_factory=lambda: list(DEFAULT_PROBES))
+    # the H0 probe's filtration (observables.topology.CONSTRUCTIONS); "sublevel" is the seed study's
+    h0_construction: str = "rips"
     stop_after_grok: int | None = None
     # runtime
     device: str = "cpu"
@@ -183,6 +185,10 @@ class TrainConfig:
                  f"--stop-after-grok must be a non-negative integer, got {self.stop_after_grok!r}")
         from .probes import PROBES  # the registry; light (torch is imported already)
 
+        from observables.topology import CONSTRUCTIONS
+
+        need(self.h0_construction in CONSTRUCTIONS,
+             f"--h0-construction: unknown construction {self.h0_construction!r}; choose from {', '.join(CONSTRUCTIONS)}")
         unknown = [n for n in self.probes if n not in PROBES]
         need(not unknown, f"--probes: unknown probe {', '.join(map(repr, unknown))}; known: {', '.join(sorted(PROBES)) or 'none'}")
         need(is_valid_run_id(str(self.run_id)),

@@ -303,8 +303,11 @@ def h0(ctx: ProbeContext) -> dict[str, float]:
     """``h0_total``, ``h0_effective_count``, ``h0_median``, ``h0_entropy``: H0
     persistence summaries of a G x G slice of the training loss along two
     filter-normalized random directions (observables.topology; "Grokking
-    Topology"). G = SETTINGS["h0"]["grid"]: G^2 full-batch forward passes."""
-    from observables.topology import h0_summaries, landscape_h0, loss_slice
+    Topology"). G = SETTINGS["h0"]["grid"]: G^2 full-batch forward passes.
+    The filtration is the run's ``h0_construction`` (a "construction" option
+    overrides it): "rips" by default, chosen on real runs (docs/topology.md);
+    "sublevel" is the seed study's, degenerate on real runs."""
+    from observables.topology import h0_diagram, h0_summaries, loss_slice
 
     s = settings(ctx, "h0")
     loss_of, params = train_loss_of(ctx)
@@ -313,7 +316,8 @@ def h0(ctx: ProbeContext) -> dict[str, float]:
     with torch.no_grad():
         img = loss_slice(loss_of, params, grid=int(s["grid"]), span=float(s["span"]),
                          seed=probe_seed(ctx, "h0"), chunk=int(s["chunk"]), vectorize=vec)
-    summ = h0_summaries(landscape_h0(img))
+    construction = s.get("construction") or getattr(ctx.config, "h0_construction", None) or "rips"
+    summ = h0_summaries(h0_diagram(img, construction, float(s["span"])))
     return _finite({"h0_total": summ.total, "h0_effective_count": summ.effective_count,
                     "h0_median": summ.median, "h0_entropy": summ.entropy})
 

@@ -1,0 +1,116 @@
+"""The evidence sweep: real training runs on the CPU, then the report that every
+default alarm, the H0 construction and the simulator's calibration are chosen on.
+
+    python bench/evidence.py --out DIR            # train (resumable), then report
+    python bench/evidence.py --out DIR --no-train # report only, on runs already there
+    python bench/evidence.py --out DIR --write-docs docs/evidence   # and copy the small outputs
+
+Two packs run side by side, one CPU thread each (``python -m trainer --pack``):
+
+- tiny: modular addition mod 47 (56K parameters), weight decays 0.3, 1, 3 x
+  seeds 0-7, up to 20,000 steps, stopping 2,000 steps after grokking; probes
+  every 100 steps (Hessian every 500, the seed's H0 slice every 1,000) and a
+  weight snapshot every 100 steps, for the post-hoc H0 constructions.
+- canonical: mod 97 (302K parameters), weight decay 1 x seeds 0-2, up to
+  30,000 steps, stopping 1,500 steps after grokking; probes every 250 steps,
+  snapshots every 250.
+
+Both are resumable: rerunning the command continues each pack from its
+checkpoints. On a 2-core VM the tiny pack takes about an hour and the
+canonical one one to two hours (they overlap). Then ``grokwatch.evidence``
+reads the shards and writes report.md, report.json and the figures into
+``DIR/report``. The last line printed is one JSON object with the headline
+figures.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# The two packs. Changing any of these changes the evidence: keep them with the report.
+PACKS: dict[str, list[str]] = {
+    "tiny": [
+        "--preset", "tiny", "--seeds", "0-7", "--weight-decays", "0.3,1.0,3.0",
+        "--steps", "20000", "--stop-after-grok", "2000",
+        "--probe-every", "100", "--keep-every", "100",
+        "--probes", "effective_rank,htsr,htsr_traps,commutator,update_cosine,pca2,"
+                    "hessian@5,hessian_trace@5,h0@10",
+    ],
+    "canonical": [
+        "--preset", "canonical", "--seeds", "0-2", "--weight-decays", "1.0",
+        "--steps", "30000", "--stop-after-grok", "1500",
+        "--probe-every", "250", "--keep-every", "250",
+        "--probes", "effective_rank,htsr,htsr_traps,commutator,update_cosine,pca2,"
+                    "hessian@4,hessian_trace@4,h0@10",
+    ],
+}
+
+
+def train(out: Path, packs: list[str]) -> None:
+    """Start (or resume) each pack as its own process and wait for all of them."""
+    procs = {}
+    for name in packs:
+        log = open(out / f"train-{name}.log", "a")
+        cmd = [sys.executable, "-m", "trainer", "--pack", "--root", str(out), "--sweep", name,
+               "--threads", "1", "--device", "cpu", *PACKS[name]]
+        if (out / name).is_dir():
+            cmd.append("--resume")
+        print(f"evidence: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        procs[name] = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    failed = []
+    for name, proc in procs.items():
+        rc = proc.wait()
+        print(f"evidence: pack {name} exited {rc} after {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        if rc != 0:
+            failed.append(name)
+    if failed:
+        raise SystemExit(f"evidence: pack(s) {', '.join(failed)} failed; see {out}/train-<pack>.log")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p.add_argument("--out", required=True, type=Path, help="where the runs and the report go")
+    p.add_argument("--no-train", action="store_true", help="only write the report, from the runs already in --out")
+    p.add_argument("--packs", default="tiny,canonical", help="which packs to train (default: tiny,canonical)")
+    p.add_argument("--write-docs", type=Path, metavar="DIR",
+                   help="also copy report.md, report.json and the figures into DIR (e.g. docs/evidence)")
+    args = p.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    packs = [s for s in args.packs.split(",") if s]
+    unknown = [s for s in packs if s not in PACKS]
+    if unknown:
+        p.error(f"--packs: unknown pack {', '.join(unknown)}; choose from {', '.join(PACKS)}")
+    if not args.no_train:
+        train(out, packs)
+    from grokwatch.evidence.build import build_report  # after training: the report reads the shards
+
+    report_dir = out / "report"
+    summary = build_report(out, report_dir, command=" ".join(["python", "bench/evidence.py", *(argv or sys.argv[1:])]))
+    if args.write_docs:
+        dest = args.write_docs
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in report_dir.iterdir():
+            if f.suffix in (".md", ".json", ".png"):
+                shutil.copy2(f, dest / f.name)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,658 @@
+"""The evidence report: every signal and alarm rule scored on real runs.
+
+``build_report(out, report_dir, command)`` reads each sweep under ``out``
+(``tiny``, ``canonical``; any directory holding runs) and writes
+``report.md``, ``report.json`` and PNG figures into ``report_dir``. Scoring is
+``grokwatch.report.stats`` (the same as ``grokwatch report``): for grokking,
+positives are runs that grokked (window [t_mem, t_grok)), negatives runs over
+without grokking (window [t_mem, end]); precision = TP / (TP + FP), recall =
+TP / positives, lead = t_grok - first firing in the window.
+
+Detectors, each a function of a run's columns that returns the steps where it
+holds (only the first one in the window counts):
+
+- the alarm rules, through the real :class:`grokwatch.alerts.AlertEngine` on
+  the watcher's own batches: the seed's defaults (``SEED_RULES``, as shipped
+  before this sweep) and the current ``default_rules.toml``;
+- GAI as its paper defines it, and variants (threshold, hold, the trailing
+  baseline against the running mean since t_mem, per layer);
+- HTSR alpha (the seed's < 2 against the crossing rule), correlation traps;
+- the H0 constructions of ``bench/evidence_topology.py`` (when its output is
+  there), the commutator defect, effective rank, Hessian extremes, the
+  trailing spectral signature, and the weight-norm crossing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+log = logging.getLogger("evidence")
+
+# The alarm rules as shipped before the evidence sweep (the "before" column).
+SEED_RULES = """
+[rules.gai_spike]
+signal = "gai_z"
+comparison = ">"
+threshold = 3.5
+for_steps = 3
+when = "memorized"
+cooldown_steps = 2000
+[rules.persistence_entropy_shift]
+signal = "h0_entropy_z"
+comparison = ">"
+absolute = true
+threshold = 5.0
+when = "memorized"
+cooldown_steps = 5000
+[rules.htsr_alpha_below_2]
+signal = "htsr_alpha_min"
+comparison = "<"
+threshold = 2.0
+cooldown_steps = 5000
+[rules.correlation_trap]
+signal = "htsr_traps"
+comparison = ">"
+threshold = 0
+cooldown_steps = 5000
+"""
+LIFECYCLE = {"memorized", "grokked", "anti_grokking", "diverged", "stalled", "restarted_from_scratch"}
+
+Firings = dict[str, list[int]]
+
+
+# -- scoring -------------------------------------------------------------------------
+
+
+def score_detector(runs, firings: Firings, available: set[str]) -> dict:
+    from grokwatch.report.stats import event_table, score
+
+    table = event_table(runs, "grokking")
+    res = score(table, firings, available)
+    pos = [r for r in table if r in available and table[r][0]]
+    plateau_share = []
+    for r in pos:
+        if r in res["lead_times"]:
+            lo, hi = table[r][1], table[r][2]
+            plateau_share.append(res["lead_times"][r] / max(1, hi - lo))
+    neg = res["n_negative"]
+    return {
+        "n": res["n"], "positives": res["n_positive"], "negatives": neg, "tp": res["tp"], "fp": res["fp"],
+        "precision": res["precision"], "recall": res["recall"],
+        "false_alarm_rate": (res["fp"] / neg) if neg else None,
+        "lead_median": res["lead_time_median"], "lead_ci": res["lead_time_ci"],
+        "lead_share_of_plateau_median": float(np.median(plateau_share)) if plateau_share else None,
+        "precision_ci": res["precision_ci"], "recall_ci": res["recall_ci"],
+    }
+
+
+def _gate(steps: np.ndarray, run) -> np.ndarray:
+    t = run.info.t_mem if run.info else None
+    return steps >= t if t is not None else np.zeros(len(steps), bool)
+
+
+def _held(mask: np.ndarray, hold: int) -> np.ndarray:
+    """mask[i] and the hold - 1 points before it (a `for_steps` in points)."""
+    if hold <= 1:
+        return mask
+    c = np.concatenate(([0], np.cumsum(mask.astype(int))))
+    idx = np.arange(len(mask))
+    lo = np.maximum(idx + 1 - hold, 0)
+    return mask & ((c[idx + 1] - c[lo]) == np.minimum(hold, idx + 1))
+
+
+def _steps_where(steps, mask) -> list[int]:
+    return [int(s) for s in np.asarray(steps)[np.flatnonzero(mask)]]
+
+
+# -- detectors -------------------------------------------------------------------------
+
+
+def engine_firings(run, rules) -> Firings:
+    from grokwatch.alerts import AlertEngine
+
+    engine = AlertEngine(rules)
+    out: Firings = {}
+    for b in run.batches:
+        for e in engine.evaluate(run.run_id, b.steps, b.signals, now=0.0, gates=b.gates):
+            if e.state == "firing":
+                out.setdefault(e.rule, []).append(int(e.step))
+    return out
+
+
+def gai_detector(column: str = "grad_norm", z: float = 3.5, hold: int = 1, baseline: int | None = 200,
+                 window: int = 20) -> Callable:
+    """GAI z > z for ``hold`` consecutive steps while memorized. baseline None:
+    the running mean and std of GAI over every step since t_mem (the paper's
+    "running mean"), instead of the trailing ``baseline`` steps."""
+    from observables.gai import gai, gai_zscore
+
+    def det(run) -> list[int] | None:
+        sc = run.scalars
+        if column not in sc or run.info is None or run.info.t_mem is None:
+            return None
+        g = np.asarray(sc[column], dtype=np.float64)
+        steps = np.asarray(sc["step"])
+        if baseline is not None:
+            zs = gai_zscore(g, window, baseline)
+        else:
+            a = gai(g, window)
+            i0 = int(np.searchsorted(steps, run.info.t_mem))
+            zs = np.full(len(a), np.nan)
+            seg = a[i0:]
+            fin = np.isfinite(seg)
+            y = np.where(fin, seg, 0.0)
+            c1, c2, cn = np.cumsum(y), np.cumsum(y * y), np.cumsum(fin)
+            # statistics of the points before i (exclusive), at least 50 of them
+            k = np.concatenate(([0], cn[:-1])).astype(float)
+            s1 = np.concatenate(([0.0], c1[:-1]))
+            s2 = np.concatenate(([0.0], c2[:-1]))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = s1 / k
+                sd = np.sqrt(np.maximum(s2 - s1 * mean, 0) / (k - 1))
+                zz = (seg - mean) / sd
+            zz[k < 50] = np.nan
+            zs[i0:] = zz
+        with np.errstate(invalid="ignore"):
+            m = (zs > z) & _gate(steps, run)
+        return _steps_where(steps, _held(m, hold))
+
+    return det
+
+
+def probe_z_detector(series: Callable, z: float = 5.0, sign: int = 0, baseline: int = 30, min_points: int = 5,
+                     hold: int = 1) -> Callable:
+    """Robust z of a probe series against its trailing baseline; sign +1: z > z,
+    -1: z < -z, 0: |z| > z; while memorized."""
+    from grokwatch.watch.scores import robust_z_tail
+
+    def det(run) -> list[int] | None:
+        got = series(run)
+        if got is None or run.info is None or run.info.t_mem is None:
+            return None
+        steps, x = got
+        if not np.isfinite(x).any():
+            return None
+        zs = robust_z_tail(x, 0, baseline, min_points)
+        with np.errstate(invalid="ignore"):
+            m = (zs > z) if sign > 0 else (zs < -z) if sign < 0 else (np.abs(zs) > z)
+        return _steps_where(steps, _held(m & _gate(steps, run), hold))
+
+    return det
+
+
+def probe_col(name: str) -> Callable:
+    def get(run):
+        pr = run.probes
+        if name not in pr or "step" not in pr:
+            return None
+        return np.asarray(pr["step"]), np.asarray(pr[name], dtype=np.float64)
+
+    return get
+
+
+def probe_mean(prefix: str) -> Callable:
+    def get(run):
+        pr = run.probes
+        cols = [np.asarray(v, dtype=np.float64) for k, v in pr.items() if k.startswith(prefix)]
+        if not cols or "step" not in pr:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.asarray(pr["step"]), np.nanmean(np.vstack(cols), axis=0)
+
+    return get
+
+
+def topo_series(topo: Mapping, key: str, stat: str) -> Callable:
+    def get(run):
+        r = topo.get(run.run_id)
+        if r is None or key not in r:
+            return None
+        return np.asarray(r["steps"]), np.asarray(r[key][stat], dtype=np.float64)
+
+    return get
+
+
+def hjorth_trailing(window: int = 200, every: int = 100) -> Callable:
+    """Hjorth complexity of log train loss over the trailing ``window`` steps, every ``every`` steps."""
+    from observables.spectral import hjorth
+
+    def get(run):
+        sc = run.scalars
+        if "train_loss" not in sc:
+            return None
+        steps = np.asarray(sc["step"])
+        x = np.log(np.maximum(np.asarray(sc["train_loss"], dtype=np.float64), 1e-30))
+        idx = np.arange(window, len(x), every)
+        if not len(idx):
+            return None
+        vals = np.array([hjorth(x[i - window:i]).complexity for i in idx])
+        return steps[idx], vals
+
+    return get
+
+
+def htsr_detector(kind: str, min_n_tail: int = 10, max_ks: float = 0.2, min_tail_share: float = 0.0,
+                  max_tail_share: float = 1.0, above_probes: int = 3, n_evals: Mapping[str, int] | None = None):
+    """kind "below": alpha < 2 on a reliable fit (the seed's rule, any time);
+    "cross": alpha falls below 2 on a matrix whose previous ``above_probes``
+    reliable fits were all >= 2."""
+
+    def det(run) -> list[int] | None:
+        pr = run.probes
+        mats = sorted(k.split("/", 1)[1] for k in pr if k.startswith("htsr_alpha/"))
+        if not mats:
+            return None
+        steps = np.asarray(pr["step"])
+        hits = np.zeros(len(steps), bool)
+        for m in mats:
+            a = np.asarray(pr[f"htsr_alpha/{m}"], dtype=np.float64)
+            good = np.isfinite(a)
+            nt = pr.get(f"htsr_n_tail/{m}")
+            if nt is not None:
+                nt = np.asarray(nt, dtype=np.float64)
+                good &= nt >= min_n_tail
+                if n_evals and m in n_evals:
+                    share = nt / n_evals[m]
+                    good &= (share >= min_tail_share) & (share <= max_tail_share)
+            ks = pr.get(f"htsr_ks/{m}")
+            if ks is not None:
+                good &= np.asarray(ks, dtype=np.float64) <= max_ks
+            if kind == "below":
+                hits |= good & (a < 2)
+            else:
+                run_above = 0
+                for i in range(len(a)):
+                    if not good[i]:
+                        continue
+                    if a[i] < 2 and run_above >= above_probes:
+                        hits[i] = True
+                    run_above = run_above + 1 if a[i] >= 2 else 0
+        return _steps_where(steps, hits)
+
+    return det
+
+
+def traps_detector(new_only: bool = False) -> Callable:
+    def det(run) -> list[int] | None:
+        pr = run.probes
+        cols = [k for k in pr if k.startswith("htsr_traps/")]
+        if not cols:
+            return None
+        steps = np.asarray(pr["step"])
+        t = np.nansum(np.vstack([np.asarray(pr[k], dtype=np.float64) for k in cols]), axis=0)
+        if new_only:  # a trap count above every earlier count
+            prev = np.concatenate(([0.0], np.maximum.accumulate(t)[:-1]))
+            return _steps_where(steps, t > prev)
+        return _steps_where(steps, t > 0)
+
+    return det
+
+
+def wnorm_detector(w_star: Mapping[str, float], margin: float = 1.0) -> Callable:
+    def det(run) -> list[int] | None:
+        w = w_star.get(run.run_id, float("nan"))
+        sc = run.scalars
+        if not np.isfinite(w) or "weight_norm" not in sc or run.info is None or run.info.t_mem is None:
+            return None
+        steps = np.asarray(sc["step"])
+        with np.errstate(invalid="ignore"):
+            m = (np.asarray(sc["weight_norm"], dtype=np.float64) <= w * margin) & _gate(steps, run)
+        return _steps_where(steps, m)
+
+    return det
+
+
+# -- per-sweep analysis ------------------------------------------------------------------
+
+
+def outcomes(runs) -> dict:
+    rows = []
+    for rid, r in sorted(runs.items()):
+        i = r.info
+        rows.append({"run": rid, "weight_decay": r.weight_decay, "seed": r.seed, "outcome": r.outcome,
+                     "t_mem": i.t_mem if i else None, "t_grok": i.t_grok if i else None,
+                     "t_anti": i.t_anti if i else None, "last_step": r.last_step})
+    by_wd: dict = {}
+    for row in rows:
+        d = by_wd.setdefault(str(row["weight_decay"]), {"runs": 0, "grokked": 0, "t_grok": [], "plateau": []})
+        d["runs"] += 1
+        if row["t_grok"] is not None:
+            d["grokked"] += 1
+            d["t_grok"].append(row["t_grok"])
+            d["plateau"].append(row["t_grok"] - (row["t_mem"] or 0))
+    for d in by_wd.values():
+        d["t_grok_median"] = float(np.median(d["t_grok"])) if d["t_grok"] else None
+        d["plateau_median"] = float(np.median(d["plateau"])) if d["plateau"] else None
+    return {"runs": rows, "by_weight_decay": by_wd}
+
+
+def htsr_diagnosis(runs) -> dict:
+    """Per matrix: eigenvalue count, the fitted tail's size and share, KS, and alpha at the first probe and at t_mem."""
+    out: dict = {}
+    for r in runs.values():
+        pr = r.probes
+        cfg = r.config
+        dims = _matrix_dims(cfg)
+        for k in pr:
+            if not k.startswith("htsr_alpha/"):
+                continue
+            m = k.split("/", 1)[1]
+            a = np.asarray(pr[k], dtype=np.float64)
+            nt = np.asarray(pr.get(f"htsr_n_tail/{m}", np.full(len(a), np.nan)), dtype=np.float64)
+            ks = np.asarray(pr.get(f"htsr_ks/{m}", np.full(len(a), np.nan)), dtype=np.float64)
+            d = out.setdefault(m, {"n_evals": dims.get(m), "alpha_first": [], "alpha_median": [], "n_tail": [],
+                                   "ks": [], "share_below_2": [], "first_below_2": []})
+            fin = np.isfinite(a)
+            if not fin.any():
+                continue
+            d["alpha_first"].append(float(a[fin][0]))
+            d["alpha_median"].append(float(np.median(a[fin])))
+            d["n_tail"].append(float(np.nanmedian(nt)))
+            d["ks"].append(float(np.nanmedian(ks)))
+            d["share_below_2"].append(float(np.mean(a[fin] < 2)))
+            below = np.flatnonzero(fin & (a < 2))
+            d["first_below_2"].append(int(pr["step"][below[0]]) if len(below) else None)
+    for d in out.values():
+        for k in ("alpha_first", "alpha_median", "n_tail", "ks", "share_below_2"):
+            d[k] = float(np.median(d[k])) if d[k] else None
+        fb = [x for x in d["first_below_2"] if x is not None]
+        d["runs_below_2"] = len(fb)
+        d["first_below_2"] = float(np.median(fb)) if fb else None
+    return out
+
+
+def _matrix_dims(cfg) -> dict[str, int]:
+    """Eigenvalue count (min dimension) of each matrix of trainer.model.Transformer from run.json."""
+    try:
+        dm, dmlp, v = int(cfg["d_model"]), int(cfg["d_mlp"]), int(cfg["vocab_size"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    out = {"embed": min(v, dm), "unembed": min(v, dm), "mlp.W_in": min(dm, dmlp), "mlp.W_out": min(dm, dmlp)}
+    for n in ("attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O"):
+        out[n] = dm
+    return out
+
+
+def topology_table(runs, topo: Mapping, w_norm_spearman: Callable) -> list[dict]:
+    """Per (slice, construction): share of plateau probe steps with a finite bar,
+    seed stability, redundancy with weight norm, and the entropy rule's scores."""
+    if not topo:
+        return []
+    keys = sorted({k for r in topo.values() for k in r if k not in ("steps", "weight_norm")})
+    rows = []
+    for key in keys:
+        alive, total = 0, 0
+        rho_w, rho_seed = [], []
+        other = key.replace("-s0-", "-s1-") if "-s0-" in key else None
+        for rid, t in topo.items():
+            run = runs.get(rid)
+            if run is None or key not in t or run.info is None or run.info.t_mem is None:
+                continue
+            steps = np.asarray(t["steps"])
+            end = run.info.t_grok if run.info.t_grok is not None else (run.last_step or steps[-1]) + 1
+            plate = (steps >= run.info.t_mem) & (steps < end)
+            nb = np.asarray(t[key]["n_bars"])
+            alive += int(np.sum(nb[plate] > 0))
+            total += int(np.sum(plate))
+            ent = np.asarray(t[key]["effective_count"], dtype=float)
+            if plate.sum() >= 4:
+                r = w_norm_spearman(ent[plate], np.asarray(t["weight_norm"])[plate])
+                if r is not None:
+                    rho_w.append(abs(r))
+                if other and other in t:
+                    r2 = w_norm_spearman(ent[plate], np.asarray(t[other]["effective_count"], dtype=float)[plate])
+                    if r2 is not None:
+                        rho_seed.append(r2)
+        rows.append({"construction": key, "alive_share": alive / total if total else None, "plateau_probes": total,
+                     "abs_spearman_vs_weight_norm": float(np.median(rho_w)) if rho_w else None,
+                     "spearman_vs_other_seed": float(np.median(rho_seed)) if rho_seed else None})
+    return rows
+
+
+def analyse_sweep(sweep_dir: Path, topo: Mapping | None) -> dict:
+    from grokwatch.alerts import load_rules
+    from grokwatch.alerts.rules import _make_rule, _rule_specs
+    from grokwatch.report.data import load_runs
+    from grokwatch.report.onsets import critical_weight_norms
+    from grokwatch.report.stats import spearman
+
+    t0 = time.perf_counter()
+    runs = load_runs(sweep_dir)
+    res: dict = {"sweep": sweep_dir.name, "outcomes": outcomes(runs), "detectors": {}}
+    w_star = critical_weight_norms(runs)
+    dims = {}
+    for r in runs.values():
+        dims = _matrix_dims(r.config)
+        break
+
+    detectors: dict[str, tuple[str, Callable]] = {}
+    # the rule sets, through the real engine
+    seed_rules = {n: _make_rule(n, spec, "SEED_RULES")
+                  for n, spec in _rule_specs(tomllib.loads(SEED_RULES), "SEED_RULES").items()}
+    cur_rules = {n: r for n, r in load_rules().items() if n not in LIFECYCLE}
+    seed_f = {rid: engine_firings(r, list(seed_rules.values())) for rid, r in runs.items()}
+    cur_f = {rid: engine_firings(r, list(cur_rules.values())) for rid, r in runs.items()}
+    rule_rows = {}
+    for label, rules, fired in (("seed default", seed_rules, seed_f), ("current default", cur_rules, cur_f)):
+        for name in rules:
+            firings = {rid: sorted(f.get(name, [])) for rid, f in fired.items()}
+            rule_rows[f"{label}: {name}"] = score_detector(runs, firings, set(runs))
+        any_f = {rid: sorted(s for v in f.values() for s in v) for rid, f in fired.items()}
+        rule_rows[f"{label}: any early-warning rule"] = score_detector(runs, any_f, set(runs))
+    res["rules"] = rule_rows
+
+    # GAI, as the paper defines it, and variants
+    detectors["GAI paper (z>3.5, 1 step, trailing 200)"] = ("gradient", gai_detector())
+    detectors["GAI paper, running mean since t_mem"] = ("gradient", gai_detector(baseline=None))
+    detectors["GAI z>3.5 held 3 steps (seed rule)"] = ("gradient", gai_detector(hold=3))
+    for zt in (5.0, 8.0, 12.0):
+        detectors[f"GAI z>{zt:g}"] = ("gradient", gai_detector(z=zt))
+    for layer in ("unembed", "mlp", "attn", "embed"):
+        detectors[f"GAI per layer: {layer}"] = ("gradient", gai_detector(column=f"grad_norm/{layer}"))
+    # HTSR
+    detectors["HTSR alpha<2 (seed: n_tail>=10, KS<=0.2)"] = ("spectral", htsr_detector("below"))
+    detectors["HTSR alpha<2, tail <= half the spectrum, KS<=0.1"] = (
+        "spectral", htsr_detector("below", min_n_tail=10, max_ks=0.1, max_tail_share=0.5, n_evals=dims))
+    detectors["HTSR crossing below 2 after 3 reliable fits >= 2"] = ("spectral", htsr_detector("cross"))
+    detectors["HTSR crossing, tail <= half, KS<=0.1"] = (
+        "spectral", htsr_detector("cross", max_ks=0.1, max_tail_share=0.5, n_evals=dims))
+    detectors["correlation traps > 0"] = ("spectral", traps_detector())
+    detectors["correlation traps: a new maximum"] = ("spectral", traps_detector(new_only=True))
+    # other probes
+    detectors["commutator defect robust z > 5"] = ("geometric", probe_z_detector(probe_col("commutator_defect"), 5, +1))
+    detectors["commutator defect robust z > 3"] = ("geometric", probe_z_detector(probe_col("commutator_defect"), 3, +1))
+    detectors["effective rank (mean) robust z < -5"] = ("spectral", probe_z_detector(probe_mean("effective_rank/"), 5, -1))
+    detectors["effective rank (mean) robust z < -3"] = ("spectral", probe_z_detector(probe_mean("effective_rank/"), 3, -1))
+    detectors["Hessian lambda_max robust |z| > 5"] = ("curvature", probe_z_detector(probe_col("hessian_lambda_max"), 5, 0, min_points=3))
+    detectors["Hessian lambda_min robust |z| > 5"] = ("curvature", probe_z_detector(probe_col("hessian_lambda_min"), 5, 0, min_points=3))
+    detectors["spectral signature: trailing Hjorth complexity |z| > 5"] = (
+        "spectral", probe_z_detector(hjorth_trailing(), 5, 0))
+    detectors["seed H0 (sublevel, live probe) entropy |z| > 5"] = (
+        "topological", probe_z_detector(probe_col("h0_entropy"), 5, 0, min_points=3))
+    if topo:
+        for key in sorted({k for r in topo.values() for k in r if k not in ("steps", "weight_norm")}):
+            for stat, zt in (("entropy", 5.0), ("effective_count", 5.0), ("effective_count", 3.0)):
+                detectors[f"H0 {key}: {stat} |z| > {zt:g}"] = (
+                    "topological", probe_z_detector(topo_series(topo, key, stat), zt, 0, min_points=5))
+    detectors["weight norm <= w* (leave-one-out median at t_grok)"] = ("baseline", wnorm_detector(w_star))
+    detectors["weight norm <= 1.05 w*"] = ("baseline", wnorm_detector(w_star, 1.05))
+    detectors["weight norm <= 1.10 w*"] = ("baseline", wnorm_detector(w_star, 1.10))
+
+    for name, (family, det) in detectors.items():
+        firings, avail = {}, set()
+        for rid, run in runs.items():
+            try:
+                f = det(run)
+            except Exception as exc:  # a detector's bug must not hide the others' numbers
+                log.warning("detector %s on %s: %s", name, rid, exc)
+                f = None
+            if f is not None:
+                firings[rid] = f
+                avail.add(rid)
+        row = score_detector(runs, firings, avail)
+        row["family"] = family
+        res["detectors"][name] = row
+    res["htsr"] = htsr_diagnosis(runs)
+    res["topology"] = topology_table(runs, topo or {}, spearman)
+    res["w_star"] = {k: v for k, v in w_star.items() if np.isfinite(v)}
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    return res
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _f(x, nd=2):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def _lead(x):
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def score_rows(title: str, rows: Mapping[str, dict]) -> list[str]:
+    out = [f"| {title} | P | R | false alarms on never-grokked | median lead (steps) | lead / plateau | TP | FP | pos | neg |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in rows.items():
+        far = "-" if r["false_alarm_rate"] is None else f"{r['fp']}/{r['negatives']}"
+        out.append(f"| {name} | {_f(r['precision'])} | {_f(r['recall'])} | {far} | {_lead(r['lead_median'])} | "
+                   f"{_f(r['lead_share_of_plateau_median'])} | {r['tp']} | {r['fp']} | {r['positives']} | {r['negatives']} |")
+    return out
+
+
+def write_markdown(doc: dict, path: Path) -> None:
+    L = ["# Evidence sweep: grokwatch's signals and alarms on real training", "",
+         f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}  ", f"Date: {doc['date']}", "",
+         "Scoring (as `grokwatch report`): for grokking, positives are runs that grokked, scored in [t_mem, t_grok); "
+         "negatives are runs over without grokking, scored in [t_mem, end]. P = TP/(TP+FP), R = TP/positives; "
+         "lead = t_grok - the first firing in the window; lead/plateau = that lead over t_grok - t_mem. "
+         "Runs still open are left out. No run anti-grokked, so no signal could be scored against anti-grokking "
+         "(see each sweep's outcomes).", ""]
+    for sw in doc["sweeps"]:
+        L += [f"## Sweep `{sw['sweep']}`", ""]
+        L += ["| weight decay | runs | grokked | median t_grok | median plateau (t_grok - t_mem) |",
+              "| --- | --- | --- | --- | --- |"]
+        for wd, d in sorted(sw["outcomes"]["by_weight_decay"].items(), key=lambda kv: float(kv[0]) if kv[0] != "None" else 0):
+            L.append(f"| {wd} | {d['runs']} | {d['grokked']} | {_lead(d['t_grok_median'])} | {_lead(d['plateau_median'])} |")
+        anti = [r["run"] for r in sw["outcomes"]["runs"] if r["t_anti"] is not None]
+        L += ["", f"Anti-grokked: {', '.join(anti) if anti else 'none'}.", ""]
+        L += ["### Alarm rules through the alarm engine (seed defaults against the current defaults)", ""]
+        L += score_rows("rule", sw["rules"]) + [""]
+        L += ["### Every signal and variant", ""]
+        fams: dict = {}
+        for name, r in sw["detectors"].items():
+            fams.setdefault(r["family"], {})[name] = r
+        for fam, rows in fams.items():
+            L += [f"**{fam}**", ""] + score_rows("detector", rows) + [""]
+        if sw["htsr"]:
+            L += ["### HTSR: why alpha < 2 from the first probe", "",
+                  "| matrix | eigenvalues | alpha at first probe | median alpha | median tail size | median KS | share of probes < 2 | runs ever < 2 | median first step < 2 |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            for m, d in sorted(sw["htsr"].items()):
+                L.append(f"| {m} | {_f(d['n_evals'])} | {_f(d['alpha_first'])} | {_f(d['alpha_median'])} | "
+                         f"{_f(d['n_tail'], 0)} | {_f(d['ks'], 3)} | {_f(d['share_below_2'])} | {d['runs_below_2']} | "
+                         f"{_lead(d['first_below_2'])} |")
+            L.append("")
+        if sw["topology"]:
+            L += ["### H0 constructions (post hoc, from kept snapshots)", "",
+                  "| slice and construction | plateau probes with a finite bar | probes | median abs Spearman vs weight norm (eff. count) | median Spearman vs direction seed 1 |",
+                  "| --- | --- | --- | --- | --- |"]
+            for r in sw["topology"]:
+                L.append(f"| {r['construction']} | {_f(r['alive_share'])} | {r['plateau_probes']} | "
+                         f"{_f(r['abs_spearman_vs_weight_norm'])} | {_f(r['spearman_vs_other_seed'])} |")
+            L.append("")
+    L += doc.get("extra_md", [])
+    path.write_text("\n".join(L) + "\n")
+
+
+def figure(sweep_dir: Path, path: Path, runs_to_plot: int = 4) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from grokwatch.report.data import load_runs
+    from observables.gai import gai_zscore
+
+    runs = load_runs(sweep_dir)
+    chosen = [r for r in runs.values() if r.info and r.info.t_grok is not None][:runs_to_plot - 1]
+    chosen += [r for r in runs.values() if r.outcome == "never"][:1]
+    if not chosen:
+        return
+    fig, axes = plt.subplots(3, len(chosen), figsize=(3.2 * len(chosen), 7), squeeze=False, sharex="col")
+    for j, r in enumerate(chosen):
+        sc = r.scalars
+        s = np.asarray(sc["step"])
+        va = np.asarray(sc["val_acc"], dtype=float)
+        ok = np.isfinite(va)
+        axes[0, j].plot(s[ok], va[ok], lw=0.8, label="val acc")
+        axes[0, j].plot(s, sc["train_acc"], lw=0.8, label="train acc")
+        axes[0, j].set_title(f"{r.run_id} ({r.outcome})", fontsize=8)
+        axes[1, j].plot(s, sc["weight_norm"], lw=0.8, color="k")
+        axes[1, j].set_ylabel("weight norm", fontsize=7)
+        axes[2, j].plot(s, gai_zscore(np.asarray(sc["grad_norm"], dtype=float)), lw=0.3)
+        axes[2, j].axhline(3.5, color="r", lw=0.5)
+        axes[2, j].set_ylabel("GAI z", fontsize=7)
+        for ax in axes[:, j]:
+            for t, c in ((r.info.t_mem, "g"), (r.info.t_grok, "m")):
+                if t is not None:
+                    ax.axvline(t, color=c, lw=0.6, ls="--")
+            ax.tick_params(labelsize=6)
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def build_report(out: Path, report_dir: Path, command: str) -> dict:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    sweeps = [d for d in sorted(out.iterdir()) if d.is_dir() and d.name != "report"
+              and any((c / "run.json").exists() for c in d.iterdir() if c.is_dir())]
+    doc = {"command": command, "machine": f"{platform.node()} {platform.machine()}, {_cpu_count()} cores",
+           "date": time.strftime("%Y-%m-%d"), "sweeps": []}
+    for sw in sweeps:
+        topo_path = out / "topology" / f"topology-{sw.name}.json"
+        topo = json.loads(topo_path.read_text())["runs"] if topo_path.exists() else None
+        doc["sweeps"].append(analyse_sweep(sw, topo))
+        try:
+            figure(sw, report_dir / f"runs-{sw.name}.png")
+        except Exception as exc:  # a figure is not worth losing the numbers
+            log.warning("figure for %s: %s", sw.name, exc)
+    (report_dir / "report.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+    write_markdown(doc, report_dir / "report.md")
+    summary = {"sweeps": {}}
+    for sw in doc["sweeps"]:
+        summary["sweeps"][sw["sweep"]] = {
+            name: {k: sw["rules"][name][k] for k in ("precision", "recall", "lead_median", "fp", "negatives")}
+            for name in sw["rules"] if name.startswith("current default")}
+    return summary
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, set):
+        return sorted(o)
+    raise TypeError(type(o))
