@@ -21,6 +21,7 @@ from typing import Callable, TextIO
 
 from .phases import phase_of
 from .store import RunReader
+from .store.layout import run_id_for
 
 DEFAULT_WEIGHT_DECAYS = (0.3, 1.0, 3.0)
 DEFAULT_SEEDS = 3
@@ -74,7 +75,7 @@ def plan_demo(
     # so the first groks show within a minute or two.
     for wd in sorted(weight_decays, reverse=True):
         for seed in range(seeds):
-            run_id = f"wd{wd:g}-s{seed:02d}"
+            run_id = run_id_for(wd, seed)
             args = [
                 sys.executable, "-m", "trainer",
                 "--root", str(root), "--sweep", sweep, "--run-id", run_id,

@@ -37,7 +37,7 @@ import numpy as np
 
 from grokwatch.phases import phase_of
 from grokwatch.store import RunWriter, atomic_write_json, check_run_id, read_json
-from grokwatch.store.layout import STATUS_JSON
+from grokwatch.store.layout import STATUS_JSON, run_id_for
 
 WEIGHT_DECAYS = (0.1, 0.3, 1.0)
 LAYERS = ("embed", "attn", "mlp", "unembed")
@@ -124,7 +124,7 @@ def plan_sweep(runs: int = 90, steps: int = 100_000, seed: int = 0, weight_decay
         lead = rng.uniform(0.5, 2.0) * w_val + 5 * w_gai
         plans.append(
             RunPlan(
-                run_id=check_run_id(f"wd{wd:g}-s{s:02d}"),
+                run_id=run_id_for(wd, s),
                 index=i,
                 weight_decay=wd,
                 seed=s,

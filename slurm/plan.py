@@ -16,9 +16,9 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-MANIFEST = "sweep.json"
+MANIFEST = "sweep.json"  # grokwatch.store.layout.MANIFEST (slurm must not import grokwatch)
 MANIFEST_VERSION = 1
 LOG_DIR = "logs"
 DEFAULT_WEIGHT_DECAYS = (0.1, 0.3, 1.0)
@@ -100,10 +100,6 @@ class SweepOptions:
 def format_wd(wd: float) -> str:
     """Shortest text that reads back as the same float: 0.1, 1.0, 1e-05."""
     return repr(float(wd))
-
-
-def run_id_for(wd: float, seed: int) -> str:
-    return f"wd{format_wd(wd)}-s{seed:02d}"
 
 
 def parse_weight_decays(text: str) -> tuple[float, ...]:
@@ -213,8 +209,13 @@ def validate(opts: SweepOptions) -> SweepOptions:
     return opts
 
 
-def plan_runs(opts: SweepOptions) -> list[RunSpec]:
-    """Every run of the sweep with its array task, weight-decay-major."""
+def plan_runs(opts: SweepOptions, run_id_for: Callable[[float, int], str]) -> list[RunSpec]:
+    """Every run of the sweep with its array task, weight-decay-major.
+
+    ``run_id_for(weight_decay, seed)`` names the runs: the caller passes
+    :func:`grokwatch.store.layout.run_id_for`, the one naming rule every view
+    shares (slurm must not import grokwatch, and the trainer must not import slurm).
+    """
     runs = []
     k = 0
     for wd in opts.weight_decays:

@@ -26,7 +26,7 @@ def test_headless_demo_runs_every_run_to_the_end(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     runs = list_runs(tmp_path / "demo")
-    assert [r.name for r in runs] == ["wd1-s00", "wd3-s00"]
+    assert [r.name for r in runs] == ["wd1.0-s00", "wd3.0-s00"]
     for run in runs:
         r = RunReader(run)
         r.refresh()
@@ -34,7 +34,7 @@ def test_headless_demo_runs_every_run_to_the_end(tmp_path):
         assert r.status["state"] == "completed"
     # Plain lines: the phase changes as they happen, then the final table.
     assert "memorized" in out.stdout
-    assert out.stdout.count("wd3-s00") >= 2
+    assert out.stdout.count("wd3.0-s00") >= 2
     assert "runs grokked" in out.stdout
 
 

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from grokwatch.store import CHECKPOINT, SNAPSHOTS_DIR, RunWriter, read_run_config
+from grokwatch.store.layout import run_id_for
 
 from .config import ConfigError, TrainConfig, check_fresh_run
 from .model import ModelConfig, Transformer
@@ -647,7 +648,7 @@ def run_specs(args: argparse.Namespace, preset_wd: float) -> list[tuple[str, flo
     seeds = _ints(args.seeds) if "seeds" in given else [0]
     wds = _floats(args.weight_decays, "--weight-decays") if "weight_decays" in given else [preset_wd]
     # weight-decay major, named as `grokwatch sweep plan` names them
-    return [(f"wd{float(wd)!r}-s{seed:02d}", wd, seed) for wd in wds for seed in seeds]
+    return [(run_id_for(wd, seed), wd, seed) for wd in wds for seed in seeds]
 
 
 def build_pack_parser() -> argparse.ArgumentParser:

@@ -78,6 +78,7 @@ def _plan(args):
     from pathlib import Path
 
     from grokwatch.store import read_json
+    from grokwatch.store.layout import run_id_for
     from slurm.plan import MANIFEST, PlanError, SweepOptions, make_manifest, parse_weight_decays, plan_runs, validate
     from slurm.script import render_script
 
@@ -94,7 +95,7 @@ def _plan(args):
             flush_seconds=args.flush_seconds, workdir=os.path.abspath(args.workdir or os.getcwd()),
             trainer_args=tuple(args.trainer_arg),
         ))
-        runs = plan_runs(opts)
+        runs = plan_runs(opts, run_id_for)
         sweep_dir = Path(opts.root) / opts.sweep
         previous = read_json(sweep_dir / MANIFEST)
         manifest = make_manifest(opts, runs, previous=previous)

@@ -33,7 +33,9 @@ def counts(runs: Mapping[str, RunData]) -> dict:
         out[r.outcome] += 1
         if r.info and r.info.t_mem is not None:
             out["memorized"] += 1
-    out["grokked_total"] = out[GROKKED] + out[ANTI]
+    # Runs that reached t_grok, whatever came after (anti-grokking, divergence):
+    # the positives of the grokking event.
+    out["grokked_total"] = sum(1 for r in runs.values() if r.info and r.info.t_grok is not None)
     return out
 
 

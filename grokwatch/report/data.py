@@ -58,14 +58,19 @@ class RunData:
 
     @property
     def outcome(self) -> str:
-        """grokked / anti-grokked (grokked, then val acc fell) / never (over
-        without grokking) / diverged (non-finite loss, never grokked) /
-        censored (still running, stalled, failed or preempted: outcome unknown)."""
-        i = self.info
-        if i is not None and i.t_grok is not None:
-            return ANTI if i.t_anti is not None else GROKKED
-        if (i is not None and i.t_diverged is not None) or self.state == "diverged":
+        """The run's phase (:func:`grokwatch.phases.phase_of`, the one definition
+        the watcher, the alarms, ``sweep status`` and the dashboard use) as an
+        outcome: diverged (a non-finite loss, whether or not it had grokked
+        before) / anti-grokked (phase anti-grokking: grokked, then val acc fell
+        and stayed down) / grokked / never (over without grokking) / censored
+        (still running, stalled, failed or preempted: outcome unknown)."""
+        phase = self.info.phase if self.info is not None else None
+        if phase == "diverged" or self.state == "diverged":
             return DIVERGED
+        if phase == "anti-grokking":
+            return ANTI
+        if phase == "grokked":
+            return GROKKED
         over = self.state == "completed"
         total = self.series.total_steps if self.series else None
         if total is not None and self.last_step is not None and self.last_step >= total:

@@ -47,7 +47,8 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     add("## The sweep")
     add("")
     add(f"{_n(c['runs'], 'run')}: {c[GROKKED]} grokked, {c[ANTI]} grokked then anti-grokked, {c[NEVER]} never grokked "
-        f"within their budget, {c[DIVERGED]} diverged, {c[CENSORED]} still open or stalled (censored: left out of "
+        f"within their budget, {c[DIVERGED]} diverged (a non-finite loss, before or after grokking; "
+        f"{c['grokked_total']} reached t_grok in all), {c[CENSORED]} still open or stalled (censored: left out of "
         f"precision and recall). {c['memorized']} memorized.")
     add("")
     for name in figures.get("phase", []):

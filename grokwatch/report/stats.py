@@ -21,7 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .data import ANTI, DIVERGED, GROKKED, NEVER, RunData
+from .data import DIVERGED, NEVER, RunData
 
 B = 2000
 SEED = 20240501
@@ -61,9 +61,11 @@ def event_table(runs: Mapping[str, RunData], event: str) -> dict[str, tuple[bool
         else:
             if i.t_grok is None:
                 continue
-            if r.outcome == ANTI:
+            # The event is the collapse (t_anti), whatever the run's phase is now
+            # (it may have recovered, or diverged later).
+            if i.t_anti is not None:
                 out[rid] = (True, i.t_grok, i.t_anti)
-            elif r.outcome == GROKKED and r.over:
+            elif r.over:
                 out[rid] = (False, i.t_grok, r.last_step or i.t_grok)
     return out
 

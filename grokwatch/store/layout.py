@@ -1,7 +1,8 @@
 """Names on disk: the one place that knows the layout of DESIGN section 2.
 
 ```
-<root>/<sweep>/<run_id>/
+<root>/<sweep>/sweep.json   the sweep manifest: every planned run (``grokwatch sweep plan``, the demo)
+<root>/<sweep>/<run_id>/    run id ``wd<weight decay>-s<seed:02d>`` (:func:`run_id_for`)
     run.json            written once, atomically, before step 1
     status.json         state, last_step, heartbeat (UTC), pid / job ids
     shards/<kind>-<last_step:09d>[-a<attempt:02d>].arrow
@@ -25,6 +26,7 @@ SHARDS_DIR = "shards"
 CHECKPOINT = "checkpoint.pt"
 SNAPSHOTS_DIR = "snapshots"
 WATCHER_DIR = ".grokwatch"
+MANIFEST = "sweep.json"  # written by `grokwatch sweep plan|submit` (slurm.plan) and the demo
 
 KINDS = ("scalars", "probes")
 STATES = ("running", "completed", "failed", "preempted", "diverged")
@@ -63,6 +65,18 @@ class ShardName:
         if not m:
             return None
         return cls(attempt=int(m["attempt"] or 0), last_step=int(m["last"]), kind=m["kind"])
+
+
+def run_id_for(weight_decay: float, seed: int) -> str:
+    """The one name of the run with this weight decay and seed: ``wd0.3-s07``, ``wd1.0-s00``.
+
+    The weight decay is written as the shortest text that reads back as the same
+    float (``repr``: 0.1, 1.0, 1e-05), so no two weight decays share a name.
+    Every place that names runs (``grokwatch sweep plan`` through
+    :func:`slurm.plan.plan_runs`, the packed trainer, the demo, the simulator)
+    goes through here, so a run has the same id in every view.
+    """
+    return check_run_id(f"wd{float(weight_decay)!r}-s{int(seed):02d}")
 
 
 def run_dir(root: Path | str, sweep: str, run_id: str) -> Path:

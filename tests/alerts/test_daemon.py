@@ -195,9 +195,9 @@ def test_test_flag_checks_every_channel(sweep, webhook, smtp, refused_url):
 
 
 def test_silenced_alarms_are_logged_not_sent(sweep, webhook):
-    out = cli("silence", "--source", str(sweep), "wd1-s01", "--for", "1h", "--comment", "known bad")
+    out = cli("silence", "--source", str(sweep), "wd1.0-s01", "--for", "1h", "--comment", "known bad")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["run"] == "wd1-s01"
+    assert json.loads(out.stdout)["run"] == "wd1.0-s01"
     assert cli("silence", "--source", str(sweep), "grokked", "--for", "30m").returncode == 0
     listed = cli("silence", "--list", "--source", str(sweep))
     assert len(listed.stdout.splitlines()) == 2
@@ -205,7 +205,7 @@ def test_silenced_alarms_are_logged_not_sent(sweep, webhook):
     run = cli("alerts", str(sweep), "--once", "--notify", webhook.url, *FAST)
     assert run.returncode == 0, run.stderr
     recs = journal(sweep)
-    muted = [r for r in recs if r["run"] == "wd1-s01" or r["rule"] == "grokked"]
+    muted = [r for r in recs if r["run"] == "wd1.0-s01" or r["rule"] == "grokked"]
     assert muted and all(r["silenced"] and not r["notify"] for r in muted)
     sent = set(webhook.ids())
     assert sent == {r["id"] for r in recs if r["state"] == "firing" and r not in muted}
@@ -246,7 +246,7 @@ def test_rules_reload_and_watchdog(tmp_path, webhook):
 
 def test_bad_arguments_are_one_line_usage_errors(tmp_path, sweep):
     for args in (["alerts", str(tmp_path / "nope")], ["alerts", str(sweep), "--notify", "bogus://x", "--once"],
-                 ["alerts", str(sweep / "wd1-s01")], ["simulate", str(tmp_path), "--runs", "0"]):
+                 ["alerts", str(sweep / "wd1.0-s01")], ["simulate", str(tmp_path), "--runs", "0"]):
         out = cli(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith("grokwatch: error:") and len(out.stderr.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from grokwatch.cli import main
+from grokwatch.store.layout import run_id_for
 from slurm.plan import PlanError, SweepOptions, make_manifest, parse_time, plan_runs, record_submission, validate
 from slurm.script import render_script
 
@@ -173,7 +174,7 @@ def test_time_parsing_and_signal_lead():
 
 def test_pack_mapping_and_manifest_submissions():
     opts = validate(SweepOptions(root="/r", sweep="s", seeds=5, weight_decays=(0.1, 1.0), pack=3))
-    runs = plan_runs(opts)
+    runs = plan_runs(opts, run_id_for)
     assert [r.index for r in runs] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
     assert [r.slot for r in runs] == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
     script = render_script(opts, runs)
@@ -185,7 +186,7 @@ def test_pack_mapping_and_manifest_submissions():
     assert again["array_job_id"] == "123"
     other = validate(SweepOptions(root="/r", sweep="s", seeds=6, weight_decays=(0.1, 1.0), pack=3))
     with pytest.raises(PlanError, match="already submitted"):
-        make_manifest(other, plan_runs(other), previous=m)
+        make_manifest(other, plan_runs(other, run_id_for), previous=m)
 
 
 def test_sweep_help_is_cheap():

@@ -83,7 +83,7 @@ def test_filter_by_phase_weight_decay_and_text(app_factory):
         phases = {app.model.row(r).phase for r in table.visible_ids}
         assert len(phases) == 1
         await pilot.press("escape", "slash", *"s03", "enter")
-        assert table.visible_ids == ["wd0.1-s03", "wd0.3-s03", "wd1-s03"]
+        assert table.visible_ids == ["wd0.1-s03", "wd0.3-s03", "wd1.0-s03"]
         assert "filter: s03" in screen_text(app)
 
     drive(app_factory(), script)
@@ -333,7 +333,7 @@ def test_keys_typed_in_a_burst_after_slash_all_reach_the_filter(app_factory):
         assert app.dashboard.table.filter.text == "phase:anti q"
         assert not app.dashboard.filtering
         await pilot.press("slash", "backspace", "backspace", "enter")
-        assert app.dashboard.table.visible_ids == ["wd1-s01"]
+        assert app.dashboard.table.visible_ids == ["wd1.0-s01"]
 
     drive(app_factory(), script)
 

@@ -64,7 +64,7 @@ class TestAlarmFeed:
 @pytest.mark.parametrize("size", SIZES)
 class TestRunDetail:
     def test_detail(self, snap_compare, app_factory, size):
-        # wd1-s01: the anti-grokking run, with alarms and HTSR alpha below 2
+        # wd1.0-s01: the anti-grokking run, with alarms and HTSR alpha below 2
         press = ("j",) * 9 + ("enter",)
         assert snap_compare(app_factory(), terminal_size=SIZES[size], run_before=keys(*press))
 

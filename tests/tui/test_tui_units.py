@@ -277,7 +277,7 @@ def test_resolve_sweep_uses_the_shared_source_resolver(sim_sweep, tmp_path):
     assert resolve_sweep(sim_sweep) == sim_sweep.resolve()
     assert resolve_sweep(sim_sweep.parent) == sim_sweep.resolve()  # a root holding one sweep
     with pytest.raises(UsageError, match="run directory"):
-        resolve_sweep(sim_sweep / "wd1-s00")
+        resolve_sweep(sim_sweep / "wd1.0-s00")
     with pytest.raises(UsageError, match="no such sweep directory"):
         resolve_sweep(tmp_path / "nope")
     assert resolve_sweep(tmp_path) == tmp_path.resolve()  # empty: a sweep that has not started
