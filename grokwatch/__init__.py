@@ -5,3 +5,12 @@ the trainer and the headless alert daemon.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``grokwatch.init`` (grokwatch.track) for a user's own training loop, loaded on first use.
+    if name in ("init", "Run", "model_norms"):
+        from . import track
+
+        return getattr(track, name)
+    raise AttributeError(f"module 'grokwatch' has no attribute {name!r}")

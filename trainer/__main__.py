@@ -12,7 +12,13 @@ import argparse
 import json
 import sys
 
-from grokwatch.store import is_valid_run_id, read_run_config
+from grokwatch.extras import training_extra_error
+
+if __name__ == "__main__" and (_err := training_extra_error("python -m trainer")):
+    print(f"trainer: error: {_err}", file=sys.stderr)  # before .config, which imports torch
+    sys.exit(2)
+
+from grokwatch.store import is_valid_run_id, read_run_config  # noqa: E402
 
 from .config import PRESETS, ConfigError, TrainConfig
 

@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from grokwatch.cli import UsageError
+    from grokwatch.extras import training_extra_error
+
+    if err := training_extra_error("grokwatch probe"):
+        raise UsageError(err)
     from grokwatch.probe_offline import ProbeError, probe_run
 
     if args.threads < 1:
