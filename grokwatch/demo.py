@@ -4,16 +4,19 @@ Three weight decays x three seeds, as many single-threaded trainer processes at
 once as there are cores. Each run stops a little after it groks, to free its
 core for the next. The trainers run in their own sessions, so a Ctrl-C reaches
 only this process, which then stops them with SIGTERM: they flush, checkpoint
-and mark themselves preempted, and their shards stay readable.
+and mark themselves preempted, and their shards stay readable. Once stopped, a
+demo starts nothing more: no trainer outlives it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,8 @@ class DemoRun:
     grokked_at: float | None = None
     returncode: int | None = None
     history: list[str] = field(default_factory=list)
+    stop_requested: bool = False  # the demo sent it SIGTERM
+    killed: bool = False  # ... and then SIGKILL (it did not stop in time, or a second interrupt)
 
     @property
     def finished(self) -> bool:
@@ -98,32 +103,41 @@ class Demo:
         self.t0 = time.monotonic()
         self.sweep_dir = plan.root / plan.sweep
         (self.sweep_dir / ".demo-logs").mkdir(parents=True, exist_ok=True)
+        self.stopped = False  # set by stop(): from then on nothing is started
+        self._lock = threading.Lock()  # start vs stop (the dashboard polls from a thread)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 
     def _start(self, run: DemoRun) -> None:
         log_path = self.sweep_dir / ".demo-logs" / f"{run.run_id}.log"
-        run.log = open(log_path, "ab")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        # Own session: a terminal's Ctrl-C must not hit the trainers mid-step.
-        run.proc = subprocess.Popen(run.args, stdout=run.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        # The demo's interrupt waits between fork and bookkeeping: one there would
+        # lose the Popen and leave its trainer running unseen.
+        with self._lock, _signals_held():
+            if self.stopped:
+                return
+            run.log = open(log_path, "ab")
+            # Own session: a terminal's Ctrl-C must not hit the trainers mid-step.
+            run.proc = subprocess.Popen(run.args, stdout=run.log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
         run.started = self.elapsed()
         run.phase = "starting"
         run.reader = RunReader(self.sweep_dir / run.run_id, kinds=("scalars",), columns=["train_acc", "val_acc", "train_loss"])
 
     def poll(self) -> None:
-        """One tick: reap finished trainers, start queued ones, read new shards."""
+        """One tick: reap finished trainers, start queued ones (never once stopped), read new shards."""
         running = [r for r in self.plan.runs if r.proc is not None and not r.finished]
         for run in running:
             rc = run.proc.poll()
             if rc is not None:
                 run.returncode = rc
                 run.log.close()
-        queued = [r for r in self.plan.runs if r.proc is None]
-        free = self.plan.jobs - sum(1 for r in self.plan.runs if r.proc is not None and not r.finished)
-        for run in queued[: max(0, free)]:
-            self._start(run)
+        if not self.stopped:
+            queued = [r for r in self.plan.runs if r.proc is None]
+            free = self.plan.jobs - sum(1 for r in self.plan.runs if r.proc is not None and not r.finished)
+            for run in queued[: max(0, free)]:
+                self._start(run)
         for run in self.plan.runs:
             if run.reader is not None:
                 self._update(run)
@@ -142,7 +156,12 @@ class Demo:
             phase = run.phase
         if run.finished:
             state = (run.reader.status or {}).get("state")
-            if run.returncode != 0 and phase not in ("diverged",):
+            if run.stop_requested and run.returncode != 0:
+                # Stopped by the demo: SIGTERM (a trainer still starting up dies of it
+                # before its handler exists), or SIGKILL when it did not stop in time.
+                where = f"at step {run.step}" if run.step else "before its first step"
+                phase = f"stopped {where}" + (" (killed)" if run.killed else "")
+            elif run.returncode != 0 and phase not in ("diverged",):
                 phase = f"{state or 'failed'} (exit {run.returncode})"
             elif phase not in ("grokked", "anti-grokking", "diverged"):
                 phase = f"{phase}, done"
@@ -157,24 +176,48 @@ class Demo:
 
     @property
     def done(self) -> bool:
-        return all(r.finished for r in self.plan.runs)
+        """Every run ran to its end (a stopped demo is never done, even when its
+        trainers have all exited)."""
+        return not self.stopped and all(r.finished for r in self.plan.runs)
+
+    @property
+    def not_started(self) -> list[DemoRun]:
+        return [r for r in self.plan.runs if r.proc is None]
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every live trainer (checkpoint, flush, status preempted), then wait."""
-        live = [r for r in self.plan.runs if r.proc is not None and r.proc.poll() is None]
-        for run in live:
-            run.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for run in live:
-            try:
-                run.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                run.proc.kill()
-                run.proc.wait()
-        for run in self.plan.runs:
-            if run.proc is not None and run.returncode is None:
-                run.returncode = run.proc.returncode
-                run.log.close()
+        """Start nothing more; SIGTERM every live trainer (checkpoint, flush, status
+        preempted) and wait up to ``timeout``; SIGKILL what is left then, or at once
+        on a KeyboardInterrupt while waiting (a second Ctrl-C). No trainer survives."""
+        live: list[DemoRun] = []
+        try:
+            with self._lock, _signals_held():
+                self.stopped = True
+                for run in self.plan.runs:
+                    if run.proc is None:
+                        run.phase = "not started"
+                    elif run.proc.poll() is None:
+                        live.append(run)
+                        run.stop_requested = True
+                        with contextlib.suppress(ProcessLookupError):
+                            run.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for run in live:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    run.proc.wait(max(0.1, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            pass  # asked again: stop waiting, kill what is left
+        finally:
+            with _signals_held():
+                for run in live:
+                    if run.proc.poll() is None:
+                        run.killed = True
+                        with contextlib.suppress(ProcessLookupError):
+                            run.proc.kill()
+                        run.proc.wait()
+                for run in self.plan.runs:
+                    if run.proc is not None and run.returncode is None:
+                        run.returncode = run.proc.wait()
+                        run.log.close()
 
     def table(self) -> str:
         lines = [f"{'run':<12} {'step':>6} {'train':>6} {'val':>6} {'t_mem':>6} {'t_grok':>6}  phase"]
@@ -203,7 +246,27 @@ def _opt(x: int | None) -> str:
     return "-" if x is None else str(x)
 
 
-def _interrupt_on(*signums: int) -> tuple[Callable[[], None], Callable[[], bool]]:
+# > 0 while the main thread is in a few lines that must not be cut half way (a
+# trainer started but not yet recorded, SIGTERMs half sent): the demo's signal
+# handler then only records the signal; the main loop acts on it a moment later.
+_held = [0]
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Defer the demo's KeyboardInterrupt (not by masking the signals: a trainer
+    started meanwhile would inherit the mask and never see its SIGTERM)."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _held[0] += 1
+    try:
+        yield
+    finally:
+        if main:
+            _held[0] -= 1
+
+
+def _interrupt_on(*signums: int) -> tuple[Callable[[], None], Callable[[], list[int]]]:
     """Turn these signals into KeyboardInterrupt for the duration of the demo.
 
     Python leaves SIGINT ignored when it starts ignored (a shell's background
@@ -211,16 +274,17 @@ def _interrupt_on(*signums: int) -> tuple[Callable[[], None], Callable[[], bool]
     must stop the sweep cleanly instead. The handler also records the signal,
     so the main loop still stops if the raised exception is lost on the way
     (seen once in CI: the first SIGINT had no effect).
-    Returns (restore, requested).
+    Returns (restore, received): received() lists the signals seen so far.
     """
     seen: list[int] = []
 
     def handler(signum, frame):
         seen.append(signum)
-        raise KeyboardInterrupt
+        if not _held[0]:
+            raise KeyboardInterrupt
 
     old = {s: signal.signal(s, handler) for s in signums}
-    return (lambda: [signal.signal(s, h) for s, h in old.items()] and None), (lambda: bool(seen))
+    return (lambda: [signal.signal(s, h) for s, h in old.items()] and None), (lambda: list(seen))
 
 
 def run_demo(
@@ -230,7 +294,9 @@ def run_demo(
     out: TextIO = sys.stdout,
     **plan_kwargs,
 ) -> int:
-    """Run the demo sweep to the end; returns the exit code."""
+    """Run the demo sweep to the end; returns the exit code: 0 when every run
+    finished, 1 when one failed, 128 + the signal (130 for Ctrl-C, 143 for
+    SIGTERM) when the sweep was interrupted. No trainer outlives this call."""
     if root is None:
         root = Path(tempfile.mkdtemp(prefix="grokwatch-demo-"))
     plan = plan_demo(Path(root), **plan_kwargs)
@@ -238,28 +304,36 @@ def run_demo(
     demo = Demo(plan, on_event=(lambda line: print(line, file=out, flush=True)) if not live else None)
     print(f"grokwatch demo: {len(plan.runs)} tiny-preset runs, {plan.jobs} at a time, under {plan.root / plan.sweep}", file=out, flush=True)
     drawn = 0
-    restore, requested = _interrupt_on(signal.SIGINT, signal.SIGTERM)
+    restore, received = _interrupt_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     try:
-        while True:
-            demo.poll()
-            if live:
-                text = demo.table() + f"\n\n{demo.elapsed():.0f}s elapsed - Ctrl-C stops the sweep"
-                # Redraw in place: cursor up over the previous table, clear to end.
-                out.write((f"\x1b[{drawn}F" if drawn else "") + "\x1b[J" + text + "\n")
-                out.flush()
-                drawn = text.count("\n") + 1
-            if demo.done:
-                break
-            if requested():
-                raise KeyboardInterrupt
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        print("\ngrokwatch demo: stopping the trainers (they checkpoint and flush)...", file=out, flush=True)
-        demo.stop()
-        demo.poll()
-        print(demo.table(), file=out)
-        print(f"shards kept under {plan.root / plan.sweep}", file=out)
-        return 130
+        try:
+            while True:
+                demo.poll()
+                if live:
+                    text = demo.table() + f"\n\n{demo.elapsed():.0f}s elapsed - Ctrl-C stops the sweep"
+                    # Redraw in place: cursor up over the previous table, clear to end.
+                    out.write((f"\x1b[{drawn}F" if drawn else "") + "\x1b[J" + text + "\n")
+                    out.flush()
+                    drawn = text.count("\n") + 1
+                if demo.done:
+                    break
+                if received():
+                    raise KeyboardInterrupt
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            print("\ngrokwatch demo: stopping the trainers (they checkpoint and flush)...", file=out, flush=True)
+        finally:
+            # Whatever ended the loop (an interrupt, a crash), the trainers stop with it.
+            if not demo.done:
+                demo.stop()
+        with _signals_held():  # stopped: a further Ctrl-C must not cut the summary
+            demo.poll()  # read the last shards; a stopped demo starts nothing
+            if not demo.done:  # interrupted
+                print(demo.table(), file=out)
+                started = len(plan.runs) - len(demo.not_started)
+                print(f"grokwatch demo: interrupted; {sum(r.returncode == 0 for r in plan.runs)}/{len(plan.runs)} runs "
+                      f"finished, {started} started; shards kept under {plan.root / plan.sweep}", file=out, flush=True)
+                return 128 + int((received() or [signal.SIGINT])[0])
     finally:
         restore()
     if not live:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds, --steps and --jobs must be positive")
     if args.headless and args.tui:
         raise UsageError("--headless and --tui exclude each other")
+    _check_root(args.root)
     tui = args.tui if args.tui is not None else (not args.headless and sys.stdout.isatty())
     if tui:
         return run_tui(args, wds)
@@ -48,9 +50,14 @@ def run(args: argparse.Namespace) -> int:
 def run_tui(args: argparse.Namespace, wds: tuple[float, ...]) -> int:
     """The demo's trainers driven by a thread (grokwatch.demo.Demo), the dashboard on their sweep.
 
-    Quitting the dashboard stops the trainers the same way Ctrl-C does in the
-    plain mode (SIGTERM: they checkpoint and flush), then prints the table.
+    Quitting the dashboard (q, Ctrl-C) or a SIGTERM/SIGHUP/SIGINT stops the
+    trainers the same way Ctrl-C does in the plain mode (SIGTERM: they
+    checkpoint and flush; queued runs never start), then prints the table. The
+    exit code is 0 only when every run finished; 130 (128 + the signal) when
+    the sweep was cut short.
     """
+    import signal
+
     from ..demo import Demo, plan_demo
     from .tui import load_tui_config, run_dashboard
 
@@ -60,32 +67,88 @@ def run_tui(args: argparse.Namespace, wds: tuple[float, ...]) -> int:
     demo = Demo(plan)  # creates the sweep directory
     stop = threading.Event()
     failure: list[BaseException] = []
+    signalled: list[int] = []
+    apps: list = []
+    exit_sent: list[bool] = []
+
+    def close_app() -> None:
+        """Ask the dashboard to exit (from the signal handler or the driver thread)."""
+        loop = getattr(apps[0], "_loop", None) if apps else None
+        if loop is None or exit_sent:
+            return
+        try:
+            loop.call_soon_threadsafe(lambda: apps[0].exit(return_code=128 + signalled[0]))
+            exit_sent.append(True)
+        except RuntimeError:  # the loop is closed: the dashboard is gone already
+            pass
+
+    def on_signal(signum, frame) -> None:
+        signalled.append(signum)
+        close_app()
 
     def drive() -> None:
         try:
             while not stop.is_set():
-                demo.poll()
-                if demo.done:
-                    return
+                if signalled:  # start nothing more; close the dashboard (once it runs)
+                    close_app()
+                elif not demo.done:
+                    demo.poll()
                 stop.wait(1.0)
         except BaseException as exc:  # reported after the dashboard closes
             failure.append(exc)
 
     driver = threading.Thread(target=drive, name="grokwatch-demo", daemon=True)
-    driver.start()
 
     def finish() -> None:
         stop.set()
-        driver.join(60)
-        if not demo.done:
+        if driver.is_alive():
+            driver.join(60)
+        if not demo.done and not demo.stopped:
+            if any(r.proc is not None and r.proc.poll() is None for r in plan.runs):
+                print("grokwatch demo: stopping the trainers (they checkpoint and flush)...", file=sys.stderr, flush=True)
             demo.stop()
-            demo.poll()
+        demo.poll()  # the last shards; a stopped demo starts nothing
 
-    rc = run_dashboard(plan.root / plan.sweep, cfg, before_exit=finish)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        driver.start()
+        rc = run_dashboard(plan.root / plan.sweep, cfg, before_exit=finish, on_app=apps.append)
+    finally:
+        finish()  # also when the dashboard never ran; a second call does nothing more
+        for s, h in old.items():
+            signal.signal(s, h)
     print(demo.table())
-    grokked = sum(1 for r in plan.runs if r.t_grok is not None)
-    print(f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; data under {plan.root / plan.sweep}")
+    sweep_dir = plan.root / plan.sweep
     if failure:
         print(f"grokwatch demo: the trainer driver failed: {failure[0]!r}", file=sys.stderr)
         return rc or 1
-    return rc
+    if not demo.done:
+        code = 128 + signalled[0] if signalled else 130
+        finished = sum(r.returncode == 0 for r in plan.runs)
+        print(f"grokwatch demo: interrupted; {finished}/{len(plan.runs)} runs finished, "
+              f"{len(plan.runs) - len(demo.not_started)} started; shards kept under {sweep_dir}")
+        return rc if rc not in (0, code) else code  # a crashed dashboard keeps its own code
+    grokked = sum(1 for r in plan.runs if r.t_grok is not None)
+    print(f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; data under {sweep_dir}")
+    failed = [r for r in plan.runs if r.returncode != 0]
+    for r in failed:
+        print(f"grokwatch demo: {r.run_id} exited {r.returncode}; see {sweep_dir / '.demo-logs' / (r.run_id + '.log')}",
+              file=sys.stderr)
+    return rc or (1 if failed else 0)
+
+
+def _check_root(root: Path | None) -> None:
+    """A --root that cannot hold the sweep is a one-line error, before anything starts."""
+    from ..cli import UsageError
+
+    if root is None:
+        return
+    for path in (root, root / "demo"):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--root {root}: {path} is not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--root {root}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UsageError(f"--root {root}: not writable")

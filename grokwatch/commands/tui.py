@@ -32,11 +32,15 @@ def load_tui_config(path: Path | None, **overrides):
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def run_dashboard(source, config, before_exit: Callable[[], None] | None = None) -> int:
-    """Run the app; a crash restores the terminal, prints the error and exits non-zero."""
+def run_dashboard(source, config, before_exit: Callable[[], None] | None = None,
+                  on_app: Callable[[object], None] | None = None) -> int:
+    """Run the app; a crash restores the terminal, prints the error and exits non-zero.
+    ``on_app`` gets the app before it runs (the demo closes it on SIGTERM)."""
     from ..tui.app import make_app
 
     app = make_app(source, config)  # a bad SOURCE raises UsageError: one line, exit 2
+    if on_app is not None:
+        on_app(app)
     try:
         app.run()
     finally:
