@@ -14,7 +14,7 @@ import logging
 import sys
 
 # Module names under grokwatch.commands, in the order --help lists them.
-COMMANDS = ["demo", "sweep", "tui", "alerts", "silence", "simulate", "predict", "report", "probe"]
+COMMANDS = ["demo", "sweep", "tui", "alerts", "silence", "simulate", "predict", "report", "probe", "import_"]
 
 
 class UsageError(ValueError):
