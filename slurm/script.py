@@ -106,6 +106,28 @@ def trainer_command(opts: SweepOptions, packed: bool = False) -> str:
     return " \\\n    ".join(parts)
 
 
+def trainer_argv(opts: SweepOptions, run: RunSpec, *, device: str | None = None,
+                 extra: bool = True) -> list[str]:
+    """The trainer flags :func:`trainer_command` gives one run, as plain values (no
+    shell, no ``--resume``): for checking them with the trainer's own parser before
+    a script that would fail on every node is written. ``device`` replaces the
+    script's (a login node has no GPU to check); ``extra``: append --trainer-arg values."""
+    argv = ["--root", opts.root, "--sweep", opts.sweep, "--run-id", run.run_id, "--preset", opts.preset,
+            "--seed", str(run.seed), "--weight-decay", format_wd(run.weight_decay)]
+    if opts.steps is not None:
+        argv += ["--steps", str(int(opts.steps))]
+    argv += ["--device", device or opts.device, "--threads", "1"]
+    if opts.checkpoint_every is not None:
+        argv += ["--checkpoint-every", str(int(opts.checkpoint_every))]
+    if opts.flush_steps is not None:
+        argv += ["--flush-steps", str(int(opts.flush_steps))]
+    if opts.flush_seconds is not None:
+        argv += ["--flush-seconds", repr(float(opts.flush_seconds))]
+    if extra:
+        argv += list(opts.trainer_args)
+    return argv
+
+
 def render_script(opts: SweepOptions, runs: Sequence[RunSpec]) -> str:
     """The whole batch script for ``runs`` (from :func:`slurm.plan.plan_runs`)."""
     wds = ", ".join(format_wd(w) for w in opts.weight_decays)

@@ -96,12 +96,52 @@ def _plan(args):
             trainer_args=tuple(args.trainer_arg),
         ))
         runs = plan_runs(opts, run_id_for)
+        _check_trainer(opts, runs)
         sweep_dir = Path(opts.root) / opts.sweep
         previous = read_json(sweep_dir / MANIFEST)
         manifest = make_manifest(opts, runs, previous=previous)
     except PlanError as exc:
         raise UsageError(str(exc)) from None
     return opts, manifest, sweep_dir, previous, render_script(opts, runs)
+
+
+def _check_trainer(opts, runs) -> None:
+    """The trainer's own checks (preset, flags, resolved config) on what the nodes would
+    run, so a plan they would all refuse is a one-line error here, not 90 failed tasks.
+
+    The --trainer-arg values are checked too when the nodes run this very python (the
+    default --python); another python may have another trainer. The device is not
+    (a login node has no GPU): cpu stands in for cuda.
+    """
+    import logging
+
+    try:
+        from trainer.__main__ import build_parser, resolve
+        from trainer.config import PRESETS, ConfigError
+    except ImportError as exc:  # e.g. no torch on this machine: the nodes will say
+        logging.getLogger("grokwatch").warning("cannot import the trainer here (%s): preset and trainer flags "
+                                               "are not checked", exc)
+        return
+    if opts.preset not in PRESETS:
+        raise UsageError(f"--preset {opts.preset!r}: no such trainer preset; choose from {', '.join(PRESETS)}")
+    if not runs:
+        return
+    parser = build_parser()
+
+    def refuse(message: str):
+        raise ConfigError(" ".join(message.split()))
+
+    parser.error = refuse  # the trainer's parser would print and exit
+    same_python = os.path.abspath(opts.python) == os.path.abspath(sys.executable)
+    from slurm.script import trainer_argv
+
+    try:
+        cfg = resolve(parser.parse_args(trainer_argv(opts, runs[0], device="cpu", extra=same_python)))
+        if str(cfg.device).startswith("cuda"):
+            cfg = cfg.replace(device="cpu")
+        cfg.validate(check_root=False)
+    except ConfigError as exc:
+        raise UsageError(f"the trainer would refuse every task: {exc}") from None
 
 
 def _write(sweep_dir, manifest: dict, script: str | None = None) -> None:
