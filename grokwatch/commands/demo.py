@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError
+    from ..extras import training_extra_error
+
+    if err := training_extra_error("grokwatch demo"):
+        raise UsageError(err)
     from ..demo import run_demo
 
     try:

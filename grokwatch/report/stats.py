@@ -194,12 +194,21 @@ def paired_gain(table, firings_a, firings_b, available_a, available_b, seed: int
     return res
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Spearman rank correlation (scipy) of the finite pairs; None with fewer than 5 or a constant side."""
-    from scipy.stats import spearmanr
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given their average rank (scipy.stats.rankdata's 'average')."""
+    uniq, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - (counts - 1) / 2.0)[inv]).astype(np.float64)
 
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman rank correlation of the finite pairs (Pearson on average ranks, as
+    scipy.stats.spearmanr; numpy only, so the watching install needs no scipy);
+    None with fewer than 5 or a constant side."""
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 5 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return None
-    rho = spearmanr(x[ok], y[ok]).statistic
+    rx, ry = _ranks(np.asarray(x[ok], dtype=np.float64)), _ranks(np.asarray(y[ok], dtype=np.float64))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    rho = float(np.dot(rx, ry) / np.sqrt(np.dot(rx, rx) * np.dot(ry, ry)))
     return _num(rho)
