@@ -276,7 +276,6 @@ class Run:
             self._probes.flushed_through = max(prows)
             wrote = True
         if wrote:
-            self._writer._last_flush = time.monotonic()
             self._writer.write_status(force=True)
 
     def _write(self, kind: str, rows: dict[int, dict[str, float]]) -> None:
@@ -285,8 +284,8 @@ class Run:
         cols: dict[str, np.ndarray] = {"step": np.asarray(steps, dtype=np.int64)}
         for n in names:
             cols[n] = np.asarray([rows[s].get(n, math.nan) for s in steps], dtype=np.float64)
-        if kind == "scalars" and "train_loss" in names:
-            self._fill_train_loss(steps, rows, cols["train_loss"])
+        if kind == "scalars" and ("train_loss" in names or self._last_train_loss is not None):
+            self._fill_train_loss(steps, rows, cols.setdefault("train_loss", np.full(len(steps), math.nan)))
         self._writer.write_shard(kind, cols)
 
     def _fill_train_loss(self, steps: list[int], rows: dict[int, dict[str, float]], loss: np.ndarray) -> None:

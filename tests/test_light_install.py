@@ -130,6 +130,15 @@ def test_predict_replay(light):
     assert out.returncode == 0, out.stderr
 
 
+def test_sweep_plan_and_silence(light):
+    env, py, sweep, tmp = light
+    plan = _run([py, "-m", "grokwatch", "sweep", "plan", "--root", str(tmp / "planned"), "--sweep", "s"], env)
+    assert plan.returncode == 0 and (tmp / "planned" / "s" / "sweep.json").exists(), plan.stderr
+    run_id = list_runs(sweep)[0].name
+    mute = _run([py, "-m", "grokwatch", "silence", run_id, "--for", "2h", "--source", str(sweep)], env)
+    assert mute.returncode == 0 and json.loads(mute.stdout)["run"] == run_id, mute.stderr
+
+
 def test_dashboard(light):
     env, py, sweep, _ = light
     rc, screen = dashboard_in_a_pty([py, "-m", "grokwatch", str(sweep), "--no-follow"], env,

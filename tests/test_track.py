@@ -60,10 +60,12 @@ def test_repeated_step_merges_and_missing_train_loss_is_carried(tmp_path):
     run.log(1, train_acc=0.5)  # same step: one row
     run.log(2, val_acc=0.25)  # no train_loss: repeats 2.0 (a NaN would read as divergence)
     run.log(3, train_loss=1.0)
+    run.flush()
+    run.log(4, val_acc=0.5)  # a shard without any train_loss
     run.finish()
     sc = _read(run.path).scalars
-    assert sc["step"].tolist() == [1, 2, 3]
-    assert sc["train_loss"].tolist() == [2.0, 2.0, 1.0]
+    assert sc["step"].tolist() == [1, 2, 3, 4]
+    assert sc["train_loss"].tolist() == [2.0, 2.0, 1.0, 1.0]
     assert sc["train_acc"][0] == 0.5 and np.isnan(sc["train_acc"][1])
     assert run.diverged is None and read_status(run.path)["state"] == "completed"
 
