@@ -31,6 +31,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code. A closed stdout (``grokwatch predict
+    SWEEP | head``) ends it quietly with 141 (128 + SIGPIPE, what a shell shows for
+    a command whose reader went away), never with a traceback."""
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()  # inside the try: the last lines may only now meet the closed pipe
+    except BrokenPipeError:
+        if not _stdout_closed():  # another pipe (a socket, a child's stdin): a real error
+            raise
+        _stdout_to_devnull()
+        return 141
+    return rc
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _stdout_to_devnull() -> None:
+    """After EPIPE, point stdout at /dev/null so Python's own flush at exit finds
+    nothing to complain about (the recipe of the Python docs, signal module, "Note
+    on SIGPIPE")."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured, closed)
+        pass
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     known = set(parser._subparsers._group_actions[0].choices) if parser._subparsers else set()  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ The commands run as a user runs them: ``python -m grokwatch ...`` in a real proc
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,85 @@ def test_sweep_plan_still_plans_a_good_sweep(tmp_path, capsys):
                  "--trainer-arg=--lr=0.002", "--checkpoint-every", "500"]) == 0
     assert "--preset tiny" in capsys.readouterr().out
     assert (tmp_path / "sw" / "sweep.json").exists()
+
+
+# -- item 5: one line, not a traceback ------------------------------------------------
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory) -> Path:
+    from grokwatch.simulate import simulate_sweep
+
+    return Path(simulate_sweep(tmp_path_factory.mktemp("cli-errors"), "sim", runs=6, steps=1000, seed=1))
+
+
+def _into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """Run with stdout a pipe nobody reads any more (``| head`` after head has exited)."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([*GROKWATCH, *map(str, args)], stdout=w, stderr=subprocess.PIPE, text=True,
+                              timeout=120, cwd=REPO)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("command", ["predict", "sweep status", "simulate"])
+def test_a_closed_stdout_exits_quietly(small_sweep, tmp_path, command):
+    args = {"predict": ["predict", small_sweep],
+            "sweep status": ["sweep", "status", "--root", small_sweep.parent, "--sweep", small_sweep.name],
+            "simulate": ["simulate", tmp_path, "--runs", "1", "--steps", "300"]}[command]
+    out = _into_closed_pipe(*args)
+    assert out.stderr == "", out.stderr  # no traceback, no "Exception ignored ... BrokenPipeError"
+    assert out.returncode in (0, 141), out.returncode
+
+
+def test_a_closed_stdout_under_head(small_sweep):
+    """The shell's own pipeline: the command's exit status (pipefail) and stderr stay clean."""
+    cmd = (f"set -o pipefail; {' '.join(GROKWATCH)} sweep status --root {small_sweep.parent} "
+           f"--sweep {small_sweep.name} | head -c 0")
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.stderr == "", out.stderr
+    assert out.returncode in (0, 141)
+
+
+def test_simulate_into_a_file_is_one_line(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("not a directory")
+    one_line_error(gw("simulate", f, "--runs", "2", "--steps", "300"), str(f), "not a directory")
+    one_line_error(gw("simulate", f / "below", "--runs", "2", "--steps", "300"), "cannot create")
+    assert f.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("mode", ["--headless", "--no-tui"])
+def test_demo_with_a_file_as_root_is_one_line(tmp_path, mode):
+    f = tmp_path / "afile"
+    f.write_text("")
+    one_line_error(gw("demo", mode, "--root", f, "--seeds", "1", "--weight-decays", "1"), "--root", "not a directory")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "demo").write_text("")  # the sweep directory itself is a file
+    one_line_error(gw("demo", mode, "--root", tmp_path / "root", "--seeds", "1"), "not a directory")
+
+
+def test_report_skips_a_stray_directory_with_one_warning(small_sweep, tmp_path):
+    import json
+    import shutil
+
+    sweep = tmp_path / "sim"
+    shutil.copytree(small_sweep, sweep)
+    for name, text in (("stray-empty", ""), ("stray-bad", "{not json"), ("stray-list", "[]")):
+        (sweep / name).mkdir()
+        (sweep / name / "run.json").write_text(text)
+    # and a real run whose run.json lacks its weight decay: placed in a "?" column, not a crash
+    some = sorted(p for p in sweep.iterdir() if p.name.startswith("wd"))[0]
+    cfg = json.loads((some / "run.json").read_text())
+    cfg.pop("weight_decay", None)
+    (some / "run.json").write_text(json.dumps(cfg))
+    out = gw("report", sweep, "--out", tmp_path / "out")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    warnings = out.stderr.splitlines()
+    assert len(warnings) == 3 and all("skipping" in w for w in warnings), out.stderr
+    assert {w.split("skipping ")[1].split(":")[0].rsplit("/", 1)[1] for w in warnings} == {
+        "stray-empty", "stray-bad", "stray-list"}
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert doc["counts"]["runs"] == 6
+    assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "phase_grid.png").exists()

@@ -47,8 +47,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     target = Path(args.root) / args.sweep
+    for path in (Path(args.root), target):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} is not a directory; give a directory to create the sweep in")
     if target.exists() and any(p.name != ".grokwatch" for p in target.iterdir()):
         raise UsageError(f"{target} already holds runs; pick another --sweep or ROOT")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {target}: {exc.strerror or exc}") from None
     print(str(target), flush=True)
     t0 = time.monotonic()
 

@@ -94,6 +94,9 @@ def load_runs(sweep_dir: Path | str, thresholds: Thresholds = Thresholds()) -> d
     for d in list_runs(sweep_dir):
         rs = RunState(d, cfg)
         batches = rs.refresh()
+        if not rs.config:  # a stray directory: no weight decay, no seed, nothing to score it by
+            log.warning("skipping %s: its run.json is empty, unreadable or not a JSON object", d)
+            continue
         sc = {k: np.asarray(v) for k, v in rs.scalars.scalars.items()}
         pr = {k: np.asarray(v) for k, v in rs.probes.probes.items()}
         config = dict(rs.config or {})

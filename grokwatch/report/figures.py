@@ -53,7 +53,9 @@ def _wd_label(wd) -> str:
 def phase_grid(runs: Mapping[str, RunData], out: Path) -> str:
     """Weight decay x seed, coloured by outcome, t_grok (k steps) written in; and t_grok by weight decay."""
     plt = _plt()
-    wds = sorted({r.weight_decay for r in runs.values() if r.weight_decay is not None}) or [None]
+    wds = sorted({r.weight_decay for r in runs.values() if r.weight_decay is not None})
+    if not wds or any(r.weight_decay is None for r in runs.values()):
+        wds.append(None)  # a run without a weight decay gets a column of its own ("?")
     seeds = sorted({r.seed for r in runs.values() if r.seed is not None}) or [None]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, max(3.5, 0.28 * len(seeds) + 1.5)),
                                   gridspec_kw={"width_ratios": [1, 1.3]})
