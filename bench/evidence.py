@@ -17,9 +17,10 @@ Two packs run side by side, one CPU thread each (``python -m trainer --pack``):
 
 Both are resumable: rerunning the command continues each pack from its
 checkpoints. On a 2-core VM the tiny pack takes about an hour and the
-canonical one one to two hours (they overlap). Then ``grokwatch.evidence``
-reads the shards and writes report.md, report.json and the figures into
-``DIR/report``. The last line printed is one JSON object with the headline
+canonical one one to two hours (they overlap). Then
+``bench/evidence_topology.py`` compares the H0 constructions on the tiny
+runs' snapshots (every 500 steps), and ``bench/evidence_report.py`` reads the
+shards and writes report.md, report.json and the figures into ``DIR/report``. The last line printed is one JSON object with the headline
 figures.
 """
 
@@ -98,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--packs: unknown pack {', '.join(unknown)}; choose from {', '.join(PACKS)}")
     if not args.no_train:
         train(out, packs)
-    from grokwatch.evidence.build import build_report  # after training: the report reads the shards
+    sys.path.insert(0, str(REPO / "bench"))
+    from evidence_report import build_report  # after training: the report reads the shards
+
+    if not args.no_train or not (out / "topology").exists():
+        # the post-hoc H0 comparison (docs/topology.md) on the tiny sweep's snapshots
+        for name in packs if not args.no_train else [d.name for d in out.iterdir() if d.name in PACKS]:
+            if name == "tiny":
+                subprocess.run([sys.executable, str(REPO / "bench" / "evidence_topology.py"), str(out / name),
+                                "--out", str(out / "topology"), "--every", "500"], check=True)
 
     report_dir = out / "report"
     summary = build_report(out, report_dir, command=" ".join(["python", "bench/evidence.py", *(argv or sys.argv[1:])]))

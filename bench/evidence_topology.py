@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 #: (direction kind, direction seed, span) of each slice; the first is the live probe's.
 SLICES = (("random", 0, 1.0), ("random", 1, 1.0), ("hessian", 0, 0.05))
 CONSTRUCTION_NAMES = ("sublevel", "superlevel", "rips")
+STATS = ("n_bars", "total", "effective_count", "median", "entropy")
 
 
 def _hessian_directions(loss_of, params, iters: int = 20, seed: int = 0):
@@ -62,7 +63,8 @@ def slice_along(loss_of, params, d1, d2, grid: int, span: float) -> np.ndarray:
     return img
 
 
-def run_topology(run_dir: Path, every: int, grid: int) -> dict:
+def run_topology(run_dir: Path, every: int, grid: int, dense_every: int = 100, dense_until: int = 3000,
+                 hessian_every: int = 1000) -> dict:
     import torch
 
     from grokwatch.probe_offline import list_snapshots
@@ -79,7 +81,8 @@ def run_topology(run_dir: Path, every: int, grid: int) -> dict:
     model = Transformer(cfg.model_config())
     out: dict = {"steps": [], "weight_norm": []}
     for step, path in list_snapshots(run_dir):
-        if step % every:
+        # dense early (tiny plateaus at high weight decay last a few hundred steps), sparse after
+        if step % (every if step >= dense_until else dense_every):
             continue
         state = torch.load(path, map_location="cpu", weights_only=True)["model"]
         model.load_state_dict(state)
@@ -88,6 +91,12 @@ def run_topology(run_dir: Path, every: int, grid: int) -> dict:
         out["steps"].append(step + 1)  # a snapshot of step s is the row of step s + 1 (probe_offline)
         out["weight_norm"].append(float(torch.sqrt(sum((p.double() ** 2).sum() for p in params.values()))))
         for kind, seed, span in SLICES:
+            if kind == "hessian" and step % hessian_every:
+                for cons in CONSTRUCTION_NAMES:  # keep the columns aligned with "steps"
+                    col = out.setdefault(f"{kind}-s{seed}-x{span:g}-{cons}", {k: [] for k in STATS})
+                    for k in STATS:
+                        col[k].append(float("nan"))
+                continue
             if kind == "random":
                 img = loss_slice(loss_of, params, grid=grid, span=span, seed=seed, vectorize=False)
             else:
@@ -102,19 +111,28 @@ def run_topology(run_dir: Path, every: int, grid: int) -> dict:
                 life = diag[:, 1] - diag[:, 0]
                 n_bars = int(np.sum(np.isfinite(life) & (life > 0)))
                 summ = h0_summaries(diag).as_dict()
-                col = out.setdefault(key, {"n_bars": [], "total": [], "effective_count": [], "median": [],
-                                           "entropy": []})
+                col = out.setdefault(key, {k: [] for k in STATS})
                 col["n_bars"].append(n_bars)
                 for k, v in summ.items():
                     col[k].append(v)
     return out
 
 
+def _finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "status.json").read_text()).get("state") in ("completed", "diverged", "failed")
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("sweep_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--every", type=int, default=200, help="snapshot cadence to probe (steps)")
+    p.add_argument("--every", type=int, default=500, help="snapshot cadence to probe (steps) after --dense-until")
+    p.add_argument("--dense-every", type=int, default=100, help="snapshot cadence before --dense-until")
+    p.add_argument("--dense-until", type=int, default=3000)
+    p.add_argument("--hessian-every", type=int, default=1000, help="cadence of the Hessian-direction slice")
     p.add_argument("--grid", type=int, default=15)
     p.add_argument("--runs", help="comma-separated run ids (default: all)")
     args = p.parse_args(argv)
@@ -134,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         if d.name in doc["runs"] or (want and d.name not in want):
             continue
         t1 = time.perf_counter()
-        doc["runs"][d.name] = run_topology(d, args.every, args.grid)
+        if not _finished(d):
+            continue
+        doc["runs"][d.name] = run_topology(d, args.every, args.grid, args.dense_every, args.dense_until,
+                                           args.hessian_every)
         n += len(doc["runs"][d.name]["steps"])
         tmp = dest.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))

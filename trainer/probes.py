@@ -20,7 +20,8 @@ name                columns                                                     
 ==================  =============================================================  =====
 ``effective_rank``  ``effective_rank/<matrix>``                                     1
 ``htsr``            ``htsr_alpha/<matrix>``, ``htsr_sigma/<matrix>``,              1
-                    ``htsr_ks/<matrix>``, ``htsr_n_tail/<matrix>``
+                    ``htsr_ks/<matrix>``, ``htsr_n_tail/<matrix>``,
+                    ``htsr_n_evals/<matrix>``
 ``htsr_traps``      ``htsr_traps/<matrix>``                                         1
 ``h0``              ``h0_total``, ``h0_effective_count``, ``h0_median``,            10
                     ``h0_entropy``
@@ -278,7 +279,8 @@ def htsr(ctx: ProbeContext) -> dict[str, float]:
         fit = fit_alpha(w)
         if fit.ok:
             out.update({f"htsr_alpha/{n}": fit.alpha, f"htsr_sigma/{n}": fit.sigma,
-                        f"htsr_ks/{n}": fit.ks_distance, f"htsr_n_tail/{n}": float(fit.n_tail)})
+                        f"htsr_ks/{n}": fit.ks_distance, f"htsr_n_tail/{n}": float(fit.n_tail),
+                        f"htsr_n_evals/{n}": float(fit.n_evals)})
     return _finite(out)
 
 

@@ -107,6 +107,7 @@ class Prediction:
     hi: float | None = None
     p_grok: float | None = None
     n_calib: int = 0
+    source: str = ""  # whose runs made it: "prior" (earlier sweeps, the preset's), "sweep" (its own), "prior+sweep"
 
     @property
     def ok(self) -> bool:
@@ -117,5 +118,5 @@ class Prediction:
         return {
             "run": self.run, "step": int(self.step), "kind": self.kind, "method": self.method,
             "t_grok_pred": num(self.t_grok_pred), "lo": num(self.lo), "hi": num(self.hi),
-            "p_grok": num(self.p_grok), "n_calib": int(self.n_calib),
+            "p_grok": num(self.p_grok), "n_calib": int(self.n_calib), "source": self.source,
         }

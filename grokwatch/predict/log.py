@@ -12,7 +12,8 @@ predictions, leave no duplicates.
 
 Columns: run (string), step (int64, the step the prediction was made at),
 kind ("t_grok" | "will_grok"), method (string), t_grok_pred, lo, hi,
-p_grok (float64, null when not applicable), n_calib (int32).
+p_grok (float64, null when not applicable), n_calib (int32),
+source (string: prior, sweep or prior+sweep; empty in files of older versions).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ SCHEMA = pa.schema([
     ("hi", pa.float64()),
     ("p_grok", pa.float64()),
     ("n_calib", pa.int32()),
+    ("source", pa.string()),
 ])
 
 
@@ -94,7 +96,7 @@ def _read_file(path: Path) -> list[Prediction]:
             out.append(Prediction(
                 run=str(r["run"]), step=int(r["step"]), kind=str(r.get("kind") or T_GROK), method=str(r["method"]),
                 t_grok_pred=r.get("t_grok_pred"), lo=r.get("lo"), hi=r.get("hi"), p_grok=r.get("p_grok"),
-                n_calib=int(r.get("n_calib") or 0),
+                n_calib=int(r.get("n_calib") or 0), source=str(r.get("source") or ""),
             ))
         except (KeyError, TypeError, ValueError):
             continue

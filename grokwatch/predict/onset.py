@@ -294,5 +294,8 @@ def predict_onset(
             # understates the uncertainty: at least +-min_rel_width of the time left.
             lo = max(float(t), min(lo, mid - cfg.min_rel_width * (mid - t)))
             hi = max(hi, mid + cfg.min_rel_width * (mid - t))
-            return Prediction(target.run_id, t, T_GROK, method, float(mid), float(lo), float(hi), None, len(est))
+            n_prior = sum(c.prior for c in group)
+            source = "prior" if n_prior == len(group) else "sweep" if n_prior == 0 else "prior+sweep"
+            return Prediction(target.run_id, t, T_GROK, method, float(mid), float(lo), float(hi), None, len(est),
+                              source)
     return Prediction(target.run_id, t, T_GROK, INSUFFICIENT, n_calib=len(calibs))

@@ -49,6 +49,7 @@ class RunSeries:
     total_steps: int | None = None
     state: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    preset: str | None = None  # run.json "preset" (the trainer's), for the shipped priors
     _events: Events | None = field(default=None, repr=False)
     _wrows: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
@@ -80,6 +81,7 @@ class RunSeries:
             total_steps=_int(config_value(cfg, ("total_steps", "steps", "max_steps", "num_steps"))),
             state=state,
             thresholds=thresholds,
+            preset=cfg.get("preset") if isinstance(cfg.get("preset"), str) else None,
         )
 
     @classmethod
@@ -157,6 +159,11 @@ class RunSeries:
         if self.total_steps is not None and last >= self.total_steps:
             return False
         return None
+
+    def is_over(self) -> bool:
+        """Finished: grokked or diverged, or out of steps or in a final state."""
+        last = self.last_step
+        return last is not None and self.outcome_at(last) is not None
 
     def on_plateau_at(self, t: int) -> bool:
         """Memorized and not (yet) grokked or diverged at step t, with data reaching t."""

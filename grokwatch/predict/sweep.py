@@ -45,12 +45,19 @@ class SweepPredictor:
     ``prior``: finished runs of earlier sweeps (:func:`load_sweep` of them);
     they calibrate from the first step on and train the will-grok classifier
     (:class:`PriorRun`), never predicted for.
+    ``auto_prior``: also use the priors of the runs' preset (:mod:`.priors`:
+    the one shipped with grokwatch, and what ``sweep_dir``'s root has learned
+    from finished sweeps), loaded at the first update that names a preset.
     """
 
     def __init__(self, config: PredictConfig | None = None, log: PredictionLog | None = None,
-                 resume: Iterable[Prediction] = (), prior: Iterable[RunSeries] = ()):
+                 resume: Iterable[Prediction] = (), prior: Iterable[RunSeries] = (),
+                 sweep_dir=None, auto_prior: bool = True):
         self.cfg = config or PredictConfig()
         self.prior = [p if isinstance(p, PriorRun) else PriorRun.of(p) for p in prior]
+        self.sweep_dir = sweep_dir
+        self._auto_prior = auto_prior
+        self.prior_sources: list[str] = ["--prior"] if self.prior else []
         self.log = log
         self._lock = threading.Lock()
         self._done: dict[str, int] = {}
@@ -83,6 +90,8 @@ class SweepPredictor:
         is called before each run's prediction: a dashboard in the same
         process lets its key presses go first (:mod:`grokwatch.quiet`)."""
         with self._lock:
+            if self._auto_prior:
+                self._load_auto_prior(runs)
             todo: dict[int, list[RunSeries]] = {}
             for rid in sorted(runs):
                 run = runs[rid]
@@ -114,6 +123,19 @@ class SweepPredictor:
             if new and self.log is not None:
                 self.log.append(new)
             return new
+
+    def _load_auto_prior(self, runs: Mapping[str, RunSeries]) -> None:
+        from .priors import auto_prior
+
+        presets = {r.preset for r in runs.values()} - {None}
+        if len(presets) != 1:
+            return
+        self._auto_prior = False  # once: a sweep keeps its preset
+        preset = presets.pop()
+        got = auto_prior(preset, self.sweep_dir)
+        if got:
+            self.prior += got
+            self.prior_sources.append(f"preset prior {preset!r} ({len(got)} runs)")
 
     def update_views(self, views: Mapping[str, object], backfill: bool = True,
                      pause: Callable[[], object] | None = None) -> list[Prediction]:
@@ -172,9 +194,9 @@ def _changed(old: Prediction | None, new: Prediction) -> bool:
 
 
 def replay(runs: Mapping[str, RunSeries], config: PredictConfig | None = None,
-           prior: Iterable[RunSeries] = ()) -> list[Prediction]:
+           prior: Iterable[RunSeries] = (), sweep_dir=None, auto_prior: bool = True) -> list[Prediction]:
     """Every prediction a live watcher would have made over the sweep, in step order."""
-    return SweepPredictor(config, prior=prior).update(runs, backfill=True)
+    return SweepPredictor(config, prior=prior, sweep_dir=sweep_dir, auto_prior=auto_prior).update(runs, backfill=True)
 
 
 # -- the rule hook -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from grokwatch.store import config_value
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
 from .fastread import BatchReader
-from .scores import GrowBuf, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
+from .scores import AlphaCrossing, GrowBuf, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
 from .snapshot import RunView
 
 # Lifecycle indicator of a resumed attempt that went back to the start (issue 7).
@@ -62,6 +62,7 @@ class RunState:
         self.polls_skipped = 0
         self.reported_failures: set[str] = set()
         self._scratch_settled = 0  # newest attempt whose restart-from-scratch check is decided
+        self._w_crit: float | None | bool = False  # False: not looked up yet
         self._reset_scalar_scores()
         self._reset_probe_scores()
 
@@ -72,7 +73,26 @@ class RunState:
     def _reset_probe_scores(self) -> None:
         self.h0z = GrowBuf()
         self.alpha_min = GrowBuf()
+        self.alpha_cross = GrowBuf()
+        self._crossing = AlphaCrossing(self.cfg)
         self.traps = GrowBuf()
+
+    def critical_norm(self) -> float | None:
+        """The preset's critical weight norm (grokwatch.presets), looked up once the config is read."""
+        if self._w_crit is False:
+            cfg = self.config
+            if cfg is None:
+                return None
+            from grokwatch.presets import critical_norm
+
+            preset = cfg.get("preset") if isinstance(cfg.get("preset"), str) else None
+            wd = config_value(cfg, ("weight_decay", "wd"))
+            try:
+                wd = float(wd) if wd is not None else None
+            except (TypeError, ValueError):
+                wd = None
+            self._w_crit = critical_norm(preset, wd)
+        return self._w_crit  # type: ignore[return-value]
 
     # -- reading -----------------------------------------------------------------
     @property
@@ -154,6 +174,9 @@ class RunState:
         life = self.phase.update(steps[n0:], col("train_acc"), col("val_acc"), col("train_loss"))
         signals: dict[str, np.ndarray] = {k: col(k) for k in SCALAR_COLUMNS}
         signals["gai_z"] = self.gai.view()[n0:]
+        w_crit = self.critical_norm()
+        signals["weight_norm_ratio"] = (np.asarray(col("weight_norm"), dtype=np.float64) / w_crit
+                                        if w_crit else nan)
         signals.update(life)
         return Batch(steps[n0:], signals, life)
 
@@ -170,10 +193,12 @@ class RunState:
         amin, traps = htsr_summary(pr, slice(n0, n), self.cfg)
         self.h0z.append(hz)
         self.alpha_min.append(amin)
+        self.alpha_cross.append(self._crossing.update(pr, slice(n0, n)))
         self.traps.append(traps)
         signals: dict[str, np.ndarray] = {k: v[n0:] for k, v in pr.items() if k not in ("step", "attempt")}
         signals["h0_entropy_z"] = self.h0z.view()[n0:]
         signals["htsr_alpha_min"] = self.alpha_min.view()[n0:]
+        signals["htsr_alpha_cross"] = self.alpha_cross.view()[n0:]
         signals["htsr_traps"] = self.traps.view()[n0:]
         ph = self.phase  # lifecycle indicators at probe steps, for rules gated with `when`
         gates = {}

@@ -43,6 +43,12 @@ class ScoreConfig:
     entropy_min_baseline: int = 5
     htsr_min_n_tail: float = 10.0
     htsr_max_ks: float = 0.2
+    # the crossing signal (htsr_alpha_cross) also needs a real tail: at most this share
+    # of the matrix's eigenvalues (htsr_n_evals/<m>; on the evidence sweep the fits of
+    # alpha < 2 spanned 60-100% of a 49-64-eigenvalue spectrum) and a tighter KS
+    htsr_cross_max_tail_share: float = 0.5
+    htsr_cross_max_ks: float = 0.1
+    htsr_cross_after: int = 3  # reliable fits >= 2 in a row before a fall below 2 counts
     stall_timeout: float = 600.0  # seconds without a heartbeat
     phases: Thresholds = field(default_factory=Thresholds)
 
@@ -157,6 +163,56 @@ def gai_tail(grad_norm: np.ndarray, start: int, cfg: ScoreConfig) -> np.ndarray:
     lo = max(0, start - cfg.gai_lookback)
     z = np.asarray(gai_function()(np.asarray(grad_norm[lo:], dtype=np.float64), cfg.gai_window, cfg.gai_baseline))
     return z[start - lo :]
+
+
+# -- HTSR crossing --------------------------------------------------------------------
+
+
+class AlphaCrossing:
+    """``htsr_alpha_cross``: at a probe row where some matrix's alpha falls
+    below 2 after at least ``cfg.htsr_cross_after`` reliable fits >= 2 in a
+    row, the smallest such alpha; NaN at every other row. "Reliable" here:
+    n_tail >= htsr_min_n_tail, KS <= htsr_cross_max_ks and, where the probe
+    wrote ``htsr_n_evals/<m>``, a tail of at most htsr_cross_max_tail_share of
+    the eigenvalues. This is the paper's reading (Prakash & Martin, "Grokking
+    and Generalization Collapse"): alpha *drops* below 2 late in training as a
+    matrix over-fits, not alpha < 2 of a small matrix whose whole spectrum was
+    fitted. Incremental: state per matrix across refreshes."""
+
+    def __init__(self, cfg: ScoreConfig) -> None:
+        self.cfg = cfg
+        self.above: dict[str, int] = {}
+
+    def update(self, probes: dict[str, np.ndarray], rows: slice) -> np.ndarray:
+        n = len(probes["step"][rows])
+        out = np.full(n, np.nan)
+        cfg = self.cfg
+        for m in htsr_matrices(probes):
+            a = np.asarray(probes[f"htsr_alpha/{m}"][rows], dtype=np.float64)
+            good = np.isfinite(a)
+            nt = probes.get(f"htsr_n_tail/{m}")
+            if nt is not None:
+                nt = np.asarray(nt[rows], dtype=np.float64)
+                with np.errstate(invalid="ignore"):
+                    good &= nt >= cfg.htsr_min_n_tail
+                ne = probes.get(f"htsr_n_evals/{m}")
+                if ne is not None:
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        good &= ~(nt / np.asarray(ne[rows], dtype=np.float64) > cfg.htsr_cross_max_tail_share)
+            ks = probes.get(f"htsr_ks/{m}")
+            if ks is not None:
+                with np.errstate(invalid="ignore"):
+                    good &= np.asarray(ks[rows], dtype=np.float64) <= cfg.htsr_cross_max_ks
+            run = self.above.get(m, 0)
+            for i in np.flatnonzero(good):
+                if a[i] < 2.0:
+                    if run >= cfg.htsr_cross_after:
+                        out[i] = a[i] if not np.isfinite(out[i]) else min(out[i], a[i])
+                    run = 0
+                else:
+                    run += 1
+            self.above[m] = run
+        return out
 
 
 # -- robust z of h0_entropy --------------------------------------------------------
