@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="grokked runs a method needs before it answers (default 3)")
     p.add_argument("--prior", action="append", default=[], metavar="SOURCE",
                    help="a finished earlier sweep whose runs calibrate from the start (repeatable)")
+    p.add_argument("--no-preset-prior", action="store_true",
+                   help="do not use the runs' preset prior (shipped with grokwatch, and learned from finished "
+                   "sweeps under the same root): predict from the sweep's own runs and --prior only")
     p.set_defaults(func=run)
 
 
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         prior += list(load_sweep(resolve_source(src), cfg.thresholds).values())
 
     if not args.replay:
-        pred = SweepPredictor(cfg, prior=prior)
+        pred = SweepPredictor(cfg, prior=prior, sweep_dir=sweep, auto_prior=not args.no_preset_prior)
         pred.update(runs, backfill=False)
         latest, fate = pred.latest_all(), pred.latest_all("will_grok")
         rows = []
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             _table(rows)
         return 0
 
-    preds = replay(runs, cfg, prior=prior)
+    preds = replay(runs, cfg, prior=prior, sweep_dir=sweep, auto_prior=not args.no_preset_prior)
+    _remember(sweep, runs)
     path = None
     if not args.no_write:
         if args.out:
@@ -129,6 +133,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("will-grok: no run got a prediction (too few finished runs of each outcome; see --prior)")
     return 0
+
+
+def _remember(sweep, runs) -> None:
+    """A finished sweep teaches its root's priors file (grokwatch.predict.priors)."""
+    from grokwatch.predict.priors import remember_sweep
+    from grokwatch.store import read_run_config
+
+    configs = {rid: read_run_config(sweep / rid) or {} for rid in runs}
+    remember_sweep(sweep, runs, configs)
 
 
 def _count(items) -> dict[str, int]:
