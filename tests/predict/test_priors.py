@@ -1,0 +1,102 @@
+"""Priors: stored runs of earlier sweeps (shipped per preset, or learned per root)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+
+from grokwatch.predict import PredictConfig, SweepPredictor, load_sweep, replay
+from grokwatch.predict import priors as P
+from grokwatch.store import read_run_config
+
+
+def _set_preset(sweep_dir, preset="simpreset"):
+    for d in sweep_dir.iterdir():
+        if (d / "run.json").exists():
+            cfg = json.loads((d / "run.json").read_text())
+            cfg["preset"] = preset
+            (d / "run.json").write_text(json.dumps(cfg))
+
+
+def test_prior_file_round_trip_keeps_events_and_the_weight_norm_at_grok(sim_runs, tmp_path):
+    path = tmp_path / "p.arrow"
+    rows = P.write_prior(path, [("simA", r, "x") for r in sim_runs.values()])
+    back, meta = P.read_prior(path)
+    assert rows < sum(len(r.steps) for r in sim_runs.values()) / 5  # compact
+    assert len(back) == len(sim_runs)
+    by = {run.run_id.split("/", 1)[1]: run for _, run in back}
+    for rid, r in sim_runs.items():
+        b = by[rid]
+        assert b.events().t_mem == r.events().t_mem
+        assert b.events().t_grok == r.events().t_grok
+        if r.events().t_grok is not None:
+            i = int(np.searchsorted(r.steps, r.events().t_grok))
+            j = int(np.searchsorted(b.steps, r.events().t_grok))
+            assert b.cols["weight_norm"][j] == np.float32(r.cols["weight_norm"][i])
+
+
+def test_a_corrupt_prior_file_is_ignored_with_a_warning(tmp_path, caplog):
+    bad = tmp_path / "bad.arrow"
+    bad.write_bytes(b"not arrow at all")
+    assert P.read_prior(bad) == ([], {})
+    assert "cannot read" in caplog.text
+
+
+def test_first_run_of_a_fresh_sweep_gets_a_number_from_the_learned_prior(sim_sweep, tmp_path):
+    """A finished sweep under the root teaches the next one: its very first
+    predictions (before any of its own runs grokked) come from the prior."""
+    root = tmp_path / "root"
+    old = root / "old"
+    shutil.copytree(sim_sweep, old)
+    _set_preset(old)
+    old_runs = load_sweep(old)
+    assert all(r.is_over() for r in old_runs.values())
+    configs = {rid: read_run_config(old / rid) for rid in old_runs}
+    written = P.remember_sweep(old, old_runs, configs)
+    assert written == root / ".grokwatch" / "priors" / "simpreset.arrow"
+
+    new = root / "new"
+    shutil.copytree(sim_sweep, new)
+    _set_preset(new)
+    runs = load_sweep(new)
+    cfg = PredictConfig()
+    with_prior = replay(runs, cfg, sweep_dir=new)
+    alone = replay(runs, cfg, sweep_dir=new, auto_prior=False)
+    first_grok = min(r.events().t_grok for r in runs.values() if r.events().t_grok is not None)
+    early = [p for p in with_prior if p.kind == "t_grok" and p.step < first_grok and p.ok]
+    assert early and all(p.source == "prior" for p in early)
+    assert not [p for p in alone if p.kind == "t_grok" and p.step < first_grok and p.ok]
+
+
+def test_a_sweep_never_learns_from_itself(sim_sweep, tmp_path):
+    root = tmp_path / "root"
+    sweep = root / "same"
+    shutil.copytree(sim_sweep, sweep)
+    _set_preset(sweep)
+    runs = load_sweep(sweep)
+    P.remember_sweep(sweep, runs, {rid: read_run_config(sweep / rid) for rid in runs})
+    assert P.auto_prior("simpreset", sweep) == []  # its own entry is left out: no peeking
+    other = root / "other"
+    other.mkdir()
+    assert len(P.auto_prior("simpreset", other)) == len(runs)
+
+
+def test_an_unfinished_sweep_teaches_nothing(sim_sweep, tmp_path):
+    sweep = tmp_path / "root" / "open"
+    shutil.copytree(sim_sweep, sweep)
+    _set_preset(sweep)
+    runs = load_sweep(sweep)
+    rid = sorted(runs)[0]
+    r = runs[rid]
+    cut = len(r.steps) // 4
+    runs[rid] = type(r)(r.run_id, r.steps[:cut], {k: v[:cut] for k, v in r.cols.items()}, r.weight_decay,
+                        r.total_steps, "running", preset=r.preset)
+    assert P.remember_sweep(sweep, runs, {k: read_run_config(sweep / k) for k in runs}) is None
+
+
+def test_predictor_without_a_preset_loads_no_prior(sim_runs):
+    pred = SweepPredictor(PredictConfig())
+    pred.update(sim_runs, backfill=False)
+    assert pred.prior == [] and pred.prior_sources == []
