@@ -9,6 +9,7 @@ handler, so ``grokwatch alerts`` never loads the UI and ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import sys
@@ -21,13 +22,59 @@ class UsageError(ValueError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every parser of the command: a long option must be spelt out (no prefix
+    matching: ``--run`` is not taken for ``--runs``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+class _SubParser(_Parser):
+    """A sub-command's parser (and its sub-commands'): an argument it does not know
+    is an error with *its* usage, not the top level's, with a suggestion for a
+    mistyped option."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            options = [o for o in self._option_string_actions if o.startswith("--")]
+            hint = ""
+            for x in extras:
+                if not x.startswith("--"):
+                    continue
+                word = x.split("=", 1)[0]
+                close = [o for o in options if o.startswith(word)] or difflib.get_close_matches(word, options, n=1)
+                if close:
+                    hint = f"; did you mean {' or '.join(sorted(close)[:3])}?"
+                    break
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grokwatch", description="Watch a sweep of grokking runs and warn early.")
+    parser = _Parser(
+        prog="grokwatch", description="Watch a sweep of grokking runs and warn early.",
+        epilog="grokwatch SOURCE (no command) opens the dashboard on a sweep directory, like grokwatch tui "
+               "SOURCE. grokwatch COMMAND --help lists a command's options.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
     for name in COMMANDS:
         importlib.import_module(f"grokwatch.commands.{name}").register(sub)
     return parser
+
+
+def _mistyped_command(word: str, known: set[str]) -> str | None:
+    """The command ``word`` was probably meant to be, when it is not a path (a
+    SOURCE for the dashboard) and is close to one."""
+    import os
+
+    if "/" in word or "://" in word or os.path.exists(word):
+        return None
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +123,14 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     known = set(parser._subparsers._group_actions[0].choices) if parser._subparsers else set()  # type: ignore[union-attr]
     first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None and not {"-h", "--help"} & set(argv):
+        parser.print_help(sys.stderr)  # bare `grokwatch`: what it can do, not "tui: error"
+        return 2
     if first is not None and first not in known and "tui" in known:
+        meant = _mistyped_command(first, known)
+        if meant is not None:
+            print(f"grokwatch: unknown command {first!r}; did you mean {meant!r}?", file=sys.stderr)
+            return 2
         argv.insert(argv.index(first), "tui")  # `grokwatch SOURCE` opens the dashboard
     args = parser.parse_args(argv)
     logging.basicConfig(

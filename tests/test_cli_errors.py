@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 GROKWATCH = [sys.executable, "-m", "grokwatch"]
 
 
-def gw(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+def gw(*args: str, timeout: float = 120, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this tree's grokwatch, whatever the cwd
     return subprocess.run([*GROKWATCH, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=kw.pop("cwd", REPO), **kw)
+                          cwd=cwd, env=env)
 
 
 def one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -146,3 +147,76 @@ def test_report_skips_a_stray_directory_with_one_warning(small_sweep, tmp_path):
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     assert doc["counts"]["runs"] == 6
     assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "phase_grid.png").exists()
+
+
+# -- item 8: no silent or misleading answers -----------------------------------------
+def test_a_mistyped_command_is_named_not_opened_as_a_sweep(tmp_path):
+    out = gw("simlate", "X", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "grokwatch: unknown command 'simlate'; did you mean 'simulate'?\n"
+    # A word that is an existing path is a SOURCE (the dashboard), however close to a command.
+    (tmp_path / "simlate").mkdir()
+    out = gw("simlate", "--no-follow", "--interval", "-1", cwd=tmp_path)
+    assert "unknown command" not in out.stderr and "--interval" in out.stderr  # reached `tui`
+
+
+def test_bare_grokwatch_lists_the_commands():
+    out = gw()
+    assert out.returncode == 2
+    assert "tui: error" not in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.startswith("usage: grokwatch")
+    for command in ("demo", "sweep", "tui", "alerts", "simulate", "predict", "report"):
+        assert f"\n    {command} " in out.stderr, out.stderr
+    assert "SOURCE" in out.stderr  # how to open the dashboard
+
+
+def test_an_unknown_flag_gets_the_sub_commands_usage(tmp_path):
+    out = gw("simulate", tmp_path, "--runz", "3")
+    assert out.returncode == 2
+    assert out.stderr.startswith("usage: grokwatch simulate"), out.stderr
+    assert "grokwatch simulate: error: unrecognized arguments: --runz 3; did you mean --runs?" in out.stderr
+    out = gw("sweep", "plan", "--root", tmp_path, "--sweep", "s", "--seedz", "2")
+    assert out.stderr.startswith("usage: grokwatch sweep plan"), out.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_long_option_must_be_spelt_out(tmp_path):
+    out = gw("simulate", tmp_path, "--run", "2", "--steps", "300")  # not --runs
+    assert out.returncode == 2 and "unrecognized arguments: --run 2" in out.stderr, out.stderr
+    assert not (tmp_path / "sim").exists()
+    assert gw("--verb", "simulate", tmp_path).returncode == 2
+
+
+def test_every_parser_refuses_abbreviations():
+    from grokwatch.cli import build_parser
+
+    seen, todo = [], [build_parser()]
+    while todo:
+        p = todo.pop()
+        seen.append(p.prog)
+        assert p.allow_abbrev is False, p.prog
+        for action in p._actions:
+            if action.choices and hasattr(action, "add_parser"):
+                todo.extend(action.choices.values())
+    assert {"grokwatch", "grokwatch sweep plan", "grokwatch alerts", "grokwatch demo"} <= set(seen)
+
+
+def test_alerts_once_says_why_it_printed_nothing(small_sweep, tmp_path):
+    import shutil
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = gw("alerts", empty, "--once", "--no-predict")
+    assert out.returncode == 0 and out.stdout == ""
+    assert out.stderr == f"grokwatch alerts: no runs under {empty} yet (no <run>/run.json); nothing to watch\n"
+
+    sweep = tmp_path / "sim"
+    shutil.copytree(small_sweep, sweep)
+    first = gw("alerts", sweep, "--once", "--no-predict")
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    n = len(first.stdout.splitlines())
+    assert n > 0  # the simulated sweep raises alarms
+    again = gw("alerts", sweep, "--once", "--no-predict")
+    assert again.returncode == 0 and again.stdout == ""
+    assert again.stderr.startswith(f"grokwatch alerts: {n} alarms already delivered, nothing new"), again.stderr
+    assert again.stderr.count("\n") == 1

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.once:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             old[sig] = signal.signal(sig, lambda *_: stop.set())
+    known = len(daemon.journal.ids)  # alarms an earlier run already raised (alarms.jsonl)
     try:
         rc = daemon.run_once() if args.once else daemon.run(stop)
     finally:
@@ -109,4 +110,26 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     if daemon.error:
         print(f"grokwatch: error: {daemon.error}", file=sys.stderr)
+    elif args.once:
+        _say_why_nothing(sweep, known, len(daemon.journal.ids) - known, daemon.journal.alarms_path)
     return rc
+
+
+def _say_why_nothing(sweep, known: int, fresh: int, journal) -> None:
+    """--once printed no alarm: say whether there was nothing to watch, nothing fired,
+    or everything had been delivered before (stderr; stdout stays JSON lines only)."""
+    import sys
+
+    from grokwatch.store import list_runs
+
+    if fresh:
+        return
+    n_runs = len(list_runs(sweep))
+    if n_runs == 0:
+        msg = f"no runs under {sweep} yet (no <run>/run.json); nothing to watch"
+    elif known:
+        msg = (f"{known} alarm{'s' if known != 1 else ''} already delivered, nothing new "
+               f"({n_runs} run{'s' if n_runs != 1 else ''} checked; the earlier ones are in {journal})")
+    else:
+        msg = f"no alarms: {n_runs} run{'s' if n_runs != 1 else ''} checked, no rule fired"
+    print(f"grokwatch alerts: {msg}", file=sys.stderr)
