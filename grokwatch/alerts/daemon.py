@@ -97,7 +97,8 @@ class AlertDaemon:
         if opts.predict:
             from grokwatch.predict import PredictionLog, SweepPredictor, read_predictions
 
-            self.predictor = SweepPredictor(log=PredictionLog(self.sweep_dir), resume=read_predictions(self.sweep_dir))
+            self.predictor = SweepPredictor(log=PredictionLog(self.sweep_dir), resume=read_predictions(self.sweep_dir),
+                                            sweep_dir=self.sweep_dir)
         self.watcher = SweepWatcher(
             self.sweep_dir,
             engine=self.engine,

@@ -2,7 +2,7 @@
 predict --replay`` and by the report).
 
 t_grok: for each run that grokked, the newest t_grok prediction made at or
-before t_mem + f (t_grok - t_mem), for f = 25%, 50%, 75% of its plateau;
+before t_mem + f (t_grok - t_mem), for f = 10%, 25%, 50%, 75% of its plateau;
 relative error |t_grok_pred - t_grok| / t_grok. A run whose newest
 prediction then was ``insufficient-data`` (or that had none) counts in
 ``n_runs`` but not in the error: ``coverage`` says how many had a number.
@@ -23,7 +23,7 @@ import numpy as np
 from .config import T_GROK, WILL_GROK, Prediction
 from .series import RunSeries
 
-FRACTIONS = (0.25, 0.5, 0.75)
+FRACTIONS = (0.10, 0.25, 0.5, 0.75)
 
 
 def _by_run(preds: Iterable[Prediction], kind: str) -> dict[str, list[Prediction]]:

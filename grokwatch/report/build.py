@@ -112,10 +112,10 @@ def prediction_section(sweep_dir: Path, runs: Mapping[str, RunData], predictions
     preds = read_predictions(sweep_dir) if predictions in ("auto", "log") else []
     source = "the sweep's predictions.arrow"
     if predictions == "replay":
-        preds = replay(series)
+        preds = replay(series, sweep_dir=sweep_dir)
         source = "a replay of the sweep made for this report"
     elif not preds and predictions == "auto":
-        preds = replay(series)
+        preds = replay(series, sweep_dir=sweep_dir)
         source = "a replay of the sweep made for this report (no predictions.arrow)"
     elif not preds:
         source = "the sweep's predictions.arrow (empty or missing)"

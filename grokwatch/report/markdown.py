@@ -140,7 +140,7 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     add("")
     add(f"Predictions from {pred['source']} ({pred['n_predictions']} rows; t_grok methods: "
         + (", ".join(f"{m} {n}" for m, n in pred["methods"].items()) or "none") + "). For each run that grokked, the "
-        "newest prediction made by 25%, 50% and 75% of its plateau (t_mem + f (t_grok - t_mem)) is scored by "
+        "newest prediction made by 10%, 25%, 50% and 75% of its plateau (t_mem + f (t_grok - t_mem)) is scored by "
         "|t_grok_pred - t_grok| / t_grok. A run whose newest prediction then was `insufficient-data` has no number "
         "(coverage).")
     add("")

@@ -87,7 +87,7 @@ def test_cli_replay_writes_the_log_and_scores_it(sim_sweep, capsys, tmp_path):
     out = tmp_path / "preds.arrow"
     assert main(["predict", str(sim_sweep), "--replay", "--json", "--out", str(out)]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc["prediction_error"]) == {"25", "50", "75"}
+    assert set(doc["prediction_error"]) == {"10", "25", "50", "75"}
     assert doc["prediction_error"]["50"]["median_rel_error"] < 0.2
     assert doc["predictions"] == len(read_predictions(out))
     assert main(["predict", str(sim_sweep)]) == 0

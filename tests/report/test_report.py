@@ -77,7 +77,7 @@ def test_onsets_land_on_the_planted_signals(sim_report):
 def test_prediction_error_and_redundancy(sim_report):
     doc, _, _ = sim_report
     pe = doc["prediction_error"]
-    assert set(pe) == {"25", "50", "75"}
+    assert set(pe) == {"10", "25", "50", "75"}
     assert pe["50"] is not None and pe["50"] < 0.2
     d50 = doc["prediction"]["detail"]["50"]
     assert d50["n_predicted"] > d50["n_runs"] / 2
@@ -103,7 +103,7 @@ def test_markdown_and_figures_exist(sim_report):
 def test_json_format_on_the_command_line(small_sweep, tmp_path, capsys):
     assert main(["report", str(small_sweep), "--out", str(tmp_path), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc["prediction_error"]) == {"25", "50", "75"}
+    assert set(doc["prediction_error"]) == {"10", "25", "50", "75"}
     assert set(doc["signals"]) == set(SIGNALS)
     for s in doc["signals"].values():
         assert {"n", "lead_time_median", "precision", "recall"} <= set(s)
