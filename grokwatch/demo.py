@@ -63,6 +63,7 @@ class DemoPlan:
     sweep: str
     runs: list[DemoRun]
     jobs: int
+    steps: int | None = None  # each run's step budget (for the manifest)
 
 
 def plan_demo(
@@ -91,7 +92,28 @@ def plan_demo(
                 *(extra or []),
             ]
             runs.append(DemoRun(run_id, seed, wd, args))
-    return DemoPlan(Path(root), sweep, runs, jobs or max(1, os.cpu_count() or 1))
+    return DemoPlan(Path(root), sweep, runs, jobs or max(1, os.cpu_count() or 1), steps)
+
+
+def write_manifest(plan: DemoPlan) -> None:
+    """Declare the plan in ``<sweep>/sweep.json``, the manifest ``grokwatch sweep plan``
+    writes (same format, no submissions), so every view shows all the runs at once,
+    the ones not started yet included."""
+    from slurm.plan import MANIFEST, PlanError, RunSpec, SweepOptions, make_manifest
+
+    from .store import atomic_write_json, read_json
+
+    sweep_dir = plan.root / plan.sweep
+    opts = SweepOptions(root=str(plan.root.resolve()), sweep=plan.sweep, seeds=len({r.seed for r in plan.runs}),
+                        weight_decays=tuple(dict.fromkeys(r.weight_decay for r in plan.runs)), preset="tiny",
+                        steps=plan.steps, gpus_per_task=0, pack=1)
+    runs = [RunSpec(index=i, slot=0, run_id=r.run_id, weight_decay=float(r.weight_decay), seed=r.seed)
+            for i, r in enumerate(plan.runs)]
+    try:
+        manifest = make_manifest(opts, runs, previous=read_json(sweep_dir / MANIFEST))
+    except PlanError:
+        return  # a submitted sweep of the same name keeps its own manifest
+    atomic_write_json(sweep_dir / MANIFEST, manifest)
 
 
 class Demo:
@@ -103,6 +125,7 @@ class Demo:
         self.t0 = time.monotonic()
         self.sweep_dir = plan.root / plan.sweep
         (self.sweep_dir / ".demo-logs").mkdir(parents=True, exist_ok=True)
+        write_manifest(plan)  # every planned run shows at once, not only started ones
         self.stopped = False  # set by stop(): from then on nothing is started
         self._lock = threading.Lock()  # start vs stop (the dashboard polls from a thread)
 

@@ -9,6 +9,8 @@ the SLURM state, exit code and restart count of the array task with the run's
 from __future__ import annotations
 
 DISPLAY_STATES = (
+    "planned",  # in the sweep manifest, never submitted, not started
+    "submitted",  # submitted, not started, and SLURM has no record of its task (any more)
     "pending",  # queued, never started
     "running",
     "stalled",  # SLURM or the status says running, but no heartbeat for the stall timeout
@@ -45,6 +47,8 @@ def display_state(
     heartbeat_age: float | None = None,
     *,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
+    started: bool = True,
+    submitted: bool = False,
 ) -> str:
     """The state a person should see for one run.
 
@@ -53,7 +57,9 @@ def display_state(
     ``exit_code``: the task's exit code when it ended. ``restarts``: SLURM's
     restart count. ``run_state``: ``status.json`` state (running, completed,
     failed, preempted, diverged) or None. ``heartbeat_age``: seconds since the
-    last heartbeat in status.json, None if unknown.
+    last heartbeat in status.json, None if unknown. ``started``: the run has
+    its directory (False for a run only the sweep manifest names);
+    ``submitted``: the manifest records a submission.
     """
     s = (slurm_state or "").strip().split()[0].rstrip("+").upper() if (slurm_state or "").strip() else ""
     stale = heartbeat_age is not None and heartbeat_age > stall_seconds
@@ -63,6 +69,8 @@ def display_state(
             return "stalled" if stale else "running"
         if run_state in ("completed", "failed", "diverged", "preempted"):
             return run_state
+        if not started:
+            return "submitted" if submitted else "planned"
         return "unknown"
     if s in _PENDING:
         return "requeued" if restarts > 0 else "pending"

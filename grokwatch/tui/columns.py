@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 from rich.text import Text
 
-from .model import PHASE_ORDER, RunRow
+from .model import PHASE_ORDER, STATE_ORDER, RunRow
 from .series import sparkline
-from .style import phase_badge
+from .style import phase_badge, state_text
 
 DASH = "-"
 
@@ -88,7 +88,10 @@ COLUMNS: dict[str, Column] = {
         Column("step", "step", 9, _step_total, lambda r: r.progress if r.total_steps else r.step, "step / total"),
         Column("phase", "phase", 9, lambda r: phase_badge(r.phase, 9), lambda r: PHASE_ORDER.index(r.phase)
                if r.phase in PHASE_ORDER else len(PHASE_ORDER), "phase (DESIGN section 4)"),
-        Column("state", "state", 9, lambda r: r.state or DASH, lambda r: r.state, "status.json state"),
+        Column("state", "state", 9, lambda r: state_text(r.state), lambda r: (
+            STATE_ORDER.index(r.state) if r.state in STATE_ORDER else len(STATE_ORDER)) if r.state else None,
+            "what the run is doing: planned, submitted, pending, requeued, running, stalled, preempted, "
+            "completed, diverged, failed, ... (SLURM, status.json and heartbeat, as `grokwatch sweep status`)"),
         Column("train", "train", 5, lambda r: _num(r.train_acc, ".3f"), lambda r: r.train_acc, "train accuracy"),
         Column("val", "val", 5, lambda r: _num(r.val_acc, ".3f"), lambda r: r.val_acc, "val accuracy"),
         Column("spark", "val acc", 10, lambda r: sparkline(r.val_spark) or DASH, lambda r: r.val_acc,

@@ -5,7 +5,7 @@ Looked up in this order: ``--config PATH``, ``$GROKWATCH_TUI_CONFIG``,
 A missing default file is fine; a bad file is an error naming the key::
 
     [table]
-    columns = ["mark", "run", "wd", "seed", "step", "phase", "train", "val",
+    columns = ["mark", "run", "wd", "seed", "step", "phase", "state", "train", "val",
                "spark", "alarms", "gai_z", "alpha_min", "h0_z", "pred", "slurm"]
     sort = "run"          # any column key
     reverse = false
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_COLUMNS = (
-    "mark", "run", "wd", "seed", "step", "phase", "train", "val", "spark",
+    "mark", "run", "wd", "seed", "step", "phase", "state", "train", "val", "spark",
     "alarms", "gai_z", "alpha_min", "h0_z", "pred", "slurm",
 )
 

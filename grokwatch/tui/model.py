@@ -21,16 +21,24 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-# Phases of DESIGN section 4, plus states a run can be in before or after them.
+# Phases of DESIGN section 4, plus "waiting" (planned, queued or pending: no
+# data yet) and states a run can end in before its phase settles.
 PHASE_ORDER = (
-    "queued", "learning", "memorized", "grokking", "grokked", "anti-grokking",
+    "waiting", "learning", "memorized", "grokking", "grokked", "anti-grokking",
     "diverged", "stalled", "failed", "preempted",
 )
-# Single letters for the sweep grid, so it reads without colour too.
+# Single letters for the status bar and the sweep grid, so they read without colour too.
 PHASE_LETTER = {
-    "queued": ".", "learning": "l", "memorized": "M", "grokking": "g", "grokked": "G",
+    "waiting": ".", "learning": "l", "memorized": "M", "grokking": "g", "grokked": "G",
     "anti-grokking": "A", "diverged": "D", "stalled": "S", "failed": "F", "preempted": "P",
 }
+# What a run is doing (the state column), in sort order: from not started to over.
+# slurm.states.display_state's words: "planned" (in the sweep manifest, never
+# submitted), "submitted" (the queue does not say more), "pending", ...
+STATE_ORDER = (
+    "planned", "submitted", "pending", "requeued", "running", "suspended", "stalled",
+    "preempted", "timeout", "completed", "diverged", "cancelled", "node-fail", "oom", "failed", "unknown",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,7 @@ class RunRow:
     step: int = 0
     total_steps: int | None = None
     phase: str = "learning"
-    state: str | None = None  # status.json state: running, completed, failed, preempted
+    state: str | None = None  # STATE_ORDER: what the run is doing (SLURM + status.json + heartbeat)
     train_acc: float | None = None
     val_acc: float | None = None
     val_spark: tuple[float, ...] = ()  # val_acc, decimated for a sparkline

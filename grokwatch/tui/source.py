@@ -77,10 +77,11 @@ class SlurmHook:
     """SLURM state per run id: the hook for ``slurm.queue`` (QueueState).
 
     Active only when the sweep has a manifest (``<sweep>/sweep.json``, written
-    by ``grokwatch sweep submit``) and the ``slurm`` package imports; then a
-    plain thread asks the queue every ``every`` seconds (squeue can be slow:
-    never on the feed's path) and ``states()`` returns the latest answer.
-    Otherwise ``states()`` is {} and the column shows '-'.
+    by ``grokwatch sweep submit``) that records a submission and the ``slurm``
+    package imports; then a plain thread asks the queue every ``every`` seconds
+    (squeue can be slow: never on the feed's path); ``states()`` returns the
+    latest answer as SLURM's own state, ``tasks()`` as the raw task records
+    (for :func:`run_state`). Otherwise both are {} and the column shows '-'.
     """
 
     def __init__(self, sweep_dir: Path, stall_timeout: float = 600.0, every: float = 10.0):
@@ -88,6 +89,7 @@ class SlurmHook:
         self.stall_timeout = stall_timeout
         self.every = every
         self._states: dict[str, str] = {}
+        self._tasks: dict[str, object] = {}  # run id -> slurm.queue.TaskState
         self._queue = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,8 +109,8 @@ class SlurmHook:
 
     def refresh(self) -> bool:
         manifest = self._manifest()
-        if manifest is None:
-            return False
+        if manifest is None or not manifest.get("submissions"):
+            return False  # planned, not submitted (or the demo's plan): nothing to ask the queue
         try:
             from slurm.queue import QueueState  # type: ignore[import-not-found]
             from slurm.states import display_state  # type: ignore[import-not-found]
@@ -122,8 +124,8 @@ class SlurmHook:
             self.last_error = f"slurm queue: {exc}"
             log.warning("%s", self.last_error)
             return False
-        changed = states != self._states
-        self._states = states
+        changed = states != self._states or tasks != self._tasks
+        self._states, self._tasks = states, dict(tasks)
         return changed
 
     def start(self, on_change: Callable[[], None]) -> None:
@@ -140,6 +142,9 @@ class SlurmHook:
 
     def states(self) -> dict[str, str]:
         return dict(self._states)
+
+    def tasks(self) -> dict[str, object]:
+        return dict(self._tasks)
 
     def close(self) -> None:
         self._stop.set()
@@ -221,6 +226,37 @@ class PredictionHook:
                 return self._log_cache
             self._log_cache = {rid: q for rid, p in latest.items() if (q := self._convert(p)) is not None}
         return self._log_cache
+
+
+# --- what a run is doing: the state column ------------------------------------
+
+
+def run_state(task=None, status: str | None = None, heartbeat_age: float | None = None, *,
+              started: bool = True, submitted: bool = False, stall_timeout: float = 600.0) -> str:
+    """One word (:data:`~grokwatch.tui.model.STATE_ORDER`) for the state column:
+    :func:`slurm.states.display_state` of the run's SLURM task (``task``, a
+    ``slurm.queue.TaskState`` or None), its ``status.json`` state and heartbeat
+    age -- what ``grokwatch sweep status`` shows. A run only the manifest names
+    (not ``started``) is pending / requeued / ... while the queue knows its task,
+    else "submitted" or "planned".
+    """
+    from slurm.states import display_state
+
+    return display_state(getattr(task, "state", None), getattr(task, "exit_code", None),
+                         getattr(task, "restarts", 0) or 0, status, heartbeat_age, stall_seconds=stall_timeout,
+                         started=started, submitted=submitted)
+
+
+def planned_rows(planned, have: set[str], tasks: Mapping[str, object], submitted: bool) -> list[RunRow]:
+    """Rows for the runs a sweep manifest plans that have no directory yet
+    (``planned``: run id -> :class:`grokwatch.watch.snapshot.PlannedRun`)."""
+    out = []
+    for rid, p in planned.items():
+        if rid in have:
+            continue
+        out.append(RunRow(run_id=rid, seed=p.seed, weight_decay=p.weight_decay, step=0, total_steps=p.total_steps,
+                          phase="waiting", state=run_state(tasks.get(rid), started=False, submitted=submitted)))
+    return out
 
 
 # --- resolving SOURCE ---------------------------------------------------------
@@ -487,6 +523,9 @@ class StoreSource:
         self.slurm = SlurmHook(self.sweep_dir, stall_timeout=stall_timeout)
         self.predict = PredictionHook(self.sweep_dir)
         self.error: BaseException | None = None
+        self._planned: dict = {}  # the sweep manifest's runs (grokwatch.watch.snapshot.PlannedRun)
+        self._submitted = False
+        self._manifest_sig = None
 
     # lifecycle
     def start(self, on_change: Callable[[], None]) -> None:
@@ -517,8 +556,28 @@ class StoreSource:
                 return
 
     # reading
+    def _read_manifest(self) -> bool:
+        """The planned runs of ``sweep.json``, re-read when it changed; True if they did."""
+        from ..store import read_json
+        from ..store.layout import MANIFEST
+        from ..watch.snapshot import planned_runs
+
+        path = self.sweep_dir / MANIFEST
+        try:
+            st = os.stat(path)
+            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            sig = None
+        if sig == self._manifest_sig:
+            return False
+        self._manifest_sig = sig
+        manifest = read_json(path) if sig is not None else None
+        self._planned = planned_runs(manifest)
+        self._submitted = bool(manifest and (manifest.get("submissions") or manifest.get("array_job_id")))
+        return True
+
     def refresh(self) -> bool:
-        changed = False
+        changed = self._read_manifest()
         for path in list_runs(self.sweep_dir):
             if path.name not in self._runs:
                 self._runs[path.name] = _Run(path)
@@ -566,10 +625,12 @@ class StoreSource:
                 )
                 run.data_step, run.base = last, base
         else:
-            base = RunRow(run_id=r.run_id, step=int(status.get("last_step") or 0), phase="queued" if not status else "learning")
+            base = RunRow(run_id=r.run_id, step=int(status.get("last_step") or 0), phase="waiting" if not status else "learning")
         phase = base.phase
         state = status.get("state")
-        if phase != "diverged":
+        if state == "diverged":
+            phase = "diverged"
+        elif phase != "diverged":
             if state == "failed":
                 phase = "failed"
             elif state == "running" and _stalled(status, now, self.stall_timeout):
@@ -583,6 +644,16 @@ class StoreSource:
         with self._lock:
             gen, updated = self._generation, self._updated
         rows = [run.row for _, run in sorted(self._runs.items()) if run.row is not None]
+        tasks = self.slurm.tasks()
+        now = self.clock()
+        for i, r in enumerate(rows):
+            status = self._runs[r.run_id].reader.status or {}
+            hb = status.get("heartbeat_unix")
+            age = now - float(hb) if isinstance(hb, (int, float)) else None
+            st = run_state(tasks.get(r.run_id), status.get("state"), age, stall_timeout=self.stall_timeout)
+            if st != r.state:
+                rows[i] = replace(r, state=st)
+        rows += planned_rows(self._planned, set(self._runs), tasks, self._submitted)
         slurm = self.slurm.states()
         preds = self.predict.from_log()
         if slurm or preds:
@@ -600,8 +671,8 @@ class StoreSource:
         data = []
         for run_id in run_ids:
             row = model.row(run_id)
-            if row is None:
-                continue
+            if row is None or run_id not in self._runs:
+                continue  # unknown, or planned and not started: no curves yet
             reader = self._detail.get(run_id)
             if reader is None:
                 reader = self._detail[run_id] = RunReader(self.sweep_dir / run_id)

@@ -13,7 +13,7 @@ from rich.text import Text
 from .model import PHASE_LETTER
 
 PHASE_BG = {
-    "queued": "#8a8a8a",
+    "waiting": "#8a8a8a",
     "learning": "#5f87d7",
     "memorized": "#d78700",
     "grokking": "#d7af00",
@@ -25,6 +25,20 @@ PHASE_BG = {
     "preempted": "#8787af",
 }
 PHASE_FG = {"grokking": "#000000", "memorized": "#000000", "grokked": "#000000"}
+
+# The state column: live runs green, trouble red, not started grey; over: plain.
+STATE_STYLE = {
+    "running": "#00af5f",
+    "planned": "dim", "submitted": "dim", "pending": "#8a8a8a", "requeued": "#8787af", "suspended": "#8787af",
+    "preempted": "#d78700", "timeout": "#d78700",
+    "stalled": "bold #d62728", "failed": "bold #d62728", "diverged": "bold #d62728", "cancelled": "#d62728",
+    "node-fail": "bold #d62728", "oom": "bold #d62728", "unknown": "dim",
+}
+
+
+def state_text(state: str | None) -> Text | str:
+    return "-" if not state else Text(state, style=STATE_STYLE.get(state, ""))
+
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 

@@ -11,8 +11,11 @@ RunView                     RunRow
 run_id, seed, weight_decay  same (seed / wd from the run id when run.json lacks them)
 step, total_steps           same (step 0 before the first shard)
 phase                       same ("stalled" layered by the watcher), plus
-                            "failed" when status.json says failed
-status                      state
+                            "failed" / "diverged" when status.json says so
+status, heartbeat_age       state (:func:`~grokwatch.tui.source.run_state`,
+                            with the SLURM task when the sweep was submitted)
+snapshot.planned            a row per planned run not started yet: phase
+                            "waiting", state planned / submitted / pending ...
 train_acc, val_acc          same
 scalars step/val_acc        val_spark (10 values, decimated; cached per version)
 signals gai_z               gai_z
@@ -43,7 +46,7 @@ import numpy as np
 from ..store import read_status
 from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
 from .series import sparkline_values
-from .source import SPARK_WIDTH, PredictionHook, RunData, SlurmHook, build_series
+from .source import SPARK_WIDTH, PredictionHook, RunData, SlurmHook, build_series, planned_rows, run_state
 
 GAI_SPIKE_Z = 3.5  # DESIGN section 3; the gai_spike rule's threshold when the engine has one
 
@@ -68,6 +71,7 @@ class WatcherSource:
 
         self.sweep_dir = Path(sweep_dir)
         self.clock = clock
+        self.stall_timeout = stall_timeout
         rules = load_rules(rules_path)
         self.engine = AlertEngine(rules)
         spike = rules.get("gai_spike")
@@ -142,6 +146,8 @@ class WatcherSource:
         phase = view.phase
         if view.status == "failed" and phase != "diverged":
             phase = "failed"
+        elif view.status == "diverged":
+            phase = "diverged"  # the trainer saw a non-finite loss, whatever the rows it flushed say
         restarts = int(view.restarts or 0)
         rsteps: tuple[int, ...] = ()
         if restarts:
@@ -153,7 +159,7 @@ class WatcherSource:
             step=int(view.step or 0),
             total_steps=view.total_steps if view.total_steps is not None else total,
             phase=phase,
-            state=view.status,
+            state=run_state(None, view.status, view.heartbeat_age, stall_timeout=self.stall_timeout),
             train_acc=fin(view.train_acc),
             val_acc=fin(view.val_acc),
             val_spark=spark,
@@ -185,6 +191,15 @@ class WatcherSource:
             rows.append(row)
         self._rows = cache
         slurm = self.slurm.states()
+        tasks = self.slurm.tasks()
+        if tasks:  # the state column joins the SLURM task with the run's own record
+            for i, r in enumerate(rows):
+                view = snap.runs[r.run_id]
+                st = run_state(tasks.get(r.run_id), view.status, view.heartbeat_age, stall_timeout=self.stall_timeout)
+                if st != r.state:
+                    rows[i] = replace(r, state=st)
+        # Runs the manifest plans that have not started: every run of the sweep shows.
+        rows += planned_rows(snap.planned, set(snap.runs), tasks, snap.submitted)
         preds = self.predict.from_views(snap.runs, pause=self.pause)
         if slurm or preds:
             rows = [replace(r, slurm_state=slurm.get(r.run_id), prediction=preds.get(r.run_id)) for r in rows]

@@ -31,7 +31,10 @@ The snapshot (what a dashboard reads)
 publication), ``time``, ``mode``, ``ready`` (backfill complete), ``runs``
 (read-only mapping run id -> ``RunView``, sorted by id), ``changed`` and
 ``removed`` (run ids since the previous snapshot), ``warnings`` (recent,
-newest last); ``phase_counts()``, ``active_alarms()``.
+newest last), ``planned`` (run id -> ``PlannedRun``: every run the sweep
+manifest ``sweep.json`` declares, started or not; ``submitted`` when it
+records a SLURM submission); ``not_started``, ``total`` (runs on disk plus
+planned ones not started), ``phase_counts()``, ``active_alarms()``.
 
 ``RunView`` (frozen; the same object is reused while a run does not change):
 

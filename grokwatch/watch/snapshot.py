@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from grokwatch.alerts.engine import ActiveAlarm
+from grokwatch.store.layout import is_valid_run_id
 
 _EMPTY: Mapping = MappingProxyType({})
 
@@ -74,6 +75,40 @@ class RunView:
         return tuple(a for a in self.alarms if a.state == "firing")
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run the sweep manifest (``<sweep>/sweep.json``: ``grokwatch sweep plan``,
+    the demo) declares, whether or not it has started."""
+
+    run_id: str
+    weight_decay: float | None = None
+    seed: int | None = None
+    task: int | None = None  # its SLURM array task (SLURM_ARRAY_TASK_ID)
+    total_steps: int | None = None  # the plan's step budget (None: the preset's)
+
+
+def planned_runs(manifest: Mapping[str, Any] | None) -> dict[str, PlannedRun]:
+    """The runs of a sweep manifest by run id, in its order; entries it cannot
+    read (or with an unsafe run id) are skipped."""
+    out: dict[str, PlannedRun] = {}
+    if not isinstance(manifest, Mapping):
+        return out
+    options = manifest.get("options") if isinstance(manifest.get("options"), Mapping) else {}
+    steps = _int_or_none(options.get("steps"))
+    for t in manifest.get("tasks") or []:
+        if not isinstance(t, Mapping) or not is_valid_run_id(str(t.get("run_id", ""))):
+            continue
+        rid = str(t["run_id"])
+        wd = t.get("weight_decay")
+        out[rid] = PlannedRun(rid, float(wd) if isinstance(wd, (int, float)) and not isinstance(wd, bool) else None,
+                              _int_or_none(t.get("seed")), _int_or_none(t.get("index")), steps)
+    return out
+
+
+def _int_or_none(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 @dataclass(frozen=True, eq=False)
 class SweepSnapshot:
     """Every run of a sweep at one moment."""
@@ -88,6 +123,19 @@ class SweepSnapshot:
     changed: frozenset[str] = frozenset()  # run ids whose view changed since the previous snapshot
     removed: frozenset[str] = frozenset()  # run ids gone since the previous snapshot
     warnings: tuple[str, ...] = ()  # recent warnings (unreadable shards, vanished runs), newest last
+    # Runs the sweep manifest declares (started or not), by run id; empty without one.
+    planned: Mapping[str, PlannedRun] = field(default_factory=lambda: _EMPTY)
+    submitted: bool = False  # the manifest records a SLURM submission (an array job id)
+
+    @property
+    def not_started(self) -> tuple[PlannedRun, ...]:
+        """Planned runs with no run directory yet (queued, pending, or never submitted)."""
+        return tuple(p for rid, p in self.planned.items() if rid not in self.runs)
+
+    @property
+    def total(self) -> int:
+        """Every run of the sweep: those on disk and those planned but not started."""
+        return len(self.runs) + len(self.not_started)
 
     def phase_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

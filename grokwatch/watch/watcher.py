@@ -27,12 +27,13 @@ from typing import Callable
 
 from grokwatch.memory import pin_mmap_threshold
 from grokwatch.store import list_runs
-from grokwatch.store.layout import RUN_JSON, WATCHER_DIR
+from grokwatch.store.atomic import read_json
+from grokwatch.store.layout import MANIFEST, RUN_JSON, WATCHER_DIR
 
 from .fs import is_network_fs
 from .runstate import FINAL_STATES, RunState
 from .scores import ScoreConfig
-from .snapshot import EMPTY_SNAPSHOT, RunView, SweepSnapshot
+from .snapshot import EMPTY_SNAPSHOT, PlannedRun, RunView, SweepSnapshot, planned_runs
 
 log = logging.getLogger("grokwatch.watch")
 
@@ -123,6 +124,12 @@ class SweepWatcher:
         self._next_poll = 0.0
         self._last_stall_check = 0.0
         self._last_discover = float("-inf")
+        # The sweep manifest (sweep.json): runs planned, started or not. Re-read
+        # when its stat signature changes (one stat per full pass).
+        self._planned: dict[str, PlannedRun] = {}
+        self._submitted = False
+        self._manifest_sig = None
+        self._manifest_dirty = False
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> "SweepWatcher":
@@ -236,6 +243,9 @@ class SweepWatcher:
         if full:
             self._last_pass = now
             to_refresh |= self._stat_pass()
+        with self._lock:
+            manifest_dirty, self._manifest_dirty = self._manifest_dirty, False
+        planned_changed = (full or manifest_dirty) and self._read_manifest()
         if now - self._last_retry >= self.retry_every:
             self._last_retry = now
             to_refresh |= {rid for rid, rs in self.runs.items() if rs.failed_files}
@@ -301,7 +311,7 @@ class SweepWatcher:
                     changed.add(rid)
         if fed and self.on_alarms is not None:
             self.on_alarms(events)
-        if changed or removed or self._version == 0:
+        if changed or removed or planned_changed or self._version == 0:
             self._publish(changed, removed, now)
 
     def _predict(self, now: float, events: list, evaluated: set[str]) -> bool:
@@ -319,6 +329,27 @@ class SweepWatcher:
         return fed
 
     # -- discovery and polling ------------------------------------------------------------
+    def _read_manifest(self) -> bool:
+        """Re-read sweep.json if it changed; True when the planned runs changed."""
+        path = self.sweep_dir / MANIFEST
+        try:
+            st = os.stat(path)
+            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            sig = None
+        if sig == self._manifest_sig:
+            return False
+        self._manifest_sig = sig
+        manifest = read_json(path) if sig is not None else None
+        if sig is not None and manifest is None:
+            self._warn(f"cannot read the sweep manifest {path}; planned runs not shown")
+        planned = planned_runs(manifest)
+        submitted = bool(isinstance(manifest, dict) and (manifest.get("submissions") or manifest.get("array_job_id")))
+        if planned == self._planned and submitted == self._submitted:
+            return False
+        self._planned, self._submitted = planned, submitted
+        return True
+
     def _discover(self, force: bool) -> tuple[set[str], set[str]]:
         try:
             st = os.stat(self.sweep_dir)
@@ -400,6 +431,8 @@ class SweepWatcher:
             changed=frozenset(changed),
             removed=frozenset(removed),
             warnings=tuple(self._warnings),
+            planned=MappingProxyType(dict(self._planned)),
+            submitted=self._submitted,
         )
         with self._lock:
             self._snapshot = snap
@@ -454,6 +487,11 @@ class SweepWatcher:
             return
         parts = rel.split(os.sep)
         rid = parts[0]
+        if rid == MANIFEST and len(parts) == 1:
+            with self._lock:
+                self._manifest_dirty = True
+            self._wake.set()
+            return
         if rid == WATCHER_DIR or rid.startswith(".") or path.endswith(".tmp"):
             return
         with self._lock:

@@ -21,7 +21,7 @@ from textual.widgets import Static
 from ..columns import _pred, _step_total
 from ..messages import SeriesReady
 from ..model import RunSeries, SweepModel
-from ..style import MARKER_STYLE, palette, phase_badge
+from ..style import MARKER_STYLE, palette, phase_badge, state_text
 from ..widgets.key_bar import KeyBar
 from ..widgets.plot import Plot
 
@@ -143,6 +143,9 @@ class DetailScreen(Screen):
             t.append(f"{rid} ", style="bold")
             if r is not None:
                 t.append_text(phase_badge(r.phase, pad=True))
+                if r.state:
+                    t.append(" ")
+                    t.append_text(Text.assemble(state_text(r.state)))
                 t.append(f"  step {_step_total(r)}")
                 if r.weight_decay is not None:
                     t.append(f"  wd {r.weight_decay:g}")

@@ -142,7 +142,7 @@ class SweepGrid(RoutesFilterKeys, Widget, can_focus=True):
             val = "-" if r.val_acc is None else f"{r.val_acc:.3f}"
             tot = f"/{r.total_steps}" if r.total_steps else ""
             out.append(f"{r.run_id}", style="bold")
-            out.append(f"  {r.phase}  step {r.step}{tot}  val {val}")
+            out.append(f"  {r.phase}  {r.state or '-'}  step {r.step}{tot}  val {val}")
             if r.alarms:
                 out.append("  alarms: " + ", ".join(r.alarms), style="bold #d62728")
             out.append("\n")
