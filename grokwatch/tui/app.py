@@ -46,7 +46,7 @@ class GrokwatchApp(App):
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.quit_ctrl_c"),
-        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("question_mark", "help", "Help, legend", id="app.help"),
         Binding("ctrl+r", "reload", "Reload now", show=False, id="app.reload"),
     ]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -201,9 +201,8 @@ class GrokwatchApp(App):
         table = self.dashboard.table
         if rid not in table.visible_ids:
             self.dashboard.set_filter_text("")
-        self.select_run(rid)
-        self.dashboard.action_show_view("runs")
-        self.open_detail((rid,))
+        self.select_run(rid)  # the table follows (n / N in the detail walk its order)
+        self.open_detail((rid,))  # the dashboard stays on the alarms: Esc comes back to them
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

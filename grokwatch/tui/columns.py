@@ -1,7 +1,12 @@
 """Columns of the runs table: label, width, how a cell reads, how it sorts.
 
 Pure formatting of :class:`~grokwatch.tui.model.RunRow` values; the order and
-choice of columns comes from the config (``[table] columns``).
+choice of columns comes from the config (``[table] columns``). ``width`` is
+the least a column takes; it grows to fit its widest cell up to
+``max_width`` (:class:`~grokwatch.tui.widgets.line_table.LineTable`), so a
+cell is never cut: a predicted interval always shows whole (16 characters
+on a 100k-step sweep, its minimum width), and only a text longer than
+``max_width`` (a custom rule's long name) is shortened, with an ellipsis.
 """
 
 from __future__ import annotations
@@ -75,18 +80,19 @@ class Column:
     cell: Callable[[RunRow], Any]
     sort: Callable[[RunRow], Any] | None = None  # None: not sortable
     description: str = ""
+    max_width: int = 32  # grows to fit its cells up to this many characters
 
 
 COLUMNS: dict[str, Column] = {
     c.key: c
     for c in [
         Column("mark", " ", 1, lambda r: DASH, None, "marked for overlay (space)"),
-        Column("run", "run", 10, lambda r: r.run_id, lambda r: r.run_id, "run id"),
+        Column("run", "run", 10, lambda r: r.run_id, lambda r: r.run_id, "run id", max_width=40),
         Column("seed", "seed", 4, lambda r: DASH if r.seed is None else str(r.seed), lambda r: r.seed, "seed"),
         Column("wd", "wd", 4, lambda r: DASH if r.weight_decay is None else f"{r.weight_decay:g}",
                lambda r: r.weight_decay, "weight decay"),
         Column("step", "step", 9, _step_total, lambda r: r.progress if r.total_steps else r.step, "step / total"),
-        Column("phase", "phase", 9, lambda r: phase_badge(r.phase, 9), lambda r: PHASE_ORDER.index(r.phase)
+        Column("phase", "phase", 9, lambda r: phase_badge(r.phase), lambda r: PHASE_ORDER.index(r.phase)
                if r.phase in PHASE_ORDER else len(PHASE_ORDER), "phase (DESIGN section 4)"),
         Column("state", "state", 9, lambda r: state_text(r.state), lambda r: (
             STATE_ORDER.index(r.state) if r.state in STATE_ORDER else len(STATE_ORDER)) if r.state else None,
@@ -101,10 +107,10 @@ COLUMNS: dict[str, Column] = {
                "smallest reliable HTSR alpha"),
         Column("h0_z", "H0 z", 5, lambda r: _z(r.h0_entropy_z), lambda r: r.h0_entropy_z,
                "robust z of H0 persistence entropy"),
-        Column("alarms", "alarms", 18, _alarms, lambda r: len(r.alarms) or None, "alarms firing"),
+        Column("alarms", "alarms", 18, _alarms, lambda r: len(r.alarms) or None, "alarms firing", max_width=28),
         Column("t_mem", "t_mem", 5, lambda r: _steps(r.t_mem), lambda r: r.t_mem, "first step train acc >= 0.99"),
         Column("t_grok", "t_grok", 6, lambda r: _steps(r.t_grok), lambda r: r.t_grok, "first step val acc >= 0.95"),
-        Column("pred", "pred t_grok", 15, _pred, lambda r: r.prediction.step if r.prediction else None,
+        Column("pred", "pred t_grok", 16, _pred, lambda r: r.prediction.step if r.prediction else None,
                "predicted t_grok [interval]"),
         Column("slurm", "slurm", 9, lambda r: r.slurm_state or DASH, lambda r: r.slurm_state, "SLURM job state"),
         Column("restarts", "rst", 3, lambda r: str(r.restarts) if r.restarts else DASH, lambda r: r.restarts or None,

@@ -10,6 +10,8 @@ from typing import Callable, Iterable, Mapping
 
 from textual.binding import Binding
 
+from .model import PHASE_LETTER, PHASE_MEANING, PHASE_ORDER
+
 INTRO = """\
 # grokwatch dashboard
 
@@ -21,6 +23,26 @@ Remap a key in `~/.config/grokwatch/tui.toml` under `[keys]` by its id
 `phase:grokked,anti` for several), `wd:0.3`, `seed:7`, `state:running`,
 `has:alarm`, or any text found in the run id or phase.
 """
+
+STATES = """\
+## The state column
+
+What a run is doing, as `grokwatch sweep status` says it (SLURM's record, the
+run's `status.json` and its heartbeat): `planned` (in the sweep manifest, not
+submitted), `submitted`, `pending` (queued), `requeued`, `running`,
+`stalled` (running, no heartbeat), `preempted`, `timeout`, `completed`,
+`diverged`, `failed`, `cancelled`, `node-fail`, `oom`. A run at 800/8.0k steps
+that is *completed* stopped there (e.g. after grokking); one that is *running*
+goes on.
+"""
+
+
+def legend_markdown() -> str:
+    """The phase letters of the status bar and the sweep grid, explained."""
+    lines = ["## Phases: the letters of the status bar and the grid", ""]
+    lines += [f"- `{PHASE_LETTER[p]}` **{p}**: {PHASE_MEANING[p]}" for p in PHASE_ORDER]
+    lines.append("")
+    return "\n".join(lines)
 
 
 def _bindings(cls: type) -> list[Binding]:
@@ -38,7 +60,7 @@ def help_markdown(sections: Iterable[tuple[str, type]], keymap: Mapping[str, str
     """Markdown for ``sections``: (title, class with BINDINGS) pairs."""
     keymap = keymap or {}
     show = key_display or (lambda k: k)
-    lines = [INTRO]
+    lines = [INTRO, legend_markdown(), STATES]
     for title, cls in sections:
         rows = []
         for b in _bindings(cls):

@@ -32,6 +32,19 @@ PHASE_LETTER = {
     "waiting": ".", "learning": "l", "memorized": "M", "grokking": "g", "grokked": "G",
     "anti-grokking": "A", "diverged": "D", "stalled": "S", "failed": "F", "preempted": "P",
 }
+# What each phase means (the help screen's legend of the letters).
+PHASE_MEANING = {
+    "waiting": "no data yet: planned, submitted, pending or requeued before its first step",
+    "learning": "train accuracy below 0.99",
+    "memorized": "train accuracy >= 0.99, validation accuracy still low (the plateau)",
+    "grokking": "validation accuracy past 0.5, not yet 0.95",
+    "grokked": "validation accuracy reached 0.95 after memorizing",
+    "anti-grokking": "after grokking, validation accuracy fell below 0.5 while train accuracy stays >= 0.99",
+    "diverged": "a non-finite training loss",
+    "stalled": "running, but no heartbeat within the stall timeout",
+    "failed": "the trainer failed (status.json)",
+    "preempted": "stopped with a checkpoint, not resumed yet",
+}
 # What a run is doing (the state column), in sort order: from not started to over.
 # slurm.states.display_state's words: "planned" (in the sweep manifest, never
 # submitted), "submitted" (the queue does not say more), "pending", ...

@@ -3,6 +3,8 @@ an isolated HOME, and the app built exactly as ``grokwatch tui`` builds it."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -22,14 +24,23 @@ def sim_sweep(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    """No developer config leaks in: HOME and XDG_CONFIG_HOME point at an empty dir."""
+    """No developer config leaks in: HOME and XDG_CONFIG_HOME point at an empty dir;
+    local time is UTC."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.delenv("GROKWATCH_TUI_CONFIG", raising=False)
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
-    return home
+    old_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"  # the alarm feed's wall-clock times are local
+    time.tzset()
+    yield home
+    if old_tz is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old_tz
+    time.tzset()
 
 
 @pytest.fixture

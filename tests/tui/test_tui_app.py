@@ -199,8 +199,9 @@ def test_alarm_feed_is_newest_first_and_jumps_to_the_run(app_factory):
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, DetailScreen) and app.screen.run_ids == (target.run_id,)
-        await pilot.press("escape")
-        assert app.dashboard.view == "runs" and app.dashboard.table.selected_run_id == target.run_id
+        await pilot.press("escape")  # back where it came from: the alarms, on the same alarm
+        assert app.dashboard.view == "alarms" and feed.selected == target and app.focused is feed
+        assert app.dashboard.table.selected_run_id == target.run_id  # the table followed the run
 
     drive(app_factory(), script)
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 import pytest
 from tui_helpers import settle
 
+import dataclasses
+
+from grokwatch.tui.config import FROZEN_TIME
 from grokwatch.tui.model import Prediction
 from grokwatch.tui.source import PredictionHook
+from grokwatch.tui.watcher_source import WatcherSource
 
 SIZES = {"small": (80, 24), "large": (160, 48)}
 
@@ -27,6 +31,18 @@ PINNED_PREDICTIONS = {
 @pytest.fixture(autouse=True)
 def pinned_predictions(monkeypatch):
     monkeypatch.setattr(PredictionHook, "from_views", lambda self, views, pause=None: dict(PINNED_PREDICTIONS))
+
+
+@pytest.fixture(autouse=True)
+def frozen_alarm_times(monkeypatch):
+    """The engine stamps alarms with the real clock: recorded at the frozen time plus
+    one second per step instead, so the feed's time column (and its order) is fixed."""
+    on_alarms = WatcherSource._on_alarms
+
+    def frozen(self, events):
+        on_alarms(self, [dataclasses.replace(e, time_unix=FROZEN_TIME + e.step) for e in events])
+
+    monkeypatch.setattr(WatcherSource, "_on_alarms", frozen)
 
 
 def keys(*presses: str):

@@ -1,19 +1,22 @@
 """What a researcher meets first: every run of the sweep (started or not) with
-its state."""
+its state, cells that are never cut, explained letters, the alarm feed's clock,
+and Esc that goes back where it came from."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
-from tui_helpers import drive, frozen_config, screen_text
+import pytest
+from tui_helpers import drive, frozen_config, screen_text, settle
 
 from grokwatch.cli import main
 from grokwatch.store import RunWriter
 from grokwatch.store.layout import MANIFEST, run_id_for
 from grokwatch.tui.app import make_app
-from grokwatch.tui.model import RunRow
+from grokwatch.tui.model import PHASE_LETTER, PHASE_ORDER, AlarmRow, Prediction, RunRow, RunSeries, SweepModel
 from grokwatch.tui.watcher_source import WatcherSource
 
 
@@ -156,3 +159,171 @@ def test_state_tells_a_stopped_run_from_one_that_runs_on(tmp_path):
         assert table.visible_ids == [live]
 
     drive(make_app(sweep, frozen_config()), script, size=(160, 30))
+
+
+# -- item 7b: cells are never cut ---------------------------------------------------------------
+
+
+class FixedSource:
+    """A source that serves one fixed model (the app reads it once)."""
+
+    def __init__(self, model: SweepModel):
+        self.sweep_dir = Path(model.path)
+        self._model = model
+
+    def start(self, on_change):
+        pass
+
+    def refresh(self) -> bool:
+        return True
+
+    def model(self) -> SweepModel:
+        return self._model
+
+    def series(self, run_ids, smoothing=0.0) -> RunSeries:
+        return RunSeries(tuple(run_ids), ())
+
+    def close(self) -> None:
+        pass
+
+
+LONG_RULE = "a_custom_rule_with_a_very_long_name_indeed_it_is"
+
+
+def wide_model() -> SweepModel:
+    rows = (
+        RunRow("wd0.3-s22", seed=22, weight_decay=0.3, step=8000, total_steps=8000, phase="anti-grokking",
+               state="completed", alarms=("persistence_entropy_shift", "gai_spike"),
+               prediction=Prediction(step=8200, lo=7900, hi=9700, method="wnorm-analog")),
+        RunRow("wd0.0001-s123", seed=123, weight_decay=1e-4, step=120_000, total_steps=1_000_000,
+               phase="memorized", state="running", alarms=("htsr_alpha_below_2",),
+               prediction=Prediction(step=523_000, lo=488_000, hi=999_000)),
+        RunRow("wd1.0-s00", seed=0, weight_decay=1.0, step=10, total_steps=100_000, phase="learning",
+               state="running", alarms=(LONG_RULE,)),
+    )
+    alarms = (AlarmRow("wd0.0001-s123", "persistence_entropy_shift", 118_000, 4.2, 3.5, "warning", "firing",
+                       "2024-01-02T03:04:05.000Z", 1),
+              AlarmRow("wd0.3-s22", "gai_spike", 7000, 5.0, 3.5, "info", "firing", "2024-01-02T02:00:00.000Z", 0))
+    return SweepModel("wide", "/nonexistent/wide", rows=rows, alarms=alarms, generation=1, updated=0.0)
+
+
+def test_cells_show_whole_intervals_and_rule_names():
+    async def script(app, pilot):
+        table = app.dashboard.table
+        text = screen_text(app)
+        assert "8.2k [7.9k,9.7k]" in text and "523k [488k,999k]" in text
+        assert "persistence_entropy_shift +1" in text and "anti-grokking" in text and "wd0.0001-s123" in text
+        for rid in table.visible_ids:
+            for col in table.column_keys:
+                cell = table.get_cell(rid, col)
+                plain = cell.plain if hasattr(cell, "plain") else str(cell)
+                if LONG_RULE not in plain:
+                    assert len(plain) <= table.width(col), (rid, col, plain)
+        # a name longer than the column's maximum is shortened visibly, never silently
+        line = next(x for x in text.splitlines() if "wd1.0-s00" in x)
+        assert LONG_RULE[: table.width("alarms") - 1] + "…" in line
+        # the alarm feed: run ids and rule names whole too
+        await pilot.press("a")
+        text = screen_text(app)
+        assert "persistence_entropy_shift" in text and "wd0.0001-s123" in text
+
+    drive(make_app(FixedSource(wide_model()), frozen_config()), script, size=(240, 20))
+
+
+def test_line_table_grows_columns_to_fit_and_only_up_to_their_maximum():
+    from grokwatch.tui.widgets.line_table import LineTable
+
+    t = LineTable()
+    t.set_columns([("a", "a", 4, 10), ("b", "b", 3)])
+    t.set_rows(["x"], lambda k: ["123456", "12345"])
+    assert (t.width("a"), t.width("b")) == (6, 3)  # a grew to fit; b is fixed
+    t.set_rows(["x", "y"], lambda k: ["1234567890123", "1"] if k == "y" else ["123456", "12345"])
+    assert t.width("a") == 10  # capped
+    t.set_rows(["x"], lambda k: ["1", "1"], changed=["x"])
+    assert t.width("a") == 10  # never shrinks: no jitter as values change
+    strip = t._render_cells(["1234567890123", "12345"], t._base)
+    text = "".join(seg.text for seg in strip)
+    assert "123456789…" in text and "123" in text and "1234567890" not in text
+
+
+# -- item 7c: the letters are explained -----------------------------------------------------
+
+
+def test_header_spells_phases_out_when_it_has_room_and_help_explains_the_letters(app_factory):
+    async def wide(app, pilot):
+        header = screen_text(app).splitlines()[0]
+        assert "7 grokked" in header and "1 anti-grokking" in header and "G7" not in header
+        assert not app.dashboard.query_one("StatusBar").letters
+
+    drive(app_factory(), wide, size=(180, 30))
+
+    async def narrow(app, pilot):
+        lines = screen_text(app).splitlines()
+        assert "G7" in lines[0] and "M1" in lines[0]
+        assert "Help, legend" in lines[-1]  # the key bar says where the letters are explained
+        await pilot.press("question_mark")
+        await settle(app, pilot)
+        md = app.screen.markdown
+        for phase in PHASE_ORDER:
+            assert f"`{PHASE_LETTER[phase]}` **{phase}**" in md
+        assert "## The state column" in md and "`requeued`" in md and "`planned`" in md
+
+    drive(app_factory(), narrow, size=(80, 24))
+
+
+# -- item 7d: the alarm feed has a clock --------------------------------------------------------
+
+
+@pytest.mark.parametrize("tz, want", [("UTC", "03:04:05"), ("Asia/Kolkata", "08:34:05"), ("America/New_York", "22:04:05")])
+def test_alarm_times_are_local_clock_times(monkeypatch, tz, want):
+    from grokwatch.tui.widgets.alarm_feed import clock_time
+
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        assert clock_time("2024-01-02T03:04:05.123Z") == want
+        assert clock_time(None) == "-" and clock_time("garbage") == "-"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_alarm_feed_shows_when_each_alarm_was_recorded():
+    async def script(app, pilot):
+        await pilot.press("a")
+        feed = app.dashboard.feed
+        assert feed.column_keys[0] == "time"
+        text = screen_text(app)
+        line = next(x for x in text.splitlines() if "persistence_entropy_shift" in x)
+        assert line.split()[0] == "03:04:05"  # TZ=UTC in these tests
+        assert "02:00:00" in text
+
+    drive(make_app(FixedSource(wide_model()), frozen_config()), script, size=(160, 20))
+
+
+# -- item 7e: Esc goes back where it came from ----------------------------------------------------
+
+
+def test_escape_from_a_run_opened_from_the_alarms_returns_to_the_alarms(app_factory):
+    from grokwatch.tui.screens.detail import DetailScreen
+
+    async def script(app, pilot):
+        await pilot.press("a", "j")
+        feed = app.dashboard.feed
+        target = feed.selected
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, DetailScreen) and app.screen.run_ids == (target.run_id,)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen is app.dashboard and app.dashboard.view == "alarms"
+        assert feed.selected == target and app.focused is feed
+        assert "rule" in screen_text(app).splitlines()[1]  # the feed's header, not the table's
+        # and from the runs table, Esc still returns to the runs table
+        await pilot.press("r", "enter")
+        await settle(app, pilot)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.dashboard.view == "runs" and app.focused is app.dashboard.table
+
+    drive(app_factory(), script)

@@ -1,10 +1,14 @@
 """The alarm feed: every alarm event, newest first; enter jumps to its run.
 
+Each event shows the wall-clock time it was recorded (local HH:MM:SS, from the
+record's UTC time), the step, run, rule, value, threshold, state, severity.
 Rows are keyed by event, so new events cost one rendered line each however
 long the feed is (:class:`~grokwatch.tui.widgets.line_table.LineTable`).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from rich.text import Text
 from textual.binding import Binding
@@ -17,8 +21,23 @@ from .line_table import LineTable
 MAX_ROWS = 5000  # the newest; older events stay in alarms.jsonl / the engine's history
 
 _STATE_STYLE = {"firing": "bold #d62728", "pending": "#d78700", "resolved": "#00af5f"}
-_COLUMNS = (("step", "step", 8), ("run", "run", 12), ("rule", "rule", 26), ("value", "value", 8),
-            ("threshold", "thr", 6), ("state", "state", 8), ("severity", "sev", 8))
+# (key, label, width, grows to at most): run ids and custom rule names show whole; the
+# state (firing / resolved) comes before the numbers, so 80 columns show it.
+_COLUMNS = (("time", "time", 8), ("step", "step", 6, 12), ("run", "run", 10, 40), ("rule", "rule", 18, 40),
+            ("state", "state", 8), ("value", "value", 8), ("threshold", "thr", 6), ("severity", "sev", 8, 12))
+
+
+def clock_time(iso: str | None) -> str:
+    """``2024-01-02T03:04:05.123Z`` -> ``03:04:05`` in local time; '-' when unknown."""
+    if not iso:
+        return "-"
+    try:
+        t = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    if t.tzinfo is not None:
+        t = t.astimezone()  # local time, as the user reads a clock
+    return t.strftime("%H:%M:%S")
 
 
 def _num(v: float | None) -> str:
@@ -74,8 +93,8 @@ class AlarmFeed(RoutesFilterKeys, LineTable):
     def _row_cells(self, key: str) -> list:
         a = self._by_key[key]
         return [
-            str(a.step) if a.step is not None else "-", a.run_id, a.rule, _num(a.value), _num(a.threshold),
-            Text(a.state, style=_STATE_STYLE.get(a.state, "")), a.severity or "-",
+            clock_time(a.time), str(a.step) if a.step is not None else "-", a.run_id, a.rule,
+            Text(a.state, style=_STATE_STYLE.get(a.state, "")), _num(a.value), _num(a.threshold), a.severity or "-",
         ]
 
     def action_jump(self) -> None:

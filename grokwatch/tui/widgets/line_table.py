@@ -7,12 +7,17 @@ row's line is rendered once into a :class:`Strip` and cached under the row's
 key until that row changes; a repaint crops cached strips to the viewport.
 Rows are identified by key, so the cursor follows a row when the order
 changes. The header stays on the first line; columns scroll sideways.
+
+A column is at least its given width and grows to fit its widest cell (up to
+its maximum), so no cell is silently cut; a cell longer than the maximum is
+shortened with an ellipsis. Columns only grow (no jitter as values change).
 """
 
 from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -25,6 +30,11 @@ from textual.strip import Strip
 
 Cell = "str | Text"
 PAD = 1  # blank cells each side of a column
+ELLIPSIS = "…"
+
+
+def _plain(cell) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
 
 
 class LineTable(ScrollView, can_focus=True):
@@ -44,7 +54,8 @@ class LineTable(ScrollView, can_focus=True):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._columns: list[tuple[str, str, int]] = []  # key, label, width
+        self._columns: list[tuple[str, str, int]] = []  # key, label, width (as now)
+        self._max: dict[str, int] = {}  # key -> the most a column grows to fit its cells
         self._keys: list[str] = []
         self._index: dict[str, int] = {}
         self._cells: dict[str, list] = {}
@@ -55,8 +66,13 @@ class LineTable(ScrollView, can_focus=True):
         self.rows_rendered = 0  # row lines rendered (the benchmark and tests read it)
 
     # -- columns and rows --------------------------------------------------------------
-    def set_columns(self, columns: Sequence[tuple[str, str, int]]) -> None:
-        self._columns = list(columns)
+    def set_columns(self, columns: Sequence[tuple]) -> None:
+        """``(key, label, width)`` or ``(key, label, width, max_width)``: at least
+        ``width`` cells, growing to fit the widest cell up to ``max_width``
+        (default: ``width``, a fixed column)."""
+        self._columns = [(c[0], c[1], c[2]) for c in columns]
+        self._max = {c[0]: max(c[2], c[3] if len(c) > 3 else c[2]) for c in columns}
+        self._fit(list(self._cells.values()))
         self._strips.clear()
         self._header = None
         self._resize_virtual()
@@ -89,6 +105,27 @@ class LineTable(ScrollView, can_focus=True):
     def get_cell(self, key: str, column: str):
         return self._cells[key][self.column_keys.index(column)]
 
+    def width(self, column: str) -> int:
+        return next(w for k, _, w in self._columns if k == column)
+
+    def _fit(self, rows: Sequence[list]) -> bool:
+        """Grow columns to fit ``rows``' cells (up to their maximum); True if one grew."""
+        grew = False
+        for i, (k, lab, w) in enumerate(self._columns):
+            top = self._max.get(k, w)
+            if w >= top:
+                continue
+            need = max((cell_len(_plain(cells[i])) for cells in rows if i < len(cells)), default=0)
+            if need > w:
+                self._columns[i] = (k, lab, min(need, top))
+                grew = True
+        if grew:
+            self._strips.clear()
+            self._header = None
+            self._resize_virtual()
+            self.refresh()
+        return grew
+
     def set_rows(self, keys: Sequence[str], cells: Callable[[str], list], changed: Iterable[str] = ()) -> None:
         """Show rows ``keys`` in this order. ``cells(key)`` is asked for rows that are
         new or in ``changed`` only; every other row keeps its cached line."""
@@ -97,6 +134,7 @@ class LineTable(ScrollView, can_focus=True):
         keys = list(keys)
         order_changed = keys != self._keys
         changed = set(changed)
+        fresh = []
         for k in keys:
             if k not in self._cells or k in changed:
                 new = cells(k)
@@ -104,8 +142,10 @@ class LineTable(ScrollView, can_focus=True):
                     self._cells[k] = new
                     self._strips.pop(k, None)
                     changed.add(k)
+                    fresh.append(new)
                 else:
                     changed.discard(k)
+        self._fit(fresh)
         if order_changed:
             gone = set(self._keys) - set(keys)
             for k in gone:
@@ -128,7 +168,8 @@ class LineTable(ScrollView, can_focus=True):
         if key in self._index and self._cells.get(key) != cells:
             self._cells[key] = cells
             self._strips.pop(key, None)
-            self._refresh_key(key)
+            if not self._fit([cells]):
+                self._refresh_key(key)
 
     def set_cursor(self, row: int) -> None:
         row = min(max(row, 0), max(len(self._keys) - 1, 0))
@@ -212,7 +253,11 @@ class LineTable(ScrollView, can_focus=True):
                     style = Style.parse(style) if style else None
             else:
                 plain, style = str(cell), None
-            body = plain[:width].ljust(width)
+            n = cell_len(plain)
+            if n <= width:
+                body = plain + " " * (width - n)
+            else:  # longer than the column's maximum: shortened, visibly
+                body = plain[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
             segs.append(Segment(pad, base))
             segs.append(Segment(body, base + style if style else base))
             segs.append(Segment(pad, base))

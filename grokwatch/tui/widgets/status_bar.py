@@ -1,7 +1,13 @@
-"""One line at the top: sweep, runs per phase, alarms, how fresh the data is."""
+"""One line at the top: sweep, runs per phase, alarms, how fresh the data is.
+
+Runs per phase read as words ("7 grokked") when the line has room, else as
+the grid's letters ("G7"), which the help screen (``?``, "Help, legend" in the
+key bar) explains.
+"""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
 
@@ -35,6 +41,8 @@ class StatusBar(Widget):
         self.view_name = "runs"
         self.filter_text = ""
         self.shown: int | None = None
+        self.now: float | None = None
+        self.letters = False  # the phases shown as letters (no room for words)
 
     def update_state(self, model: SweepModel | None = None, view: str | None = None,
                      filter_text: str | None = None, shown: int | None = None, now: float | None = None) -> None:
@@ -46,15 +54,28 @@ class StatusBar(Widget):
             self.filter_text = filter_text
         if shown is not None:
             self.shown = shown
-        text = self.text(now)
+        if now is not None:
+            self.now = now
+        self._update()
+
+    def _update(self) -> None:
+        width = self.size.width or None
+        text = self.text(self.now)
+        letters = False
+        if width is not None and cell_len(text.plain) > width:
+            text, letters = self.text(self.now, letters=True), True
+        self.letters = letters
         if text != self._text:
             self._text = text
             self.refresh()
 
+    def on_resize(self) -> None:
+        self._update()
+
     def render(self) -> Text:
         return self._text
 
-    def text(self, now: float | None) -> Text:
+    def text(self, now: float | None, letters: bool = False) -> Text:
         m = self.model
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" grokwatch ", style="bold reverse")
@@ -67,7 +88,7 @@ class StatusBar(Widget):
         counts = m.phase_counts()
         for p in PHASE_ORDER:
             if counts.get(p):
-                t.append(f"{PHASE_LETTER[p]}{counts[p]}", style=phase_style(p))
+                t.append(f"{PHASE_LETTER[p]}{counts[p]}" if letters else f"{counts[p]} {p}", style=phase_style(p))
                 t.append(" ")
         firing = sum(1 for r in m.rows if r.alarms)
         if firing:
