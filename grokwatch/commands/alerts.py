@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from grokwatch.commands import SSH_SOURCE, add_trust_flag
+
 
 def _seconds(text: str) -> float:
     from grokwatch.alerts.rules import parse_duration
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "come from $GROKWATCH_NOTIFY (space separated), which keeps secrets out of `ps`."
         ),
     )
-    p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>)")
+    p.add_argument("source", metavar="SOURCE", help=f"a sweep directory (<root>/<sweep>), or {SSH_SOURCE}")
+    add_trust_flag(p)
     p.add_argument("--notify", metavar="URL", action="append", default=[], help="apprise URL to notify (repeatable)")
     p.add_argument("--fallback", metavar="URL", help="apprise URL that gets what a --notify channel could not deliver")
     p.add_argument("--rules", metavar="FILE", help="rules TOML merged over the defaults; reloaded when it changes")

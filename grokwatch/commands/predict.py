@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 
+from grokwatch.commands import SSH_SOURCE, add_trust_flag
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict each run's grokking step; --replay a finished sweep",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE", help="sweep directory")
+    p.add_argument("source", metavar="SOURCE", help=f"a sweep directory, or {SSH_SOURCE}")
+    add_trust_flag(p)
     p.add_argument("--replay", action="store_true", help="replay the sweep in step order and log every prediction")
     p.add_argument("--out", metavar="FILE", help="with --replay: write the log here instead of the sweep's")
     p.add_argument("--no-write", action="store_true", help="with --replay: write nothing")
@@ -30,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-calibrators", type=int, default=3, metavar="K",
                    help="grokked runs a method needs before it answers (default 3)")
     p.add_argument("--prior", action="append", default=[], metavar="SOURCE",
-                   help="a finished earlier sweep whose runs calibrate from the start (repeatable)")
+                   help=f"a finished earlier sweep (a directory, or {SSH_SOURCE}) whose runs calibrate from the "
+                   "start (repeatable)")
     p.add_argument("--no-preset-prior", action="store_true",
                    help="do not use the runs' preset prior (shipped with grokwatch, and learned from finished "
                    "sweeps under the same root): predict from the sweep's own runs and --prior only")

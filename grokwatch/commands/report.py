@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 
+from grokwatch.commands import SSH_SOURCE, add_trust_flag
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write a Markdown/PNG (or JSON) report on a sweep's signals and predictions",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE", help="sweep directory")
+    p.add_argument("source", metavar="SOURCE", help=f"a sweep directory, or {SSH_SOURCE}")
+    add_trust_flag(p)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for report.md, the figures and report.json")
     p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json (numbers alone)")
     p.add_argument("--onsets", choices=("auto", "alarms", "computed"), default="auto",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from grokwatch.commands import SSH_SOURCE, add_trust_flag
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("target", metavar="RUN|RULE", nargs="?", help="a run id or a rule name")
     p.add_argument("--for", dest="duration", default="2h", metavar="DUR", help="how long, e.g. 30m, 2h, 1d (default 2h)")
-    p.add_argument("--source", default=".", metavar="SOURCE", help="the sweep directory (default: the current one)")
+    p.add_argument("--source", default=".", metavar="SOURCE",
+                   help=f"the sweep directory (default: the current one), or {SSH_SOURCE}")
+    add_trust_flag(p)
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--run", dest="kind", action="store_const", const="run", help="TARGET is a run id")
     kind.add_argument("--rule", dest="kind", action="store_const", const="rule", help="TARGET is a rule name")

@@ -16,6 +16,7 @@ import os
 import sys
 
 from grokwatch.cli import UsageError
+from grokwatch.commands import add_trust_flag
 
 
 def register(subparsers) -> None:
@@ -35,8 +36,7 @@ def register(subparsers) -> None:
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument("--stall-seconds", type=float, default=300.0, metavar="T",
                         help="a running run without a heartbeat for T seconds is stalled (default 300)")
-    status.add_argument("--trust-new-host-key", action="store_true",
-                        help="ssh:// only: accept and save the host key of a host not in known_hosts")
+    add_trust_flag(status)
     status.set_defaults(func=run_status)
 
 

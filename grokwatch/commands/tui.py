@@ -7,10 +7,14 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from grokwatch.commands import SSH_SOURCE, add_trust_flag
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the dashboard on a sweep directory")
-    p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>), or a root holding one sweep")
+    p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>), a root holding one sweep, "
+                   f"or {SSH_SOURCE}")
+    add_trust_flag(p)
     p.add_argument("--config", type=Path, help="dashboard config (TOML; default ~/.config/grokwatch/tui.toml)")
     p.add_argument("--interval", type=float, help="seconds between polls of the sweep (overrides the config)")
     p.add_argument("--no-follow", action="store_true", help="read the sweep once; do not follow it")
