@@ -7,9 +7,11 @@ GROKWATCH_REQUIRE_INFRA=1 (CI), where that is a failure.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -89,9 +91,14 @@ def test_demo_opens_the_dashboard_and_quitting_stops_the_trainers(tmux, isolated
         " --weight-decays 1 --seeds 1 --steps 100000 --jobs 1",
         env=_env(isolated_home),
     )
-    screen = tmux.wait("wd1.0-s00", timeout=120)
+    screen = tmux.wait("wd1.0-s00", timeout=120)  # planned: in the table before its trainer starts
     assert "grokwatch" in screen.splitlines()[0] and "demo" in screen.splitlines()[0]
-    tmux.wait("/100k", timeout=120)  # the trainer is writing shards: step / total shows
+    deadline = time.monotonic() + 120
+    while not re.search(r"\b[1-9][0-9.]*k?/100k", screen):  # the trainer is writing shards: step / total
+        assert time.monotonic() < deadline, f"no step written after 120 s; screen is:\n{screen}"
+        time.sleep(0.2)
+        screen = tmux.screen()
+    assert "running" in screen
     tmux.keys("q")
     screen = tmux.wait("[exited rc=", timeout=120)
     assert "[exited rc=130]" in screen  # the sweep was cut short (issue 15): not a success
@@ -105,9 +112,6 @@ def test_a_90_run_sweep_still_being_written(isolated_home, tmp_path, request):
     """Issue 6's check: a 90-run sweep written live (grokwatch simulate --speed, another
     process), the dashboard at 160x48 in tmux: every run reachable, a run's curves and
     markers shown, and the phase counts change while the runs go on."""
-    import re
-    import time
-
     from grokwatch.simulate import live_simulation
 
     t = Tmux(f"gw-live-{request.node.name[:12]}", cols=160, rows=48)
@@ -116,7 +120,10 @@ def test_a_90_run_sweep_still_being_written(isolated_home, tmp_path, request):
             t.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(str(sweep))}",
                     env=_env(isolated_home))
             first = t.wait("90 runs", timeout=90).splitlines()[0]
-            counts = lambda line: re.findall(r"\b([.lMgGADSFP])(\d+)\b", line)  # noqa: E731  phase letter, count
+            # runs per phase in the status line: "7 grokked" when it has room, else "G7"
+            counts = lambda line: (re.findall(r"\b(\d+) (waiting|learning|memorized|grokking|grokked|anti-grokking|"  # noqa: E731
+                                              r"diverged|stalled|failed|preempted)\b", line)
+                                   or re.findall(r"\b([.lMgGADSFP])(\d+)\b", line))
             t.keys("End")  # the last run of the sorted table is reachable
             t.wait("wd1.0-s29", timeout=30)
             t.keys("Home")  # and the first
