@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: (direction kind, direction seed, span) of each slice; the first is the live probe's.
-SLICES = (("random", 0, 1.0), ("random", 1, 1.0), ("hessian", 0, 0.05))
+SLICES = (("random", 0, 1.0), ("random", 1, 1.0), ("hessian", 0, 0.05), ("hessian3d", 0, 0.05))
+GRID_3D = 7  # 7^3 = 343 losses per 3-D Hessian-subspace grid
 CONSTRUCTION_NAMES = ("sublevel", "superlevel", "rips")
 STATS = ("n_bars", "total", "effective_count", "median", "entropy")
 
@@ -91,14 +92,37 @@ def run_topology(run_dir: Path, every: int, grid: int, dense_every: int = 100, d
         out["steps"].append(step + 1)  # a snapshot of step s is the row of step s + 1 (probe_offline)
         out["weight_norm"].append(float(torch.sqrt(sum((p.double() ** 2).sum() for p in params.values()))))
         for kind, seed, span in SLICES:
-            if kind == "hessian" and step % hessian_every:
-                for cons in CONSTRUCTION_NAMES:  # keep the columns aligned with "steps"
+            if kind.startswith("hessian") and (step % hessian_every or float(cfg.weight_decay) != 1.0):
+                for cons in (("sublevel",) if kind == "hessian3d" else CONSTRUCTION_NAMES):  # keep columns aligned
                     col = out.setdefault(f"{kind}-s{seed}-x{span:g}-{cons}", {k: [] for k in STATS})
                     for k in STATS:
                         col[k].append(float("nan"))
                 continue
             if kind == "random":
                 img = loss_slice(loss_of, params, grid=grid, span=span, seed=seed, vectorize=False)
+            elif kind == "hessian3d":
+                # the merge tree of the sublevel sets on a 3-D grid along the top-3 Hessian
+                # eigenvectors (Landscaper; Xie, Geniesse et al. 2024): only "sublevel" applies
+                from observables.curvature import hessian_top_eigvecs
+                from observables.topology import grid_sublevel_h0
+
+                dirs = hessian_top_eigvecs(loss_of, params, k=3, iters=20, seed=seed)
+                theta = float(torch.sqrt(sum((p.double() ** 2).sum() for p in params.values())))
+                c = np.linspace(-span * theta, span * theta, GRID_3D)
+                vol = np.empty((GRID_3D,) * 3)
+                with torch.no_grad():
+                    for i, a in enumerate(c):
+                        for j, b in enumerate(c):
+                            for k, e in enumerate(c):
+                                vol[i, j, k] = float(loss_of({n: p + float(a) * dirs[0][n] + float(b) * dirs[1][n]
+                                                              + float(e) * dirs[2][n] for n, p in params.items()}))
+                diag = grid_sublevel_h0(vol)
+                life = diag[:, 1] - diag[:, 0]
+                col = out.setdefault(f"{kind}-s{seed}-x{span:g}-sublevel", {k: [] for k in STATS})
+                col["n_bars"].append(int(np.sum(np.isfinite(life) & (life > 0))))
+                for k, v in h0_summaries(diag).as_dict().items():
+                    col[k].append(v)
+                continue
             else:
                 d1, d2 = _hessian_directions(loss_of, params, seed=seed)
                 theta = float(torch.sqrt(sum((p.double() ** 2).sum() for p in params.values())))
@@ -132,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=500, help="snapshot cadence to probe (steps) after --dense-until")
     p.add_argument("--dense-every", type=int, default=100, help="snapshot cadence before --dense-until")
     p.add_argument("--dense-until", type=int, default=3000)
-    p.add_argument("--hessian-every", type=int, default=1000, help="cadence of the Hessian-direction slice")
+    p.add_argument("--hessian-every", type=int, default=2000,
+                   help="cadence of the Hessian-direction slices (2-D and 3-D), on weight decay 1 runs only")
     p.add_argument("--grid", type=int, default=15)
     p.add_argument("--runs", help="comma-separated run ids (default: all)")
     args = p.parse_args(argv)

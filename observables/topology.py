@@ -144,6 +144,60 @@ def rips_h0(image, span: float = 1.0) -> np.ndarray:
     return out
 
 
+def grid_sublevel_h0(values) -> np.ndarray:
+    """H0 diagram of the sublevel-set (lower-star) filtration of a function
+    sampled on a regular grid of any dimension: each grid point enters at its
+    value, neighbours are the 3^d - 1 surrounding points, and by the elder
+    rule the younger of two merging components dies at the merge value. In
+    2-D this is :func:`landscape_h0`; in d dimensions along the top Hessian
+    eigenvectors it is the merge tree's persistence that Landscaper (Chen et
+    al.) and Xie, Geniesse et al. 2024 read off a loss landscape. Union-find,
+    pure numpy; non-finite values are set to the largest finite one.
+    """
+    import itertools
+
+    v = to_numpy(values).astype(np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return np.zeros((0, 2))
+    v = np.where(finite, v, v[finite].max())
+    shape = v.shape
+    flat = v.ravel()
+    offsets = [o for o in itertools.product((-1, 0, 1), repeat=v.ndim) if any(o)]
+    parent = np.full(flat.size, -1, dtype=np.int64)
+    birth = np.zeros(flat.size)
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    bars = []
+    for i in np.argsort(flat, kind="stable"):
+        i = int(i)
+        parent[i] = i
+        birth[i] = flat[i]
+        idx = np.unravel_index(i, shape)
+        for o in offsets:
+            nb = tuple(a + b for a, b in zip(idx, o))
+            if any(c < 0 or c >= n for c, n in zip(nb, shape)):
+                continue
+            j = int(np.ravel_multi_index(nb, shape))
+            if parent[j] < 0:
+                continue
+            ri, rj = find(i), find(j)
+            if ri == rj:
+                continue
+            young, old = (ri, rj) if birth[ri] > birth[rj] else (rj, ri)
+            bars.append((birth[young], flat[i]))
+            parent[young] = old
+    bars.append((float(flat.min()), np.inf))
+    return np.asarray(bars, dtype=np.float64)
+
+
 def h0_diagram(image, construction: str = DEFAULT_CONSTRUCTION, span: float = 1.0) -> np.ndarray:
     """H0 diagram of a loss slice by one of :data:`CONSTRUCTIONS`:
     ``sublevel`` (:func:`landscape_h0`, the seed's), ``superlevel``
@@ -289,6 +343,7 @@ __all__ = [
     "CONSTRUCTIONS",
     "DEFAULT_CONSTRUCTION",
     "H0Summary",
+    "grid_sublevel_h0",
     "h0_diagram",
     "rips_h0",
     "filter_normalized_direction",
