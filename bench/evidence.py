@@ -61,6 +61,16 @@ PACKS: dict[str, list[str]] = {
 }
 
 
+# The post-hoc H0 comparison: 20 of the 24 tiny runs (every run of weight decays 3 and 1, seeds 0-3
+# of 0.3), a snapshot every 200 steps up to step 3000 and every 1000 after (on 2 busy cores the
+# slices cost about 10 s a snapshot).
+TOPOLOGY_ARGS = [
+    "--dense-every", "200", "--every", "1000", "--runs",
+    ",".join([f"wd3.0-s{i:02d}" for i in range(8)] + [f"wd1.0-s{i:02d}" for i in range(8)]
+             + [f"wd0.3-s{i:02d}" for i in range(4)]),
+]
+
+
 def train(out: Path, packs: list[str]) -> None:
     """Start (or resume) each pack as its own process and wait for all of them."""
     procs = {}
@@ -88,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="where the runs and the report go")
     p.add_argument("--no-train", action="store_true", help="only write the report, from the runs already in --out")
     p.add_argument("--packs", default="tiny,canonical", help="which packs to train (default: tiny,canonical)")
+    p.add_argument("--write-priors", type=Path, metavar="DIR",
+                   help="also write each preset's prior (<preset>.arrow and <preset>.json) into DIR "
+                   "(grokwatch/priors ships them)")
     p.add_argument("--write-docs", type=Path, metavar="DIR",
                    help="also copy report.md, report.json and the figures into DIR (e.g. docs/evidence)")
     args = p.parse_args(argv)
@@ -100,22 +113,29 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_train:
         train(out, packs)
     sys.path.insert(0, str(REPO / "bench"))
-    from evidence_report import build_report  # after training: the report reads the shards
+    from evidence_report import build_report, write_priors  # after training: the report reads the shards
 
     if not args.no_train or not (out / "topology").exists():
         # the post-hoc H0 comparison (docs/topology.md) on the tiny sweep's snapshots
         for name in packs if not args.no_train else [d.name for d in out.iterdir() if d.name in PACKS]:
             if name == "tiny":
                 subprocess.run([sys.executable, str(REPO / "bench" / "evidence_topology.py"), str(out / name),
-                                "--out", str(out / "topology"), "--every", "500"], check=True)
+                                "--out", str(out / "topology"), *TOPOLOGY_ARGS], check=True)
 
     report_dir = out / "report"
     summary = build_report(out, report_dir, command=" ".join(["python", "bench/evidence.py", *(argv or sys.argv[1:])]))
+    if args.write_priors:
+        for name in PACKS:
+            if (out / name).is_dir():
+                facts = write_priors(out / name, args.write_priors, "python bench/evidence.py --out DIR")
+                summary.setdefault("priors", {})[name] = facts["w_crit"].get("all")
     if args.write_docs:
         dest = args.write_docs
         dest.mkdir(parents=True, exist_ok=True)
         for f in report_dir.iterdir():
-            if f.suffix in (".md", ".json", ".png"):
+            if f.name == "topology.md":  # docs/topology.md, beside docs/evidence/
+                shutil.copy2(f, dest.parent / f.name)
+            elif f.suffix in (".md", ".json", ".png"):
                 shutil.copy2(f, dest / f.name)
     print(json.dumps(summary, sort_keys=True))
     return 0
