@@ -55,7 +55,6 @@ def test_every_view_gives_a_run_the_same_phase(sweep):
     from grokwatch.report.build import counts
     from grokwatch.report.data import ANTI, DIVERGED, GROKKED, NEVER, load_runs
     from grokwatch.store import RunReader
-    from grokwatch.tui.source import StoreSource
     from grokwatch.tui.watcher_source import WatcherSource
     from grokwatch.watch import SweepWatcher
 
@@ -79,13 +78,17 @@ def test_every_view_gives_a_run_the_same_phase(sweep):
     assert {rid: r["phase"] for rid, r in rows.items()} == EXPECTED
     assert rows[BAD]["state"] == "diverged"
 
-    # the dashboard (both adapters)
-    for source in (WatcherSource(sweep, poll=True), StoreSource(sweep)):
+    # the dashboard (its one source: the watcher)
+    source = WatcherSource(sweep, poll=True)
+    try:
         source.refresh()
         model = source.model()
-        assert {r.run_id: r.phase for r in model.rows} == EXPECTED, type(source).__name__
-        assert model.phase_counts().get("diverged") == 1
+    finally:
         source.close()
+    assert {r.run_id: r.phase for r in model.rows} == EXPECTED
+    assert model.phase_counts().get("diverged") == 1
+    shown = {(a.run_id, a.rule) for a in model.alarms if a.state == "firing"}
+    assert (BAD, "diverged") in shown and not any(rule == "diverged" for run, rule in shown if run != BAD)
 
     # the report: it files the run under diverged, not grokked
     runs = load_runs(sweep)

@@ -39,10 +39,16 @@ def load_tui_config(path: Path | None, **overrides):
 def run_dashboard(source, config, before_exit: Callable[[], None] | None = None,
                   on_app: Callable[[object], None] | None = None) -> int:
     """Run the app; a crash restores the terminal, prints the error and exits non-zero.
-    ``on_app`` gets the app before it runs (the demo closes it on SIGTERM)."""
+    ``on_app`` gets the app before it runs (the demo closes it on SIGTERM).
+    A watcher that cannot be loaded is one line on stderr and exit 1."""
     from ..tui.app import make_app
+    from ..tui.source import WatcherUnavailable
 
-    app = make_app(source, config)  # a bad SOURCE raises UsageError: one line, exit 2
+    try:
+        app = make_app(source, config)  # a bad SOURCE raises UsageError: one line, exit 2
+    except WatcherUnavailable as exc:
+        print(f"grokwatch: error: {exc}", file=sys.stderr)
+        return 1
     if on_app is not None:
         on_app(app)
     try:

@@ -2,7 +2,7 @@
 
 Data flow (nvitop's and toolong's shape)::
 
-    source thread (watcher / store poller) --on_change--> ModelFeed thread
+    watcher thread (grokwatch.watch) --on_change--> ModelFeed thread
         builds a SweepModel (off the UI thread), at most every `redraw` s
         --post ModelReady (can_replace)--> app --> the screens update only
         what changed

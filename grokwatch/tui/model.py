@@ -120,7 +120,6 @@ class SweepModel:
     alarms: tuple[AlarmRow, ...] = ()  # newest first
     generation: int = 0
     updated: float | None = None  # wall-clock time (epoch s) of the data
-    source: str = "store"  # what built it: "store" or "watcher"
     errors: tuple[str, ...] = ()
     _by_id: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -202,7 +201,7 @@ class RunSeries:
         return next((p for p in self.panels if p.key == key), None)
 
 
-# --- building rows from a run's raw data (used by adapters) ----------------
+# --- building rows from a run's raw data (used by the watcher source) -------
 
 _WD_SEED = re.compile(r"wd(?P<wd>[0-9.eE+-]+)[-_]s(?:eed)?(?P<seed>\d+)")
 

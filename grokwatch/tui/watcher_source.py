@@ -1,4 +1,4 @@
-"""The dashboard's adapter over the sweep watcher (:mod:`grokwatch.watch`).
+"""The dashboard's one source: the sweep watcher (:mod:`grokwatch.watch`).
 
 One :class:`~grokwatch.watch.SweepWatcher` (a plain thread) follows the sweep
 with an in-process :class:`~grokwatch.alerts.AlertEngine` (the default rules);
@@ -12,7 +12,7 @@ run_id, seed, weight_decay  same (seed / wd from the run id when run.json lacks 
 step, total_steps           same (step 0 before the first shard)
 phase                       same ("stalled" layered by the watcher), plus
                             "failed" / "diverged" when status.json says so
-status, heartbeat_age       state (:func:`~grokwatch.tui.source.run_state`,
+status, heartbeat_age       state (:func:`~grokwatch.tui.hooks.run_state`,
                             with the SLURM task when the sweep was submitted)
 snapshot.planned            a row per planned run not started yet: phase
                             "waiting", state planned / submitted / pending ...
@@ -43,32 +43,22 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..alerts import AlertEngine, load_rules
 from ..store import read_status
+from ..watch import ScoreConfig, SweepWatcher
+from .curves import RunData, build_series
+from .hooks import PredictionHook, SlurmHook, planned_rows, run_state
 from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
 from .series import sparkline_values
-from .source import SPARK_WIDTH, PredictionHook, RunData, SlurmHook, build_series, planned_rows, run_state
 
 GAI_SPIKE_Z = 3.5  # DESIGN section 3; the gai_spike rule's threshold when the engine has one
-
-
-def watcher_available() -> bool:
-    try:
-        import grokwatch.alerts  # noqa: F401
-        import grokwatch.watch  # noqa: F401
-    except Exception:
-        return False
-    return True
+SPARK_WIDTH = 10  # values in a row's val_acc sparkline
 
 
 class WatcherSource:
-    kind = "watcher"
-
     def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = 600.0, interval: float = 1.0,
                  clock: Callable[[], float] = time.time, rules_path: str | None = None, poll: bool | None = None,
                  pause: Callable[[], object] | None = None):
-        from ..alerts import AlertEngine, load_rules
-        from ..watch import ScoreConfig, SweepWatcher
-
         self.sweep_dir = Path(sweep_dir)
         self.clock = clock
         self.stall_timeout = stall_timeout
@@ -211,7 +201,7 @@ class WatcherSource:
         return SweepModel(
             sweep=self.sweep_dir.name, path=str(self.sweep_dir), rows=tuple(rows), alarms=alarms,
             generation=snap.version, updated=self._updated if self._updated is not None else (self.clock() if snap.version else None),
-            source=self.kind, errors=errors,
+            errors=errors,
         )
 
     def series(self, run_ids: Sequence[str], smoothing: float = 0.0) -> RunSeries:

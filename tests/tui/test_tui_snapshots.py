@@ -15,7 +15,7 @@ import dataclasses
 
 from grokwatch.tui.config import FROZEN_TIME
 from grokwatch.tui.model import Prediction
-from grokwatch.tui.source import PredictionHook
+from grokwatch.tui.hooks import PredictionHook
 from grokwatch.tui.watcher_source import WatcherSource
 
 SIZES = {"small": (80, 24), "large": (160, 48)}

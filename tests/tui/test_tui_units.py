@@ -1,8 +1,7 @@
-"""The dashboard's pure parts: series, canvas, filter, sort, config, alarms tail, feed, adapters."""
+"""The dashboard's pure parts: series, canvas, filter, sort, config, alarms tail, feed, the watcher source."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -16,7 +15,7 @@ from grokwatch.tui.config import DEFAULT_COLUMNS, ConfigError, TuiConfig, config
 from grokwatch.tui.filtering import parse_filter
 from grokwatch.tui.model import Marker, ModelFeed, Panel, RunRow, Series, SweepModel, run_identity
 from grokwatch.tui.series import decimate, prepare, smooth, sparkline, sparkline_values
-from grokwatch.tui.source import AlarmTail, StoreSource, resolve_sweep
+from grokwatch.tui.source import resolve_sweep
 
 # -- series -----------------------------------------------------------------------
 
@@ -190,24 +189,7 @@ def test_test_config_freezes_everything():
     assert cfg.now() == cfg.now() == cfg.clock and cfg.hostname == "testhost"
 
 
-# -- alarms.jsonl tail, the feed, the store adapter --------------------------------------------
-
-
-def test_alarm_tail_reads_only_what_was_appended(tmp_path):
-    path = tmp_path / "alarms.jsonl"
-    tail = AlarmTail(path)
-    assert not tail.poll()
-    rec = {"run": "r1", "rule": "gai_spike", "step": 10, "value": 4.2, "threshold": 3.5, "state": "firing",
-           "time": "2024-01-01T00:00:00.000Z"}
-    path.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "run": "r2"}))  # the 2nd line is not finished
-    assert tail.poll() and [a.run_id for a in tail.events] == ["r1"]
-    with open(path, "a") as fh:
-        fh.write("\n" + json.dumps({**rec, "state": "resolved", "step": 20}) + "\nnot json\n")
-    assert tail.poll() and [(a.run_id, a.state) for a in tail.events] == [("r1", "firing"), ("r2", "firing"),
-                                                                          ("r1", "resolved")]
-    assert tail.active() == {"r2": ("gai_spike",)}
-    path.write_text(json.dumps(rec) + "\n")  # truncated and rewritten
-    assert tail.poll() and len(tail.events) == 1
+# -- the feed, the watcher source -------------------------------------------------------------
 
 
 def test_feed_coalesces_a_burst_into_few_models():
@@ -252,25 +234,109 @@ def test_feed_waits_while_the_ui_is_behind():
         feed.close()
 
 
-def test_store_and_watcher_adapters_agree(sim_sweep):
-    from grokwatch.tui.watcher_source import WatcherSource
+def test_the_watcher_source_rows_are_what_the_store_says(sim_sweep):
+    """Each row against the run's own files, read apart from the watcher: identity,
+    step, t_mem / t_grok and phase (grokwatch.phases), the sparkline; stalled
+    exactly when a running run's heartbeat is older than the stall timeout."""
+    from grokwatch.phases import phase_of
+    from grokwatch.store import RunReader, list_runs
+    from grokwatch.tui.model import run_identity
+    from grokwatch.tui.watcher_source import SPARK_WIDTH, WatcherSource
 
-    store = StoreSource(sim_sweep, stall_timeout=1800)
-    store.refresh()
     watcher = WatcherSource(sim_sweep, stall_timeout=1800)
     try:
         watcher.refresh()
-        a, b = store.model(), watcher.model()
+        model = watcher.model()
     finally:
         watcher.close()
-        store.close()
-    assert a.run_ids == b.run_ids and len(a.rows) == 12
-    for ra, rb in zip(a.rows, b.rows):
-        assert (ra.seed, ra.weight_decay, ra.step, ra.total_steps, ra.t_mem, ra.t_grok) == \
-               (rb.seed, rb.weight_decay, rb.step, rb.total_steps, rb.t_mem, rb.t_grok)
-        assert ra.phase == rb.phase or rb.phase == "stalled"
-        assert ra.val_spark == rb.val_spark
-    assert b.alarms and not a.alarms  # only the watcher runs an alarm engine
+    runs = list_runs(sim_sweep)
+    assert model.run_ids == tuple(p.name for p in runs) and len(model.rows) == 12
+    now = time.time()
+    stalled = 0
+    for path, row in zip(runs, model.rows):
+        r = RunReader(path)
+        r.refresh()
+        sc, status = r.scalars, r.status or {}
+        info = phase_of(sc)
+        seed, wd, total = run_identity(path.name, r.config)
+        assert (row.seed, row.weight_decay, row.step, row.total_steps, row.t_mem, row.t_grok) == \
+               (seed, wd, int(sc["step"][-1]), total, info.t_mem, info.t_grok), path.name
+        late = status.get("state") == "running" and now - status["heartbeat_unix"] > 1800
+        assert row.phase == ("stalled" if late else info.phase), path.name
+        stalled += late
+        assert row.val_spark == sparkline_values(sc["step"], sc["val_acc"], SPARK_WIDTH)
+    assert stalled == 1  # the simulated sweep's stalled run
+    assert model.alarms and any(r.alarms for r in model.rows)  # the watcher runs the alarm engine
+
+
+def test_a_broken_watcher_is_an_error_not_another_data_path(sim_sweep, monkeypatch, capsys):
+    """The dashboard reads the sweep only through the watcher: when grokwatch.watch
+    cannot be imported (here: a bug raises at import), `grokwatch tui` says so in
+    one line and exits 1."""
+    import sys
+
+    from grokwatch.cli import main
+
+    class Broken:
+        def find_spec(self, name, path=None, target=None):
+            if name == "grokwatch.watch":
+                raise RuntimeError("a bug in\nthe watcher")
+            return None
+
+    monkeypatch.delitem(sys.modules, "grokwatch.watch")
+    monkeypatch.delitem(sys.modules, "grokwatch.tui.watcher_source", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    assert main(["tui", str(sim_sweep)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["grokwatch: error: the sweep watcher (grokwatch.watch) cannot be loaded: "
+                   "RuntimeError: a bug in the watcher"]
+
+
+def test_tui_modules_import_one_another_without_a_cycle():
+    """Every import between modules of grokwatch.tui (function-level ones too) points one way."""
+    import ast
+    from pathlib import Path
+
+    import grokwatch.tui
+
+    root = Path(grokwatch.tui.__file__).parent
+    mods = {".".join(("grokwatch.tui", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
+            for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")
+                if node.level:
+                    base = base[: len(base) - node.level + 1]
+                    target = ".".join([*base, node.module] if node.module else base)
+                else:
+                    target = node.module or ""
+                names = [f"{target}.{a.name}" for a in node.names] + [target]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in mods:
+                    name = name.rpartition(".")[0]
+                if name and name != mod and name != "grokwatch.tui":
+                    graph[mod].add(name)
+    assert graph["grokwatch.tui.source"] >= {"grokwatch.tui.watcher_source"}  # the walk sees imports
+    state: dict[str, int] = {}
+
+    def visit(m: str, trail: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            assert state.get(n) != 1, "import cycle: " + " -> ".join([*trail, m, n])
+            if n not in state:
+                visit(n, [*trail, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
 
 
 def test_resolve_sweep_uses_the_shared_source_resolver(sim_sweep, tmp_path):
@@ -291,10 +357,10 @@ def test_model_changed_since():
 
 
 @pytest.mark.parametrize("module", ["grokwatch.tui.model", "grokwatch.tui.series", "grokwatch.tui.canvas",
-                                    "grokwatch.tui.source", "grokwatch.tui.watcher_source", "grokwatch.tui.config",
-                                    "grokwatch.tui.filtering"])
+                                    "grokwatch.tui.source", "grokwatch.tui.watcher_source", "grokwatch.tui.curves",
+                                    "grokwatch.tui.hooks", "grokwatch.tui.config", "grokwatch.tui.filtering"])
 def test_view_model_modules_are_headless(module):
-    """The view-model and its adapters run without textual or rich (they are built off the UI thread)."""
+    """The view-model and its source run without textual or rich (they are built off the UI thread)."""
     import subprocess
     import sys
 
