@@ -66,6 +66,13 @@ class DemoPlan:
     steps: int | None = None  # each run's step budget (for the manifest)
 
 
+# Probes every 250 steps with the H0 slice at each (Rips construction, alive on real runs:
+# docs/topology.md), so the H0 signal and its alarm have points on every plateau; about
+# +30% of the tiny preset's training time on one CPU thread.
+DEMO_PROBES = ["--probe-every", "250", "--probes",
+               "effective_rank,htsr,htsr_traps,h0@1,commutator,hessian,hessian_trace,update_cosine,pca2"]
+
+
 def plan_demo(
     root: Path,
     sweep: str = "demo",
@@ -88,6 +95,7 @@ def plan_demo(
                 "--preset", "tiny", "--seed", str(seed), "--weight-decay", f"{wd:g}",
                 "--steps", str(steps), "--device", "cpu", "--threads", "1",
                 "--stop-after-grok", str(stop_after_grok), "--flush-seconds", "1",
+                *DEMO_PROBES,
                 "--resume",
                 *(extra or []),
             ]
