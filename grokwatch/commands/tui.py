@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>), a root holding one sweep, "
                    f"or {SSH_SOURCE}")
     add_trust_flag(p)
+    p.add_argument("--rules", metavar="FILE", type=Path,
+                   help="alarm rules (TOML) merged over the defaults, as `grokwatch alerts --rules` reads them; "
+                   "while a `grokwatch alerts` runs on the sweep, the dashboard shows its alarms instead")
     p.add_argument("--config", type=Path, help="dashboard config (TOML; default ~/.config/grokwatch/tui.toml)")
     p.add_argument("--interval", type=float, help="seconds between polls of the sweep (overrides the config)")
     p.add_argument("--no-follow", action="store_true", help="read the sweep once; do not follow it")
@@ -36,8 +39,21 @@ def load_tui_config(path: Path | None, **overrides):
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def load_rules_file(path: Path | None) -> None:
+    """Check a ``--rules`` file the way ``grokwatch alerts`` reads it; a bad one is a usage error."""
+    if path is None:
+        return
+    from ..alerts import RuleError, load_rules
+    from ..cli import UsageError
+
+    try:
+        load_rules(path)
+    except RuleError as exc:
+        raise UsageError(" ".join(str(exc).split())) from None
+
+
 def run_dashboard(source, config, before_exit: Callable[[], None] | None = None,
-                  on_app: Callable[[object], None] | None = None) -> int:
+                  on_app: Callable[[object], None] | None = None, rules: Path | None = None) -> int:
     """Run the app; a crash restores the terminal, prints the error and exits non-zero.
     ``on_app`` gets the app before it runs (the demo closes it on SIGTERM).
     A watcher that cannot be loaded is one line on stderr and exit 1."""
@@ -45,7 +61,7 @@ def run_dashboard(source, config, before_exit: Callable[[], None] | None = None,
     from ..tui.source import WatcherUnavailable
 
     try:
-        app = make_app(source, config)  # a bad SOURCE raises UsageError: one line, exit 2
+        app = make_app(source, config, rules=rules)  # a bad SOURCE raises UsageError: one line, exit 2
     except WatcherUnavailable as exc:
         print(f"grokwatch: error: {exc}", file=sys.stderr)
         return 1
@@ -70,4 +86,5 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError("--interval must be positive")
     cfg = load_tui_config(args.config, interval=args.interval, follow=False if args.no_follow else None)
-    return run_dashboard(args.source, cfg)
+    load_rules_file(args.rules)  # before the terminal is taken over
+    return run_dashboard(args.source, cfg, rules=args.rules)

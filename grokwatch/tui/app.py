@@ -224,12 +224,14 @@ class GrokwatchApp(App):
         return names.get(key, key)
 
 
-def make_app(source: SweepSource | str | os.PathLike, config: TuiConfig | None = None) -> GrokwatchApp:
-    """The dashboard over SOURCE (a sweep directory, or a ready source object)."""
+def make_app(source: SweepSource | str | os.PathLike, config: TuiConfig | None = None,
+             rules: str | os.PathLike | None = None) -> GrokwatchApp:
+    """The dashboard over SOURCE (a sweep directory, or a ready source object);
+    ``rules``: a rules file merged over the defaults, as ``grokwatch alerts --rules``."""
     config = config or TuiConfig()
     quiet = QuietWindow()
     if isinstance(source, (str, os.PathLike, Path)):
         clock = (lambda: config.clock) if config.clock is not None else time.time
         source = open_source(source, stall_timeout=config.stall_timeout, interval=config.interval, clock=clock,
-                             pause=quiet.pause)
+                             pause=quiet.pause, rules=rules)
     return GrokwatchApp(source, config, quiet=quiet)

@@ -121,6 +121,9 @@ class SweepModel:
     generation: int = 0
     updated: float | None = None  # wall-clock time (epoch s) of the data
     errors: tuple[str, ...] = ()
+    # Where the alarms come from when not the dashboard's own engine on the built-in
+    # rules: "rules: FILE" (grokwatch tui --rules), or the alarm daemon whose journal is shown.
+    alarm_source: str | None = None
     _by_id: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -56,11 +56,13 @@ def resolve_sweep(source: str | os.PathLike) -> Path:
 
 
 def open_source(source: str | os.PathLike, *, stall_timeout: float = 600.0, interval: float = 1.0,
-                clock: Callable[[], float] = time.time, pause: Callable[[], object] | None = None) -> SweepSource:
+                clock: Callable[[], float] = time.time, pause: Callable[[], object] | None = None,
+                rules: str | os.PathLike | None = None) -> SweepSource:
     """The watcher's view of SOURCE. ``pause``: called by the watcher's thread
     between runs (the dashboard's :class:`grokwatch.quiet.QuietWindow`), so key
-    presses repaint first. Raises :class:`WatcherUnavailable` when the watcher
-    does not import (with the reason)."""
+    presses repaint first. ``rules``: a rules file merged over the defaults
+    (as ``grokwatch alerts --rules``). Raises :class:`WatcherUnavailable` when
+    the watcher does not import (with the reason)."""
     sweep = resolve_sweep(source)
     try:
         from .watcher_source import WatcherSource
@@ -68,4 +70,4 @@ def open_source(source: str | os.PathLike, *, stall_timeout: float = 600.0, inte
         log.debug("importing the watcher failed", exc_info=True)
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise WatcherUnavailable(f"the sweep watcher (grokwatch.watch) cannot be loaded: {reason}") from exc
-    return WatcherSource(sweep, stall_timeout=stall_timeout, interval=interval, clock=clock, pause=pause)
+    return WatcherSource(sweep, stall_timeout=stall_timeout, interval=interval, clock=clock, pause=pause, rules=rules)

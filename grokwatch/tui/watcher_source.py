@@ -1,9 +1,18 @@
 """The dashboard's one source: the sweep watcher (:mod:`grokwatch.watch`).
 
-One :class:`~grokwatch.watch.SweepWatcher` (a plain thread) follows the sweep
-with an in-process :class:`~grokwatch.alerts.AlertEngine` (the default rules);
+One :class:`~grokwatch.watch.SweepWatcher` (a plain thread) follows the sweep;
 its ``on_update`` callback only tells the dashboard's feed that something
-changed. ``model()`` maps the watcher's immutable snapshot to the view-model:
+changed. The alarms come from one place, the same as ``grokwatch alerts``'s:
+
+- no alarm daemon on the sweep: an in-process
+  :class:`~grokwatch.alerts.AlertEngine` on the rules
+  :func:`grokwatch.alerts.load_rules` gives for ``rules`` (the defaults,
+  merged with the file of ``grokwatch tui --rules FILE``);
+- a ``grokwatch alerts`` running on the sweep (its lock is live): no engine
+  here; the alarms are the daemon's journal, ``<sweep>/.grokwatch/alarms.jsonl``
+  (:class:`~grokwatch.tui.journal.DaemonJournal`), and the header says so.
+
+``model()`` maps the watcher's immutable snapshot to the view-model:
 
 ==========================  ===================================================
 RunView                     RunRow
@@ -21,7 +30,7 @@ scalars step/val_acc        val_spark (10 values, decimated; cached per version)
 signals gai_z               gai_z
 signals htsr_alpha_min      alpha_min
 signals h0_entropy_z        h0_entropy_z
-alarms (firing)             alarms (rule names)
+alarms (firing)             alarms (rule names; the journal's, with a daemon)
 t_mem, t_grok               same
 restarts                    restarts; restart_steps from status.json attempts
 (in-process SweepPredictor) prediction (t_grok, interval, method)
@@ -30,11 +39,12 @@ restarts                    restarts; restart_steps from status.json attempts
 
 Rows are rebuilt only for runs whose ``RunView`` object changed (the watcher
 reuses the object while a run does not change). The alarm feed is the
-engine's events (``on_alarms``), newest first.
+engine's events (``on_alarms``), or the daemon's journal, newest first.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
@@ -48,6 +58,7 @@ from ..store import read_status
 from ..watch import ScoreConfig, SweepWatcher
 from .curves import RunData, build_series
 from .hooks import PredictionHook, SlurmHook, planned_rows, run_state
+from .journal import DaemonJournal
 from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
 from .series import sparkline_values
 
@@ -57,14 +68,19 @@ SPARK_WIDTH = 10  # values in a row's val_acc sparkline
 
 class WatcherSource:
     def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = 600.0, interval: float = 1.0,
-                 clock: Callable[[], float] = time.time, rules_path: str | None = None, poll: bool | None = None,
-                 pause: Callable[[], object] | None = None):
+                 clock: Callable[[], float] = time.time, rules: str | os.PathLike | None = None,
+                 poll: bool | None = None, pause: Callable[[], object] | None = None):
+        """``rules``: a rules file merged over the defaults, as ``grokwatch alerts
+        --rules`` reads it (a bad one raises :class:`grokwatch.alerts.RuleError`)."""
         self.sweep_dir = Path(sweep_dir)
         self.clock = clock
         self.stall_timeout = stall_timeout
-        rules = load_rules(rules_path)
-        self.engine = AlertEngine(rules)
-        spike = rules.get("gai_spike")
+        self.rules_path = Path(rules) if rules is not None else None
+        self.rules = load_rules(self.rules_path)
+        # A live `grokwatch alerts` on this sweep: show its journal, run no engine of our own.
+        self.daemon = DaemonJournal(self.sweep_dir, every=interval)
+        self.engine = None if self.daemon.following else AlertEngine(self.rules)
+        spike = self.rules.get("gai_spike")
         self.gai_threshold = float(spike.threshold) if spike is not None else GAI_SPIKE_Z
         self.watcher = SweepWatcher(
             self.sweep_dir, engine=self.engine, config=ScoreConfig(stall_timeout=stall_timeout), poll=poll,
@@ -88,6 +104,7 @@ class WatcherSource:
         self._on_change = on_change
         self._started = True
         self.slurm.start(on_change)
+        self.daemon.start(on_change)
         self.watcher.start()
 
     def close(self) -> None:
@@ -96,13 +113,15 @@ class WatcherSource:
         self._closed = True
         self.watcher.close()
         self.slurm.close()
+        self.daemon.close()
 
     def refresh(self) -> bool:
         """One watcher cycle in this thread (the read-once mode and tests)."""
         before = self.watcher.snapshot().version
         self.watcher.cycle()
         self.slurm.refresh()
-        return self.watcher.snapshot().version != before
+        journal = self.daemon.poll()
+        return self.watcher.snapshot().version != before or journal
 
     def request_refresh(self) -> None:
         self.watcher.request_refresh()
@@ -180,6 +199,10 @@ class WatcherSource:
             cache[rid] = (view, row)
             rows.append(row)
         self._rows = cache
+        if self.daemon.following:  # the alarm daemon's journal says which rules fire
+            active = self.daemon.active()
+            rows = [r if r.alarms == active.get(r.run_id, ()) else replace(r, alarms=active.get(r.run_id, ()))
+                    for r in rows]
         slurm = self.slurm.states()
         tasks = self.slurm.tasks()
         if tasks:  # the state column joins the SLURM task with the run's own record
@@ -193,22 +216,35 @@ class WatcherSource:
         preds = self.predict.from_views(snap.runs, pause=self.pause)
         if slurm or preds:
             rows = [replace(r, slurm_state=slurm.get(r.run_id), prediction=preds.get(r.run_id)) for r in rows]
-        with self._lock:
-            alarms = self._alarms
-        errors = tuple(e for e in (self.predict.error, self.slurm.last_error) if e)
+        if self.daemon.following:
+            alarms = self.daemon.alarms()
+        else:
+            with self._lock:
+                alarms = self._alarms
+        errors = tuple(e for e in (self.predict.error, self.slurm.last_error, self.daemon.error) if e)
         if self._started and not self._closed and not self.watcher.alive:
             errors += ("the watcher thread stopped",)
         return SweepModel(
             sweep=self.sweep_dir.name, path=str(self.sweep_dir), rows=tuple(rows), alarms=alarms,
             generation=snap.version, updated=self._updated if self._updated is not None else (self.clock() if snap.version else None),
-            errors=errors,
+            errors=errors, alarm_source=self.alarm_source,
         )
+
+    @property
+    def alarm_source(self) -> str | None:
+        """Where the alarms come from, when not from the built-in rules alone."""
+        if self.daemon.following:
+            return self.daemon.note
+        return f"rules: {self.rules_path.name}" if self.rules_path is not None else None
 
     def series(self, run_ids: Sequence[str], smoothing: float = 0.0) -> RunSeries:
         snap = self.watcher.snapshot()
         model_rows = {rid: row for rid, (view, row) in self._rows.items()}
-        with self._lock:
-            events = list(self._events)
+        if self.daemon.following:
+            events = list(self.daemon.alarms())
+        else:
+            with self._lock:
+                events = list(self._events)
         data = []
         for rid in run_ids:
             view = snap.runs.get(rid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -15,6 +16,7 @@ from grokwatch.tui.config import DEFAULT_COLUMNS, ConfigError, TuiConfig, config
 from grokwatch.tui.filtering import parse_filter
 from grokwatch.tui.model import Marker, ModelFeed, Panel, RunRow, Series, SweepModel, run_identity
 from grokwatch.tui.series import decimate, prepare, smooth, sparkline, sparkline_values
+from grokwatch.tui.journal import AlarmTail
 from grokwatch.tui.source import resolve_sweep
 
 # -- series -----------------------------------------------------------------------
@@ -189,7 +191,24 @@ def test_test_config_freezes_everything():
     assert cfg.now() == cfg.now() == cfg.clock and cfg.hostname == "testhost"
 
 
-# -- the feed, the watcher source -------------------------------------------------------------
+# -- alarms.jsonl tail, the feed, the watcher source ----------------------------------------
+
+
+def test_alarm_tail_reads_only_what_was_appended(tmp_path):
+    path = tmp_path / "alarms.jsonl"
+    tail = AlarmTail(path)
+    assert not tail.poll()
+    rec = {"run": "r1", "rule": "gai_spike", "step": 10, "value": 4.2, "threshold": 3.5, "state": "firing",
+           "time": "2024-01-01T00:00:00.000Z"}
+    path.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "run": "r2"}))  # the 2nd line is not finished
+    assert tail.poll() and [a.run_id for a in tail.events] == ["r1"]
+    with open(path, "a") as fh:
+        fh.write("\n" + json.dumps({**rec, "state": "resolved", "step": 20}) + "\nnot json\n")
+    assert tail.poll() and [(a.run_id, a.state) for a in tail.events] == [("r1", "firing"), ("r2", "firing"),
+                                                                          ("r1", "resolved")]
+    assert tail.active() == {"r2": ("gai_spike",)}
+    path.write_text(json.dumps(rec) + "\n")  # truncated and rewritten
+    assert tail.poll() and len(tail.events) == 1
 
 
 def test_feed_coalesces_a_burst_into_few_models():
@@ -358,7 +377,8 @@ def test_model_changed_since():
 
 @pytest.mark.parametrize("module", ["grokwatch.tui.model", "grokwatch.tui.series", "grokwatch.tui.canvas",
                                     "grokwatch.tui.source", "grokwatch.tui.watcher_source", "grokwatch.tui.curves",
-                                    "grokwatch.tui.hooks", "grokwatch.tui.config", "grokwatch.tui.filtering"])
+                                    "grokwatch.tui.hooks", "grokwatch.tui.journal", "grokwatch.tui.config",
+                                    "grokwatch.tui.filtering"])
 def test_view_model_modules_are_headless(module):
     """The view-model and its source run without textual or rich (they are built off the UI thread)."""
     import subprocess

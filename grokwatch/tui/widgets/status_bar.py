@@ -1,4 +1,5 @@
-"""One line at the top: sweep, runs per phase, alarms, how fresh the data is.
+"""One line at the top: sweep, runs per phase, alarms (and where they come
+from, when not the built-in rules), how fresh the data is.
 
 Runs per phase read as words ("7 grokked") when the line has room, else as
 the grid's letters ("G7"), which the help screen (``?``, "Help, legend" in the
@@ -93,6 +94,8 @@ class StatusBar(Widget):
         firing = sum(1 for r in m.rows if r.alarms)
         if firing:
             t.append(f" {firing} alarming ", style="bold #d62728")
+        if m.alarm_source:
+            t.append(f" {m.alarm_source} ", style="italic")
         if self.filter_text:
             t.append(f" filter: {self.filter_text} ", style="italic")
         age = None if m.updated is None or now is None else now - m.updated

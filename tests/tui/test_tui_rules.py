@@ -1,0 +1,202 @@
+"""One source of alarms: the dashboard raises what `grokwatch alerts --rules FILE`
+raises, and while an alarm daemon runs on the sweep it shows the daemon's journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+from tui_helpers import drive, frozen_config, screen_text, settle
+
+from grokwatch.alerts.lock import InstanceLock
+from grokwatch.cli import main
+from grokwatch.simulate import simulate_sweep
+from grokwatch.store import list_runs
+from grokwatch.store.layout import WATCHER_DIR
+from grokwatch.tui.app import GrokwatchApp, make_app
+from grokwatch.tui.journal import DaemonJournal
+
+MY_RULE = """
+[rules.my_only_rule]
+signal = "train_loss"
+comparison = "<"
+threshold = 1e9
+severity = "warning"
+"""
+
+
+@pytest.fixture
+def small_sweep(tmp_path):
+    return simulate_sweep(tmp_path / "root", "s", runs=3, steps=2000)
+
+
+@pytest.fixture
+def rules_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(MY_RULE)
+    return path
+
+
+def run_cli_headless(monkeypatch, argv, script):
+    """``grokwatch ARGV`` as a user runs it, with the app driven headless by ``script``."""
+    run = GrokwatchApp.run
+    seen: dict = {}
+
+    def headless(self, **_kw):
+        async def pilot(p):
+            await settle(self, p)
+            await script(self, p, seen)
+            self.exit(0)
+
+        return run(self, headless=True, size=(200, 30), auto_pilot=pilot)
+
+    monkeypatch.setattr(GrokwatchApp, "run", headless)
+    rc = main(argv)
+    return rc, seen
+
+
+@pytest.mark.parametrize("form", ["tui", "bare"])
+def test_rules_file_rule_fires_in_the_dashboard(small_sweep, rules_file, monkeypatch, form):
+    """`grokwatch tui SWEEP --rules FILE` (and `grokwatch SWEEP --rules FILE`) raise the
+    rule that only FILE has, on every run, in the alarm feed and the table."""
+
+    async def script(app, pilot, seen):
+        await pilot.press("a")
+        await settle(app, pilot)
+        seen["feed"] = screen_text(app)
+        seen["model"] = app.model
+        seen["engine"] = app.source.engine
+
+    argv = ["tui"] if form == "tui" else []
+    rc, seen = run_cli_headless(monkeypatch, [*argv, str(small_sweep), "--rules", str(rules_file), "--no-follow"],
+                                script)
+    assert rc == 0
+    model = seen["model"]
+    assert "my_only_rule" in seen["engine"].rules and "gai_spike" in seen["engine"].rules  # merged over the defaults
+    fired = {a.run_id for a in model.alarms if a.rule == "my_only_rule" and a.state == "firing"}
+    assert fired == set(model.run_ids) and len(fired) == 3
+    # still firing wherever the loss is a number; the diverged run's NaN loss resolved it
+    assert {r.run_id: "my_only_rule" in r.alarms for r in model.rows} == {r.run_id: r.phase != "diverged"
+                                                                          for r in model.rows}
+    assert [r.phase for r in model.rows].count("diverged") == 1
+    feed = seen["feed"]
+    assert feed.count("my_only_rule") >= 3  # one line per run in the alarm feed
+    assert "rules: mine.toml" in feed.splitlines()[0]  # the header names the rules file
+
+
+def test_without_rules_the_rule_is_not_raised(small_sweep):
+    async def script(app, pilot):
+        assert app.model.alarms and not any(a.rule == "my_only_rule" for a in app.model.alarms)
+        assert "rules:" not in screen_text(app).splitlines()[0]
+
+    drive(make_app(small_sweep, frozen_config()), script, size=(200, 30))
+
+
+@pytest.mark.parametrize("form", ["tui", "bare"])
+@pytest.mark.parametrize("content, says", [
+    ("[rules.x]\nsignal = 'train_loss'\ncomparison = '<'\n", "missing threshold"),
+    ("[rules.x\n", "invalid TOML"),
+    (None, "cannot read rules file"),
+])
+def test_a_bad_rules_file_is_one_line_and_exit_2(small_sweep, tmp_path, capsys, form, content, says):
+    path = tmp_path / "bad.toml"
+    if content is not None:
+        path.write_text(content)
+    argv = ["tui"] if form == "tui" else []
+    assert main([*argv, str(small_sweep), "--rules", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("grokwatch: error: ") and says in err[0], err
+    assert str(path) in err[0]
+
+
+# -- a daemon on the sweep: its journal, not an engine of the dashboard's own ----------------
+
+
+def journal_record(run: str, rule: str, step: int, state: str = "firing", seq: int = 0) -> dict:
+    return {"id": f"{run}-{rule}-{seq}", "run": run, "rule": rule, "state": state, "step": step, "value": 1.0,
+            "threshold": 0.5, "comparison": ">", "severity": "critical", "signal": "x", "episode": 1,
+            "time": f"2024-01-02T03:0{seq}:00.000Z", "time_unix": 1704164400.0 + 60 * seq, "description": "",
+            "sweep": "s", "silenced": None, "notify": []}
+
+
+def test_with_a_daemon_running_the_dashboard_shows_its_journal(small_sweep, rules_file):
+    """A live lock (this process, as `grokwatch alerts` holds it) and a journal: the
+    dashboard runs no engine, its feed and alarm column are the journal's, its header
+    names the daemon -- even with --rules, whose rule the daemon never raised."""
+    runs = [p.name for p in list_runs(small_sweep)]
+    assert len(runs) == 3
+    journal = small_sweep / WATCHER_DIR / "alarms.jsonl"
+    journal.parent.mkdir(exist_ok=True)
+    recs = [journal_record(runs[0], "daemon_rule", 100, seq=0), journal_record(runs[1], "daemon_rule", 120, seq=1),
+            journal_record(runs[1], "daemon_rule", 400, "resolved", seq=2)]
+    journal.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    lock = InstanceLock(small_sweep / WATCHER_DIR / "lock.json")
+    lock.acquire()
+    try:
+        async def script(app, pilot):
+            assert app.source.engine is None and app.source.watcher.engine is None
+            model = app.model
+            assert [(a.run_id, a.rule, a.state) for a in model.alarms] == [
+                (runs[1], "daemon_rule", "resolved"), (runs[1], "daemon_rule", "firing"),
+                (runs[0], "daemon_rule", "firing")]
+            assert {r.run_id: r.alarms for r in model.rows} == {runs[0]: ("daemon_rule",), runs[1]: (), runs[2]: ()}
+            header = screen_text(app).splitlines()[0]
+            assert f"alarms: grokwatch alerts (pid {os.getpid()} on {socket.gethostname()})" in header
+            await pilot.press("a")
+            await settle(app, pilot)
+            feed = screen_text(app)
+            assert feed.count("daemon_rule") == 3 and "my_only_rule" not in feed and "memorized" not in feed
+
+        drive(make_app(small_sweep, frozen_config(), rules=rules_file), script, size=(200, 30))
+    finally:
+        lock.release()
+
+
+def test_the_daemon_journal_follows_a_daemon_that_starts_late_and_reports_it_stopping(small_sweep):
+    path = small_sweep / WATCHER_DIR / "lock.json"
+    j = DaemonJournal(small_sweep, lock_every=0.0)
+    assert not j.following and j.note is None and j.error is None and not j.poll()
+    lock = InstanceLock(path)
+    lock.acquire()
+    try:
+        assert j.poll() and j.following and j.error is None
+        assert j.note == f"alarms: grokwatch alerts (pid {os.getpid()} on {socket.gethostname()})"
+        journal = small_sweep / WATCHER_DIR / "alarms.jsonl"
+        journal.write_text(json.dumps(journal_record("r", "late_rule", 5)) + "\n")
+        assert j.poll() and [a.rule for a in j.alarms()] == ["late_rule"] and j.active() == {"r": ("late_rule",)}
+        assert not j.poll()  # nothing new
+    finally:
+        lock.release()
+    assert j.poll() and j.following  # its journal stays on screen ...
+    assert j.error == f"grokwatch alerts (pid {os.getpid()} on {socket.gethostname()}) stopped: its alarms up to then are shown"
+    # ... and a stale lock (a daemon SIGKILLed on this host: its pid is gone) is no daemon
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "token": "t",
+                                "heartbeat_unix": 0}))
+    assert DaemonJournal(small_sweep).following is False
+
+
+def test_the_dashboard_and_a_running_alert_daemon_show_the_same_alarms(small_sweep, rules_file, capsys):
+    """`grokwatch alerts --rules FILE` runs on the sweep; a plain `grokwatch tui` (no
+    --rules) shows exactly what the daemon journaled, FILE's rule included."""
+    from grokwatch.alerts.daemon import AlertDaemon, DaemonOptions
+    from grokwatch.alerts.journal import read_jsonl
+
+    daemon = AlertDaemon(small_sweep, DaemonOptions(rules=rules_file, poll=True, predict=False))
+    daemon.open()
+    try:
+        assert daemon.run_once() == 0
+        journaled = read_jsonl(daemon.journal.alarms_path)
+        assert any(r["rule"] == "my_only_rule" for r in journaled)
+
+        async def script(app, pilot):
+            assert app.source.engine is None
+            shown = sorted((a.run_id, a.rule, a.step, a.state) for a in app.model.alarms)
+            assert shown == sorted((r["run"], r["rule"], r["step"], r["state"]) for r in journaled)
+            assert "alarms: grokwatch alerts (pid" in screen_text(app).splitlines()[0]
+
+        drive(make_app(small_sweep, frozen_config()), script, size=(200, 30))
+    finally:
+        daemon.close()
+    capsys.readouterr()  # the daemon's JSON lines on stdout
