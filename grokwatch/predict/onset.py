@@ -74,6 +74,7 @@ class Calibrator:
     neg_wmin: np.ndarray  # -wmin, non-decreasing: for searchsorted
     w_crit: float  # weight norm at t_grok (mean of the last 3 finite rows), NaN if none
     prior: bool = False  # from an earlier sweep: known at every step of this one
+    twin: tuple | None = None  # (preset, seed, weight decay): runs with the same key train identically on a CPU
 
     @property
     def plateau(self) -> int:
@@ -93,8 +94,17 @@ def calibrator(run: RunSeries, t: int) -> Calibrator | None:
     tail = w[finite][-3:]
     return Calibrator(
         run.run_id, run.weight_decay, e.t_mem, e.t_grok, run.steps[a:b], wmin, -wmin,
-        float(np.mean(tail)) if len(tail) else float("nan"), isinstance(run, PriorRun),
+        float(np.mean(tail)) if len(tail) else float("nan"), isinstance(run, PriorRun), twin_key(run),
     )
+
+
+def twin_key(run: RunSeries) -> tuple | None:
+    """(preset, seed, weight decay) when all are known: a trainer run with the
+    same key follows the same trajectory (bit for bit on a CPU), so a prior
+    run that is the target's twin would hand it its own answer."""
+    if run.preset is None or run.seed is None or run.weight_decay is None:
+        return None
+    return (run.preset, int(run.seed), round(float(run.weight_decay), 12))
 
 
 class CalibratorCache:
@@ -271,7 +281,10 @@ def predict_onset(
     p = plateau_at(target, t, cfg)
     if p is None:
         return None
-    calibs = [c for c in calibrators_at(runs, t, cache) if c.run_id != target.run_id]
+    twin = twin_key(target)
+    # never the target itself, nor a prior run that is its twin (no peeking at its own future)
+    calibs = [c for c in calibrators_at(runs, t, cache)
+              if c.run_id != target.run_id and not (c.prior and twin is not None and c.twin == twin)]
     same = [c for c in calibs if _same_wd(c.weight_decay, target.weight_decay)]
     for method in cfg.methods:
         groups = [same, calibs] if cfg.same_wd_first and len(same) < len(calibs) else [calibs]

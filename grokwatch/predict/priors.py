@@ -14,7 +14,9 @@ every ``stride``-th row (t_mem and t_grok keep their exact rows). Two places:
   of the same preset under the same root use them alongside the shipped ones.
 
 No peeking: a prior holds only runs of *other* sweeps; :func:`auto_prior`
-leaves out any prior run whose sweep is the one being predicted for.
+leaves out any prior run whose sweep is the one being predicted for, and the
+predictor never calibrates a run with a prior run that is its twin (same
+preset, seed and weight decay: on a CPU the same trajectory, bit for bit).
 """
 
 from __future__ import annotations
@@ -58,14 +60,15 @@ def write_prior(path: Path | str, runs: Iterable[tuple[str, RunSeries, str]], me
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    cols: dict[str, list] = {"sweep": [], "run": [], "preset": [], "weight_decay": [], "total_steps": [],
-                             "state": [], "step": [], **{c: [] for c in COLUMNS}}
+    cols: dict[str, list] = {"sweep": [], "run": [], "preset": [], "seed": [], "weight_decay": [],
+                             "total_steps": [], "state": [], "step": [], **{c: [] for c in COLUMNS}}
     for sweep, r, preset in runs:
         keep = _keep_rows(r, stride)
         m = int(keep.sum())
         cols["sweep"] += [sweep] * m
         cols["run"] += [r.run_id] * m
         cols["preset"] += [preset] * m
+        cols["seed"] += [r.seed] * m
         cols["weight_decay"] += [r.weight_decay] * m
         cols["total_steps"] += [r.total_steps] * m
         cols["state"] += [r.state] * m
@@ -76,6 +79,7 @@ def write_prior(path: Path | str, runs: Iterable[tuple[str, RunSeries, str]], me
         "sweep": pa.array(cols["sweep"], pa.string()).dictionary_encode(),
         "run": pa.array(cols["run"], pa.string()).dictionary_encode(),
         "preset": pa.array(cols["preset"], pa.string()).dictionary_encode(),
+        "seed": pa.array(cols["seed"], pa.int64()),
         "weight_decay": pa.array(cols["weight_decay"], pa.float64()),
         "total_steps": pa.array(cols["total_steps"], pa.int64()),
         "state": pa.array(cols["state"], pa.string()).dictionary_encode(),
@@ -114,6 +118,9 @@ def read_prior(path: Path | str) -> tuple[list[tuple[str, PriorRun]], dict]:
         i0 = idx[0]
         wd = d["weight_decay"][i0]
         total = d["total_steps"][i0]
+        seed = d["seed"][i0] if "seed" in d else None
+        seed = None if seed is None or (isinstance(seed, float) and not np.isfinite(seed)) else int(seed)
+        preset = d["preset"][i0] if "preset" in d else None
         series = RunSeries(
             run_id=f"prior:{sweep}/{rid}", steps=np.asarray(d["step"][idx], dtype=np.int64),
             cols={c: np.asarray(d[c][idx], dtype=np.float64) for c in COLUMNS},
@@ -121,7 +128,7 @@ def read_prior(path: Path | str) -> tuple[list[tuple[str, PriorRun]], dict]:
             total_steps=None if total is None else int(total), state=d["state"][i0],
         )
         out.append((str(sweep), PriorRun(series.run_id, series.steps, series.cols, series.weight_decay,
-                                          series.total_steps, series.state)))
+                                          series.total_steps, series.state, preset=preset, seed=seed)))
     return out, meta
 
 
@@ -184,7 +191,7 @@ def remember_sweep(sweep_dir: Path | str, runs: Mapping[str, RunSeries], configs
 
 def _unprefixed(r: RunSeries) -> RunSeries:
     rid = r.run_id.split("/", 1)[-1] if r.run_id.startswith("prior:") else r.run_id
-    return RunSeries(rid, r.steps, r.cols, r.weight_decay, r.total_steps, r.state)
+    return RunSeries(rid, r.steps, r.cols, r.weight_decay, r.total_steps, r.state, preset=r.preset, seed=r.seed)
 
 
 def _safe_name(s: str) -> bool:

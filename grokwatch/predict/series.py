@@ -50,6 +50,7 @@ class RunSeries:
     state: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     preset: str | None = None  # run.json "preset" (the trainer's), for the shipped priors
+    seed: int | None = None  # run.json "seed": with preset and weight decay, a run's twin key
     _events: Events | None = field(default=None, repr=False)
     _wrows: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
@@ -82,6 +83,7 @@ class RunSeries:
             state=state,
             thresholds=thresholds,
             preset=cfg.get("preset") if isinstance(cfg.get("preset"), str) else None,
+            seed=_int(cfg.get("seed")),
         )
 
     @classmethod
@@ -184,7 +186,7 @@ class PriorRun(RunSeries):
     @classmethod
     def of(cls, run: RunSeries) -> "PriorRun":
         return cls(f"prior:{run.run_id}", run.steps, run.cols, run.weight_decay, run.total_steps, run.state,
-                   run.thresholds)
+                   run.thresholds, preset=run.preset, seed=run.seed)
 
     def events_at(self, t: int) -> Events:
         return self.events()

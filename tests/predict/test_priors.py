@@ -100,3 +100,25 @@ def test_predictor_without_a_preset_loads_no_prior(sim_runs):
     pred = SweepPredictor(PredictConfig())
     pred.update(sim_runs, backfill=False)
     assert pred.prior == [] and pred.prior_sources == []
+
+
+def test_a_prior_run_never_calibrates_its_twin(sim_sweep, tmp_path):
+    """Same preset, seed and weight decay train identically on a CPU: such a prior
+    run would hand the target its own t_grok, so it is left out for that target."""
+    from grokwatch.predict.series import PriorRun
+
+    sweep = tmp_path / "root" / "s"
+    shutil.copytree(sim_sweep, sweep)
+    _set_preset(sweep)
+    runs = load_sweep(sweep)
+    grokked = sorted(rid for rid, r in runs.items() if r.events().t_grok is not None)
+    target = runs[grokked[0]]
+    twin = PriorRun.of(target)
+    other = [PriorRun.of(runs[rid]) for rid in grokked[1:4]]
+    assert twin.seed is not None and twin.preset == "simpreset"
+    cfg = PredictConfig(min_calibrators=1)
+    alone = {target.run_id: target}
+    with_twin = [p for p in replay(alone, cfg, prior=[twin], auto_prior=False) if p.kind == "t_grok"]
+    assert with_twin and not any(p.ok for p in with_twin)  # its twin is all the prior had: no number
+    with_others = [p for p in replay(alone, cfg, prior=other, auto_prior=False) if p.kind == "t_grok"]
+    assert any(p.ok and p.source == "prior" for p in with_others)
