@@ -13,15 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
+
 PHASES = ("learning", "memorized", "grokking", "grokked", "anti-grokking", "diverged", "stalled")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    mem_train_acc: float = 0.99
-    grok_val_acc: float = 0.95
-    grokking_val_acc: float = 0.5
-    anti_val_acc: float = 0.5
+    """DESIGN section 4's thresholds; the defaults live in :mod:`grokwatch.defaults`."""
+
+    mem_train_acc: float = MEM_TRAIN_ACC
+    grok_val_acc: float = GROK_VAL_ACC
+    grokking_val_acc: float = GROKKING_VAL_ACC
+    anti_val_acc: float = ANTI_VAL_ACC
 
 
 @dataclass(frozen=True)

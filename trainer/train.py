@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grokwatch.defaults import GROK_VAL_ACC as GROK_ACC  # DESIGN section 4: t_grok and t_mem thresholds
+from grokwatch.defaults import MEM_TRAIN_ACC as MEM_ACC
 from grokwatch.store import CHECKPOINT, SNAPSHOTS_DIR, RunWriter, atomic_write_bytes, read_run_config
 
 from .config import IDENTITY_FIELDS, ConfigError, TrainConfig, check_fresh_run
@@ -43,7 +45,6 @@ from .task import loss_and_acc, make_dataset
 log = logging.getLogger("trainer")
 
 EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SIGINT = 0, 2, 3, 75, 130
-MEM_ACC, GROK_ACC = 0.99, 0.95  # DESIGN section 4: t_mem and t_grok thresholds
 CHECKPOINT_FORMAT = 1
 SNAPSHOTS_KEPT = 8  # probe-step weight snapshots held in memory (and in the checkpoint)
 

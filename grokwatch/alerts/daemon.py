@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from grokwatch.defaults import STALL_TIMEOUT
 from grokwatch.store import atomic_write_json
 from grokwatch.store.writer import utcnow
 
@@ -48,7 +49,7 @@ class DaemonOptions:
     rules: Path | None = None
     poll: bool | None = None
     interval: float = 5.0
-    stall_timeout: float = 600.0
+    stall_timeout: float = STALL_TIMEOUT
     heartbeat_every: float = 10.0
     watchdog_every: float | None = None
     lock_stale: float = 120.0

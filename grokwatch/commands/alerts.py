@@ -6,6 +6,7 @@ import argparse
 import os
 
 from grokwatch.commands import SSH_SOURCE, add_trust_flag
+from grokwatch.defaults import STALL_TIMEOUT
 
 
 def _seconds(text: str) -> float:
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--poll", action="store_true", help="poll instead of inotify (automatic on NFS, Lustre, GPFS, ...)")
     p.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between polls (default 5)")
     p.add_argument("--test", action="store_true", help="send a test notification through every channel; exit 1 if one fails")
-    p.add_argument("--stall-timeout", type=_seconds, default=600.0, metavar="DUR", help="a running run without heartbeat this long is stalled (default 10m)")
+    p.add_argument("--stall-timeout", type=_seconds, default=STALL_TIMEOUT, metavar="DUR", help=f"a running run without heartbeat this long is stalled (default {STALL_TIMEOUT:g}s)")
     p.add_argument("--watchdog-every", type=_seconds, metavar="DUR", help="also notify 'watcher alive' this often (e.g. 6h)")
     p.add_argument("--heartbeat-every", type=_seconds, default=10.0, metavar="DUR", help="refresh .grokwatch/heartbeat.json this often (default 10s)")
     p.add_argument("--max-tries", type=int, default=8, metavar="N", help="attempts before a notification goes to --fallback (default 8); without one, retries go on every 5 min")

@@ -17,6 +17,7 @@ import sys
 
 from grokwatch.cli import UsageError
 from grokwatch.commands import add_trust_flag
+from grokwatch.defaults import STALL_TIMEOUT
 
 
 def register(subparsers) -> None:
@@ -34,8 +35,9 @@ def register(subparsers) -> None:
     status.add_argument("--root", required=True, help="store root (a path, or ssh://[user@]host[:port]/path)")
     status.add_argument("--sweep", required=True, help="sweep name (a directory under ROOT)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    status.add_argument("--stall-seconds", type=float, default=300.0, metavar="T",
-                        help="a running run without a heartbeat for T seconds is stalled (default 300)")
+    status.add_argument("--stall-seconds", type=float, default=STALL_TIMEOUT, metavar="T",
+                        help=f"a running run without a heartbeat for T seconds is stalled (default {STALL_TIMEOUT:g}, "
+                        "as the dashboard and grokwatch alerts)")
     add_trust_flag(status)
     status.set_defaults(func=run_status)
 
@@ -199,7 +201,7 @@ def run_submit(args) -> int:
 COLUMNS = ("task", "run_id", "wd", "seed", "slurm", "job", "restarts", "state", "phase", "step", "beat")
 
 
-def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = 300.0, now: float | None = None
+def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = STALL_TIMEOUT, now: float | None = None
                ) -> list[dict]:
     """One dict per run: manifest entry + SLURM task state + status.json + phase."""
     import time

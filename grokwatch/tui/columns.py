@@ -1,7 +1,10 @@
 """Columns of the runs table: label, width, how a cell reads, how it sorts.
 
 Pure formatting of :class:`~grokwatch.tui.model.RunRow` values; the order and
-choice of columns comes from the config (``[table] columns``). ``width`` is
+choice of columns comes from the config (``[table] columns``). A signal shows
+in red when the row says it is past the threshold of a loaded alarm rule
+(``RunRow.over``, judged by the source with the rule itself): no threshold
+lives here. ``width`` is
 the least a column takes; it grows to fit its widest cell up to
 ``max_width`` (:class:`~grokwatch.tui.widgets.line_table.LineTable`), so a
 cell is never cut: a predicted interval always shows whole (16 characters
@@ -16,6 +19,7 @@ from typing import Any, Callable
 
 from rich.text import Text
 
+from ..defaults import GROK_VAL_ACC, MEM_TRAIN_ACC
 from .model import PHASE_ORDER, STATE_ORDER, RunRow
 from .series import sparkline
 from .style import phase_badge, state_text
@@ -52,24 +56,27 @@ def _pred(r: RunRow) -> str:
     return _steps(p.step)
 
 
-def _z(v: float | None) -> Text | str:
+HOT = "bold #d62728"
+
+
+def _z(v: float | None, hot: bool) -> Text | str:
     if v is None:
         return DASH
     s = f"{v:+.1f}"
-    return Text(s, style="bold #d62728") if abs(v) >= 3.5 else s
+    return Text(s, style=HOT) if hot else s
 
 
-def _alpha(v: float | None) -> Text | str:
+def _alpha(v: float | None, hot: bool) -> Text | str:
     if v is None:
         return DASH
-    return Text(f"{v:.2f}", style="bold #d62728") if v < 2.0 else f"{v:.2f}"
+    return Text(f"{v:.2f}", style=HOT) if hot else f"{v:.2f}"
 
 
 def _alarms(r: RunRow) -> Text | str:
     if not r.alarms:
         return DASH
     label = r.alarms[0] if len(r.alarms) == 1 else f"{r.alarms[0]} +{len(r.alarms) - 1}"
-    return Text(label, style="bold #d62728")
+    return Text(label, style=HOT)
 
 
 @dataclass(frozen=True)
@@ -102,14 +109,17 @@ COLUMNS: dict[str, Column] = {
         Column("val", "val", 5, lambda r: _num(r.val_acc, ".3f"), lambda r: r.val_acc, "val accuracy"),
         Column("spark", "val acc", 10, lambda r: sparkline(r.val_spark) or DASH, lambda r: r.val_acc,
                "val accuracy over the run"),
-        Column("gai_z", "GAI z", 5, lambda r: _z(r.gai_z), lambda r: r.gai_z, "latest GAI z-score"),
-        Column("alpha_min", "α min", 5, lambda r: _alpha(r.alpha_min), lambda r: r.alpha_min,
+        Column("gai_z", "GAI z", 5, lambda r: _z(r.gai_z, "gai_z" in r.over), lambda r: r.gai_z,
+               "latest GAI z-score"),
+        Column("alpha_min", "α min", 5, lambda r: _alpha(r.alpha_min, "alpha_min" in r.over), lambda r: r.alpha_min,
                "smallest reliable HTSR alpha"),
-        Column("h0_z", "H0 z", 5, lambda r: _z(r.h0_entropy_z), lambda r: r.h0_entropy_z,
+        Column("h0_z", "H0 z", 5, lambda r: _z(r.h0_entropy_z, "h0_entropy_z" in r.over), lambda r: r.h0_entropy_z,
                "robust z of H0 persistence entropy"),
         Column("alarms", "alarms", 18, _alarms, lambda r: len(r.alarms) or None, "alarms firing", max_width=28),
-        Column("t_mem", "t_mem", 5, lambda r: _steps(r.t_mem), lambda r: r.t_mem, "first step train acc >= 0.99"),
-        Column("t_grok", "t_grok", 6, lambda r: _steps(r.t_grok), lambda r: r.t_grok, "first step val acc >= 0.95"),
+        Column("t_mem", "t_mem", 5, lambda r: _steps(r.t_mem), lambda r: r.t_mem,
+               f"first step train acc >= {MEM_TRAIN_ACC:g}"),
+        Column("t_grok", "t_grok", 6, lambda r: _steps(r.t_grok), lambda r: r.t_grok,
+               f"first step val acc >= {GROK_VAL_ACC:g}"),
         Column("pred", "pred t_grok", 16, _pred, lambda r: r.prediction.step if r.prediction else None,
                "predicted t_grok [interval]"),
         Column("slurm", "slurm", 9, lambda r: r.slurm_state or DASH, lambda r: r.slurm_state, "SLURM job state"),

@@ -13,7 +13,7 @@ A missing default file is fine; a bad file is an error naming the key::
     [refresh]
     interval = 1.0        # seconds between polls of the sweep when idle
     redraw = 0.25         # at most one model rebuild per this many seconds
-    stall_timeout = 600   # seconds without a heartbeat before a run is "stalled"
+    stall_timeout = 600   # seconds without a heartbeat before a run is "stalled" (grokwatch.defaults)
 
     [plot]
     smoothing = 0.005     # moving-average window as a fraction of the series; 0 = off
@@ -32,6 +32,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
+
+from ..defaults import STALL_TIMEOUT
 
 DEFAULT_COLUMNS = (
     "mark", "run", "wd", "seed", "step", "phase", "state", "train", "val", "spark",
@@ -53,7 +55,7 @@ class TuiConfig:
     reverse: bool = False
     interval: float = 1.0
     redraw: float = 0.25
-    stall_timeout: float = 600.0
+    stall_timeout: float = STALL_TIMEOUT  # as the watcher, grokwatch alerts and grokwatch sweep status
     smoothing: float = 0.005
     theme: str = "textual-dark"
     keys: Mapping[str, str] = field(default_factory=dict)

@@ -39,11 +39,15 @@ def _series(label: str, cols: Mapping[str, np.ndarray], name: str, smoothing: fl
     return Series(label, x, y, color)
 
 
-def build_series(runs: Sequence[RunData], smoothing: float = 0.0, generation: int = 0) -> RunSeries:
-    """Panels and markers for one run (every curve) or an overlay (one curve per run)."""
+def build_series(runs: Sequence[RunData], smoothing: float = 0.0, generation: int = 0,
+                 alpha_line: float | None = None) -> RunSeries:
+    """Panels and markers for one run (every curve) or an overlay (one curve per run).
+    ``alpha_line``: the horizontal line on the HTSR alpha panels (the threshold of the
+    alpha alarm rule; None: no line)."""
+    hlines = ((alpha_line, f"alpha={alpha_line:g}"),) if alpha_line is not None else ()
     if len(runs) == 1:
-        return _single(runs[0], smoothing, generation)
-    return _overlay(runs, smoothing, generation)
+        return _single(runs[0], smoothing, generation, hlines)
+    return _overlay(runs, smoothing, generation, hlines)
 
 
 def _markers(d: RunData, color: int | None = None) -> list[Marker]:
@@ -65,7 +69,7 @@ def _markers(d: RunData, color: int | None = None) -> list[Marker]:
     return out
 
 
-def _single(d: RunData, smoothing: float, generation: int) -> RunSeries:
+def _single(d: RunData, smoothing: float, generation: int, alpha_hlines: tuple) -> RunSeries:
     sc, pr = d.scalars, d.probes
     panels = []
 
@@ -84,7 +88,7 @@ def _single(d: RunData, smoothing: float, generation: int) -> RunSeries:
     panels.append(Panel("gnorm", "grad norm (log), GAI spikes", tuple(gs), log=True))
     alphas = sorted(k for k in pr if k.startswith("htsr_alpha/"))
     add("alpha", "HTSR alpha per matrix", [(k.split("/", 1)[1], k) for k in alphas], pr,
-        hlines=((2.0, "alpha=2"),), note="no HTSR probes")
+        hlines=alpha_hlines, note="no HTSR probes")
     add("h0", "H0 persistence entropy", [("entropy", "h0_entropy")], pr, note="no H0 probes")
     add("h0n", "H0 effective features", [("effective count", "h0_effective_count")], pr, note="no H0 probes")
     total = d.row.total_steps or 0
@@ -95,13 +99,13 @@ def _single(d: RunData, smoothing: float, generation: int) -> RunSeries:
     return RunSeries((d.row.run_id,), tuple(panels), tuple(_markers(d)), (0.0, x_hi), (d.row,), generation)
 
 
-def _overlay(runs: Sequence[RunData], smoothing: float, generation: int) -> RunSeries:
+def _overlay(runs: Sequence[RunData], smoothing: float, generation: int, alpha_hlines: tuple) -> RunSeries:
     specs = [
         ("acc", "val accuracy", "scalars", "val_acc", dict(y_range=(0.0, 1.0))),
         ("loss", "train loss (log)", "scalars", "train_loss", dict(log=True)),
         ("wnorm", "weight norm", "scalars", "weight_norm", {}),
         ("gnorm", "grad norm (log)", "scalars", "grad_norm", dict(log=True)),
-        ("alpha", "HTSR alpha, min over matrices", "probes", "alpha_min", dict(hlines=((2.0, "alpha=2"),))),
+        ("alpha", "HTSR alpha, min over matrices", "probes", "alpha_min", dict(hlines=alpha_hlines)),
         ("h0", "H0 persistence entropy", "probes", "h0_entropy", {}),
     ]
     panels = []

@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..defaults import STALL_TIMEOUT
 from .model import Prediction, RunRow
 
 log = logging.getLogger("grokwatch.tui")
@@ -36,7 +37,7 @@ class SlurmHook:
     (for :func:`run_state`). Otherwise both are {} and the column shows '-'.
     """
 
-    def __init__(self, sweep_dir: Path, stall_timeout: float = 600.0, every: float = 10.0):
+    def __init__(self, sweep_dir: Path, stall_timeout: float = STALL_TIMEOUT, every: float = 10.0):
         self.sweep_dir = Path(sweep_dir)
         self.stall_timeout = stall_timeout
         self.every = every
@@ -162,7 +163,7 @@ class PredictionHook:
 
 
 def run_state(task=None, status: str | None = None, heartbeat_age: float | None = None, *,
-              started: bool = True, submitted: bool = False, stall_timeout: float = 600.0) -> str:
+              started: bool = True, submitted: bool = False, stall_timeout: float = STALL_TIMEOUT) -> str:
     """One word (:data:`~grokwatch.tui.model.STATE_ORDER`) for the state column:
     :func:`slurm.states.display_state` of the run's SLURM task (``task``, a
     ``slurm.queue.TaskState`` or None), its ``status.json`` state and heartbeat

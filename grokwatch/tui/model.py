@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from ..defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
+
 # Phases of DESIGN section 4, plus "waiting" (planned, queued or pending: no
 # data yet) and states a run can end in before its phase settles.
 PHASE_ORDER = (
@@ -35,11 +37,12 @@ PHASE_LETTER = {
 # What each phase means (the help screen's legend of the letters).
 PHASE_MEANING = {
     "waiting": "no data yet: planned, submitted, pending or requeued before its first step",
-    "learning": "train accuracy below 0.99",
-    "memorized": "train accuracy >= 0.99, validation accuracy still low (the plateau)",
-    "grokking": "validation accuracy past 0.5, not yet 0.95",
-    "grokked": "validation accuracy reached 0.95 after memorizing",
-    "anti-grokking": "after grokking, validation accuracy fell below 0.5 while train accuracy stays >= 0.99",
+    "learning": f"train accuracy below {MEM_TRAIN_ACC:g}",
+    "memorized": f"train accuracy >= {MEM_TRAIN_ACC:g}, validation accuracy still low (the plateau)",
+    "grokking": f"validation accuracy past {GROKKING_VAL_ACC:g}, not yet {GROK_VAL_ACC:g}",
+    "grokked": f"validation accuracy reached {GROK_VAL_ACC:g} after memorizing",
+    "anti-grokking": f"after grokking, validation accuracy fell below {ANTI_VAL_ACC:g} while train accuracy stays "
+                     f">= {MEM_TRAIN_ACC:g}",
     "diverged": "a non-finite training loss",
     "stalled": "running, but no heartbeat within the stall timeout",
     "failed": "the trainer failed (status.json)",
@@ -80,6 +83,9 @@ class RunRow:
     gai_z: float | None = None
     alpha_min: float | None = None
     h0_entropy_z: float | None = None
+    # Which of gai_z, alpha_min, h0_entropy_z are past the threshold of a loaded rule on
+    # their signal (the rule's own comparison and threshold): the table shows them in red.
+    over: tuple[str, ...] = ()
     alarms: tuple[str, ...] = ()  # rules currently firing
     t_mem: int | None = None
     t_grok: int | None = None

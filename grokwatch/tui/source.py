@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from ..defaults import STALL_TIMEOUT
 from .model import RunSeries, SweepModel
 
 log = logging.getLogger("grokwatch.tui")
@@ -55,7 +56,7 @@ def resolve_sweep(source: str | os.PathLike) -> Path:
     return resolve_source(str(source))
 
 
-def open_source(source: str | os.PathLike, *, stall_timeout: float = 600.0, interval: float = 1.0,
+def open_source(source: str | os.PathLike, *, stall_timeout: float = STALL_TIMEOUT, interval: float = 1.0,
                 clock: Callable[[], float] = time.time, pause: Callable[[], object] | None = None,
                 rules: str | os.PathLike | None = None) -> SweepSource:
     """The watcher's view of SOURCE. ``pause``: called by the watcher's thread

@@ -30,6 +30,8 @@ scalars step/val_acc        val_spark (10 values, decimated; cached per version)
 signals gai_z               gai_z
 signals htsr_alpha_min      alpha_min
 signals h0_entropy_z        h0_entropy_z
+(the loaded rules)          over: which of those three are past the threshold
+                            of a rule on their signal (the table's red)
 alarms (firing)             alarms (rule names; the journal's, with a daemon)
 t_mem, t_grok               same
 restarts                    restarts; restart_steps from status.json attempts
@@ -53,7 +55,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..alerts import AlertEngine, load_rules
+from ..alerts import AlertEngine, Rule, load_rules
+from ..defaults import STALL_TIMEOUT
 from ..store import read_status
 from ..watch import ScoreConfig, SweepWatcher
 from .curves import RunData, build_series
@@ -62,12 +65,13 @@ from .journal import DaemonJournal
 from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
 from .series import sparkline_values
 
-GAI_SPIKE_Z = 3.5  # DESIGN section 3; the gai_spike rule's threshold when the engine has one
 SPARK_WIDTH = 10  # values in a row's val_acc sparkline
+# RunRow fields the table highlights, and the signal whose rules judge them.
+HIGHLIGHTED = {"gai_z": "gai_z", "alpha_min": "htsr_alpha_min", "h0_entropy_z": "h0_entropy_z"}
 
 
 class WatcherSource:
-    def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = 600.0, interval: float = 1.0,
+    def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = STALL_TIMEOUT, interval: float = 1.0,
                  clock: Callable[[], float] = time.time, rules: str | os.PathLike | None = None,
                  poll: bool | None = None, pause: Callable[[], object] | None = None):
         """``rules``: a rules file merged over the defaults, as ``grokwatch alerts
@@ -80,8 +84,14 @@ class WatcherSource:
         # A live `grokwatch alerts` on this sweep: show its journal, run no engine of our own.
         self.daemon = DaemonJournal(self.sweep_dir, every=interval)
         self.engine = None if self.daemon.following else AlertEngine(self.rules)
-        spike = self.rules.get("gai_spike")
-        self.gai_threshold = float(spike.threshold) if spike is not None else GAI_SPIKE_Z
+        # GAI spikes in the detail view: where the gai_spike rule's condition holds (none without the rule).
+        self.gai_spike: Rule | None = self.rules.get("gai_spike")
+        # The table's red: a value past the threshold of an enabled rule on its signal (the rule's
+        # comparison, threshold and `absolute`; whether it fires -- for_steps, when -- is the alarm column's).
+        self.highlight: dict[str, list[Rule]] = {
+            field: [r for r in self.rules.values() if r.signal == sig] for field, sig in HIGHLIGHTED.items()}
+        alpha = self.rules.get("htsr_alpha_below_2")
+        self.alpha_line = alpha.threshold if alpha is not None else None  # the detail view's alpha line
         self.watcher = SweepWatcher(
             self.sweep_dir, engine=self.engine, config=ScoreConfig(stall_timeout=stall_timeout), poll=poll,
             interval=interval, on_update=self._on_update, on_alarms=self._on_alarms, pause=pause,
@@ -152,6 +162,10 @@ class WatcherSource:
         if steps is not None and len(steps) and "val_acc" in sc:
             spark = sparkline_values(steps, sc["val_acc"], SPARK_WIDTH)
         sig = view.signals
+        values = {"gai_z": fin(sig.get("gai_z")), "alpha_min": fin(sig.get("htsr_alpha_min")),
+                  "h0_entropy_z": fin(sig.get("h0_entropy_z"))}
+        over = tuple(f for f, v in values.items()
+                     if v is not None and any(bool(r.test(np.array([v]))[0]) for r in self.highlight[f]))
         phase = view.phase
         if view.status == "failed" and phase != "diverged":
             phase = "failed"
@@ -172,9 +186,10 @@ class WatcherSource:
             train_acc=fin(view.train_acc),
             val_acc=fin(view.val_acc),
             val_spark=spark,
-            gai_z=fin(sig.get("gai_z")),
-            alpha_min=fin(sig.get("htsr_alpha_min")),
-            h0_entropy_z=fin(sig.get("h0_entropy_z")),
+            gai_z=values["gai_z"],
+            alpha_min=values["alpha_min"],
+            h0_entropy_z=values["h0_entropy_z"],
+            over=over,
             alarms=tuple(a.rule for a in view.alarms if a.state == "firing"),
             t_mem=view.t_mem,
             t_grok=view.t_grok,
@@ -254,9 +269,8 @@ class WatcherSource:
             spikes = np.zeros(0)
             z = view.scores.get("gai_z")
             steps = view.scalars.get("step")
-            if z is not None and steps is not None and len(z) == len(steps):
-                with np.errstate(invalid="ignore"):
-                    spikes = np.asarray(steps[np.asarray(z) > self.gai_threshold], dtype=np.float64)
+            if self.gai_spike is not None and z is not None and steps is not None and len(z) == len(steps):
+                spikes = np.asarray(steps[self.gai_spike.test(z)], dtype=np.float64)
             data.append(RunData(row, view.scalars, view.probes, gai_spikes=spikes,
                                 alarms=[e for e in events if e.run_id == rid and e.state == "firing"]))
-        return build_series(data, smoothing, snap.version)
+        return build_series(data, smoothing, snap.version, alpha_line=self.alpha_line)

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from grokwatch.defaults import STALL_TIMEOUT
 from grokwatch.phases import Thresholds, first_step
 
 log = logging.getLogger("grokwatch.watch")
@@ -49,7 +50,7 @@ class ScoreConfig:
     htsr_cross_max_tail_share: float = 0.5
     htsr_cross_max_ks: float = 0.1
     htsr_cross_after: int = 3  # reliable fits >= 2 in a row before a fall below 2 counts
-    stall_timeout: float = 600.0  # seconds without a heartbeat
+    stall_timeout: float = STALL_TIMEOUT  # seconds without a heartbeat
     phases: Thresholds = field(default_factory=Thresholds)
 
     @property

@@ -200,3 +200,58 @@ def test_the_dashboard_and_a_running_alert_daemon_show_the_same_alarms(small_swe
     finally:
         daemon.close()
     capsys.readouterr()  # the daemon's JSON lines on stdout
+
+
+# -- the table's red is the rules' thresholds ---------------------------------------------------
+
+
+def _rows_and_series(sweep, rules=None):
+    from grokwatch.tui.watcher_source import WatcherSource
+
+    source = WatcherSource(sweep, poll=True, rules=rules)
+    try:
+        source.refresh()
+        model = source.model()
+        series = {rid: source.series([rid]) for rid in model.run_ids}
+    finally:
+        source.close()
+    return model, series
+
+
+def _spikes(series):
+    panel = series.panel("gnorm")
+    return next((s for s in panel.series if s.label == "GAI spike"), None)
+
+
+def test_table_highlights_come_from_the_loaded_rules(sim_sweep, tmp_path):
+    from grokwatch.alerts import load_rules
+    from grokwatch.tui.columns import COLUMNS
+
+    rules = load_rules()
+    gai, h0, alpha = rules["gai_spike"], rules["persistence_entropy_shift"], rules["htsr_alpha_below_2"]
+    model, series = _rows_and_series(sim_sweep)
+    for r in model.rows:  # the rule's own comparison and threshold, nothing else
+        assert ("gai_z" in r.over) == (r.gai_z is not None and r.gai_z > gai.threshold), r.run_id
+        assert ("h0_entropy_z" in r.over) == (r.h0_entropy_z is not None and abs(r.h0_entropy_z) > h0.threshold)
+        assert ("alpha_min" in r.over) == (r.alpha_min is not None and r.alpha_min < alpha.threshold)
+        for col, field in (("gai_z", "gai_z"), ("h0_z", "h0_entropy_z"), ("alpha_min", "alpha_min")):
+            cell = COLUMNS[col].cell(r)
+            assert (getattr(cell, "style", "") == "bold #d62728") == (field in r.over), (r.run_id, col)
+    assert any("alpha_min" in r.over for r in model.rows)  # the anti-grokking run
+    # no red between 3.5 and the rule's 5 any more: an H0 z of 4 is not past persistence_entropy_shift
+    assert not any("h0_entropy_z" in r.over for r in model.rows if abs(r.h0_entropy_z or 0) <= h0.threshold)
+    spiky = {rid: s for rid, s in series.items() if _spikes(s) is not None and len(_spikes(s).x)}
+    assert spiky  # GAI spikes: where the gai_spike rule's condition holds
+    assert all(s.panel("alpha").hlines == ((alpha.threshold, "alpha=2"),) for s in series.values())
+
+    # Another rules file moves every highlight (and the detail view's spikes and alpha line) with it.
+    path = tmp_path / "moved.toml"
+    path.write_text("[rules.gai_spike]\nthreshold = 1e9\n[rules.persistence_entropy_shift]\nthreshold = 0.0\n"
+                    "[rules.htsr_alpha_below_2]\nthreshold = 100.0\n")
+    moved, moved_series = _rows_and_series(sim_sweep, path)
+    assert not any("gai_z" in r.over for r in moved.rows)
+    assert all(("h0_entropy_z" in r.over) == (r.h0_entropy_z not in (None, 0.0)) for r in moved.rows)
+    assert all(("alpha_min" in r.over) == (r.alpha_min is not None) for r in moved.rows)
+    assert any("h0_entropy_z" in r.over for r in moved.rows)
+    assert all(_spikes(s) is None or not len(_spikes(s).x) for s in moved_series.values())
+    assert all(s.panel("alpha").hlines == ((100.0, "alpha=100"),) for s in moved_series.values())
