@@ -4,12 +4,15 @@ turns a SOURCE argument into a local sweep directory.
 Today SOURCE is a sweep directory path (``<root>/<sweep>``; ``file://`` and
 ``~`` accepted). Remote schemes (``ssh://host/path``) plug in here: a resolver
 for a scheme returns a local path (e.g. a synced mirror) or raises
-:class:`grokwatch.cli.UsageError` with one line for the user.
+:class:`grokwatch.cli.UsageError` with one line for the user; it reports
+its progress on stderr, and :func:`source_notice` says in one line how it is
+doing afterwards (for the dashboard's status line).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -17,21 +20,35 @@ from grokwatch.cli import UsageError
 from grokwatch.store import list_runs
 from grokwatch.store.layout import RUN_JSON
 
-def _ssh(url: str) -> Path:
+def _ssh(url: str, early: bool = False) -> Path:
     # paramiko loads only when an ssh:// source is actually used. A host not yet
-    # in known_hosts is refused unless the user opts in explicitly.
+    # in known_hosts is refused unless the user opts in explicitly. The first
+    # sync reports on stderr; with ``early`` it returns once every run's newest
+    # data is local and the mirror's thread brings the older rows.
     from grokwatch.remote import open_source
 
     trust = os.environ.get("GROKWATCH_TRUST_NEW_HOST_KEY", "") not in ("", "0")
-    return open_source(url, trust_new_host_key=trust)
+    return open_source(url, trust_new_host_key=trust, progress=True, newest_only=early)
 
 
-#: scheme -> resolver(source string) -> local sweep directory. Extend, don't edit callers.
-RESOLVERS: dict[str, Callable[[str], Path]] = {"ssh": _ssh}
+#: scheme -> resolver(source string[, early=True]) -> local sweep directory. Extend, don't edit callers.
+RESOLVERS: dict[str, Callable[..., Path]] = {"ssh": _ssh}
 
 
-def resolve_source(source: str) -> Path:
-    """The local sweep directory for ``source``; UsageError (one line) when there is none."""
+def source_notice(path: str | os.PathLike) -> str | None:
+    """One line on how the remote source behind local sweep directory ``path``
+    is doing (an ssh:// mirror's first sync, a lost link, its cache cap), or
+    None (a local sweep, or a mirror simply in sync). Cheap: a status bar's tick."""
+    mirror = sys.modules.get("grokwatch.remote.mirror")  # never imports paramiko for a local sweep
+    return mirror.notice_for(path) if mirror is not None else None
+
+
+def resolve_source(source: str, *, early: bool = False) -> Path:
+    """The local sweep directory for ``source``; UsageError (one line) when there is none.
+
+    ``early`` (the dashboard): a remote source may return once every run's
+    newest data is there and fill in the older rows in the background;
+    otherwise (headless commands) its first sync is whole before this returns."""
     text = str(source).strip()
     if not text:
         raise UsageError("SOURCE is empty: give a sweep directory")
@@ -40,7 +57,7 @@ def resolve_source(source: str) -> Path:
         resolver = RESOLVERS.get(scheme.lower())
         if resolver is None:
             raise UsageError(f"{scheme}:// sources are not supported (yet); give a local sweep directory")
-        return resolver(text)
+        return resolver(text, early=True) if early else resolver(text)
     path = Path(os.path.expanduser(rest if sep else text))
     if not path.exists():
         raise UsageError(f"no such sweep directory: {path}")

@@ -8,6 +8,12 @@
 - :class:`Mirror`: ``sync_once()``, or ``start()`` / ``close()`` for a
   background thread that reconnects after a dropped link; ``runner`` runs
   ``squeue`` over the same connection (for :class:`slurm.queue.QueueState`).
+  A pass brings every run's run.json, status.json and newest shards before
+  any older shard; ``notice()`` (and :func:`notice_for` (local path)) says
+  in one line how the first sync is going, for a status bar.
+- :mod:`.progress`: :class:`SyncProgress` and :class:`StderrProgress`, the
+  progress lines of a first sync; :mod:`.cache`: the cache's cap
+  (``$GROKWATCH_SSH_CACHE_MB``), its LRU index and which shards it keeps.
 - :class:`RemoteError` (a :class:`grokwatch.cli.UsageError`: one line, exit
   2) and :class:`HostKeyError` for unknown or changed host keys.
 
@@ -21,12 +27,13 @@ from .url import ConnectionLost, HostKeyError, RemoteError, SshUrl, cache_path, 
 
 __all__ = [
     "ConnectionLost", "HostKeyError", "Mirror", "RemoteError", "SSHRunner", "SshUrl", "SyncResult", "cache_path",
-    "close_sources", "default_cache_root", "is_ssh_url", "open_source", "parse_ssh_url", "resolve_remote",
-    "runner_for",
+    "StderrProgress", "SyncProgress", "close_sources", "default_cache_root", "is_ssh_url", "notice_for",
+    "open_source", "parse_ssh_url", "resolve_remote", "runner_for",
 ]
 
 _LAZY = {"Mirror": "mirror", "SyncResult": "mirror", "resolve_remote": "mirror", "open_source": "mirror",
-         "runner_for": "mirror", "close_sources": "mirror", "SSHRunner": "ssh",
+         "runner_for": "mirror", "close_sources": "mirror", "notice_for": "mirror", "SSHRunner": "ssh",
+         "SyncProgress": "progress", "StderrProgress": "progress",
          "Connection": "ssh", "resolve_settings": "ssh"}
 
 

@@ -1,13 +1,23 @@
 """Mirror a sweep (or one run) from ``ssh://`` into a local cache, incrementally.
 
 What is copied: ``sweep.json``; per run ``run.json``, ``status.json`` and the
-shards (``shards/<kind>-<step>[-aNN].arrow``); not checkpoints, logs or
-``*.tmp`` files. Shards are immutable once they have their final name, so each
-is fetched exactly once. ``run.json``, ``status.json`` and ``sweep.json`` are
-fetched again when their size or mtime changes; since SFTP mtimes have
-one-second resolution, a file is fetched once more when it has kept the same
-(size, mtime) for a while after a fetch, so a rewrite within the same second
-is not missed.
+shards (``shards/<kind>-<step>[-aNN].arrow``); not checkpoints, snapshots,
+logs or ``*.tmp`` files. Shards are immutable once they have their final
+name, so each is fetched exactly once. ``run.json``, ``status.json`` and
+``sweep.json`` are fetched again when their size or mtime changes; since SFTP
+mtimes have one-second resolution, a file is fetched once more when it has
+kept the same (size, mtime) for a while after a fetch, so a rewrite within
+the same second is not missed.
+
+Order of a pass, newest first: as each run directory is listed, its
+``run.json``, its newest shard of each kind and its ``status.json`` are
+fetched; only when every run has its latest state does the backfill start,
+every run's second newest shard, then every run's third newest, and so on. A
+reader that starts during a first sync (``sync_once(newest_only=True)``, the
+dashboard) sees every run at its latest step within seconds, and the older
+rows arrive after. The cache is capped (:mod:`grokwatch.remote.cache`): when
+a sweep does not fit, every run keeps its newest shards and the oldest are
+left out, said once in one line.
 
 Every file is written locally as ``name.tmp`` and then ``os.replace``d, so a
 local reader never sees a half file (readers ignore ``*.tmp``); the local
@@ -36,8 +46,10 @@ from typing import Callable
 from grokwatch.store.atomic import read_json
 from grokwatch.store.layout import RUN_JSON, SHARDS_DIR, STATUS_JSON, ShardName, is_valid_run_id
 
+from . import cache
+from .progress import StderrProgress, SyncProgress, describe, mb
 from .ssh import TRANSIENT, Connection, SSHRunner, resolve_settings
-from .url import ConnectionLost, RemoteError, SshUrl, cache_path, parse_ssh_url
+from .url import ConnectionLost, RemoteError, SshUrl, cache_path, default_cache_root, parse_ssh_url
 
 log = logging.getLogger("grokwatch.remote")
 
@@ -46,15 +58,19 @@ RUN_FILES = (RUN_JSON, STATUS_JSON)
 TERMINAL_STATES = ("completed", "failed", "diverged")
 CHUNK = 1 << 20
 SETTLE_SECONDS = 1.5  # > SFTP's 1 s mtime resolution
+PUBLISH_SECONDS = 2.0  # a backfill's shards come into view in batches, this often
+HELD_SUFFIX = ".held.tmp"  # readers skip *.tmp
+PARALLEL_MIN = 32  # a backfill of at least this many shards runs over several SFTP sessions
 
 
 @dataclass
 class SyncResult:
-    """What one pass brought."""
+    """What one pass brought (``fetched`` in the order fetched)."""
 
     fetched: list[str] = field(default_factory=list)  # paths relative to the mirror root
     bytes: int = 0
     seconds: float = 0.0
+    complete: bool = False  # everything wanted is local (not a newest-only or a limited pass)
 
     @property
     def runs(self) -> set[str]:
@@ -69,18 +85,32 @@ class _Seen:
     settled: bool = False
 
 
+class _PassLimit(Exception):
+    """``max_files_per_pass`` files were fetched: the pass ends here, the next goes on."""
+
+
 class Mirror:
     """Keeps ``local_path`` a copy of the sweep at ``url``.
 
     ``sync_once()`` does one pass in the caller's thread (connecting if
-    needed; errors raise :class:`~grokwatch.remote.url.RemoteError`).
-    ``start()`` runs passes every ``interval`` seconds in a thread that
-    reconnects after a dropped link with exponential back-off
-    (``backoff=(first, max)`` seconds) and stops on a host-key or
-    authentication error (``error`` then holds it); ``close()`` stops and
-    joins it. ``on_sync(result)`` is called after every pass that fetched
-    something, ``on_error(exc)`` after every failed one (both from the thread).
-    ``runner`` runs commands (squeue) over the same connection.
+    needed; errors raise :class:`~grokwatch.remote.url.RemoteError`);
+    ``sync_once(newest_only=True)`` stops once every run's run.json,
+    status.json and newest shards are local. ``start()`` runs passes every
+    ``interval`` seconds in a thread that reconnects after a dropped link
+    with exponential back-off (``backoff=(first, max)`` seconds) and stops
+    on a host-key or authentication error (``error`` then holds it);
+    ``close()`` stops and joins it. ``on_sync(result)`` is called after
+    every pass that fetched something, ``on_error(exc)`` after every failed
+    one (both from the thread); ``on_progress(progress)`` while a pass runs
+    (:class:`~grokwatch.remote.progress.SyncProgress`; ``progress`` holds the
+    current one and ``notice()`` says it in one line). ``runner`` runs
+    commands (squeue) over the same connection.
+
+    ``cache_mb``: the cap of the whole cache root in MB (default
+    ``$GROKWATCH_SSH_CACHE_MB`` or 2048; 0: none). ``workers``: SFTP
+    sessions a backfill of many shards uses at once. ``max_files_per_pass``
+    ends a pass after that many fetches (the next pass goes on; for tests
+    of an interrupted first sync).
     """
 
     def __init__(
@@ -98,15 +128,24 @@ class Mirror:
         connect_timeout: float = 15.0,
         io_timeout: float = 30.0,
         backoff: tuple[float, float] = (0.5, 30.0),
+        cache_mb: float | None = None,
+        max_files_per_pass: int | None = None,
+        workers: int = 4,
         on_sync: Callable[[SyncResult], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        on_progress: Callable[[SyncProgress], None] | None = None,
     ):
         self.url = parse_ssh_url(url) if isinstance(url, str) else url
-        self.local_path = cache_path(self.url, cache_dir)
+        self.cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
+        self.local_path = cache_path(self.url, self.cache_root)
+        self.cap = cache.cache_cap_bytes(cache_mb)
+        self.max_files_per_pass = max_files_per_pass
+        self.workers = max(1, int(workers))
         self.interval = interval
         self.backoff = backoff
         self.on_sync = on_sync
         self.on_error = on_error
+        self.on_progress = on_progress
         settings = resolve_settings(self.url, ssh_config=ssh_config, known_hosts=known_hosts,
                                     key_filename=key_filename)
         self.connection = Connection(settings, trust_new_host_key=trust_new_host_key, allow_agent=allow_agent,
@@ -118,13 +157,29 @@ class Mirror:
         self.fetch_attempts: Counter[str] = Counter()
         self.passes = 0
         self.failures = 0
+        self.complete = False  # a pass has brought everything wanted
         self.error: BaseException | None = None  # the error that stopped the thread
         self.last_error: BaseException | None = None
+        self.progress = SyncProgress(url=str(self.url), host=self._host_words(settings))
+        self.capped: str | None = None  # the cache cap in a few words, while it leaves shards out
+        self.log_notes = True  # say the cache cap on the log (False: a status line shows notice())
+        self.dropped: set[str] = set()  # shards left out under the cache cap (relative paths)
         self._remote_root: str | None = None
         self._single_run: bool | None = None
         self._seen: dict[str, _Seen] = {}
         self._shards_done: set[str] = set()
         self._quiet_runs: set[str] = set()  # finished runs whose shards were listed after the final status
+        self._runs: dict[str, tuple[str, Path]] = {}  # run prefix -> (remote dir, local dir)
+        self._shards: dict[str, dict[str, tuple[ShardName, object]]] = {}  # run prefix -> name -> (parsed, attrs)
+        self._others: list[cache.CachedSweep] | None = None  # other sweeps in the cache (scanned once)
+        self._touched = float("-inf")
+        self._capped_note: str | None = None
+        self._pass_fetches = 0
+        self._count_lock = threading.Lock()
+        self._held: list[tuple[Path, Path]] = []  # backfilled shards not yet under their names
+        self._published = float("-inf")
+        self._layout_changed = True  # a listing found shards (or runs) that the last plan did not know
+        self._backlog = False  # the last backfill stopped before its end
         self._warned: set[str] = set()
         self._pass_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -132,6 +187,9 @@ class Mirror:
         self._done_passes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _host_words(self, settings) -> str:
+        return settings.display if settings.hostname == self.url.host else f"{self.url.host} ({settings.display})"
 
     # -- thread mode -----------------------------------------------------------
     def start(self) -> "Mirror":
@@ -170,6 +228,24 @@ class Mirror:
             return self._cond.wait_for(lambda: self._done_passes >= target or self._stop.is_set(), timeout) \
                 and self._done_passes >= target
 
+    def wait_complete(self, timeout: float | None = None) -> bool:
+        """Block until a pass has brought everything (True), the thread stopped, or timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.complete or self._stop.is_set() or self.error is not None,
+                                       timeout) and self.complete
+
+    def notice(self) -> str | None:
+        """One line for a status bar while the mirror is not simply in sync: the first
+        sync's progress, a lost link, an error that stopped it, the cache cap; else None."""
+        if self.error is not None:
+            return f"ssh mirror stopped: {self.error}"
+        if self.last_error is not None:
+            return f"{self.last_error}; reconnecting"
+        p = self.progress
+        if not self.complete and p.stage != "done":
+            return describe(p) if p.stage != "newest" else f"newest data of all {p.runs_total:,} runs; syncing older rows"
+        return self.capped
+
     def _loop(self) -> None:
         first, top = self.backoff
         delay = first
@@ -185,6 +261,8 @@ class Mirror:
                 if not isinstance(exc, ConnectionLost):
                     self.error = exc  # host key, authentication, missing path: retrying cannot help
                     log.error("%s", exc)
+                    with self._cond:
+                        self._cond.notify_all()
                     break
                 wait = delay * random.uniform(0.8, 1.2)
                 log.warning("%s; reconnecting in %.1f s", exc, wait)
@@ -194,11 +272,14 @@ class Mirror:
             delay = first
             if result.fetched and self.on_sync:
                 self.on_sync(result)
+            if not result.complete:
+                continue  # a limited pass: go on at once
             self._stop.wait(self.interval)
 
     # -- one pass ----------------------------------------------------------------
-    def sync_once(self) -> SyncResult:
-        """Fetch what is new or changed. Raises RemoteError (ConnectionLost when the link failed)."""
+    def sync_once(self, newest_only: bool = False) -> SyncResult:
+        """Fetch what is new or changed (``newest_only``: stop once every run's newest
+        data is local). Raises RemoteError (ConnectionLost when the link failed)."""
         with self._pass_lock:
             with self._cond:
                 self._started_passes += 1
@@ -206,7 +287,9 @@ class Mirror:
                 result = SyncResult()
                 t0 = time.monotonic()
                 try:
-                    self._pass(result)
+                    self._pass(result, newest_only)
+                except _PassLimit:
+                    pass
                 except RemoteError:
                     self.failures += 1
                     raise
@@ -217,6 +300,8 @@ class Mirror:
                 result.seconds = time.monotonic() - t0
                 self.passes += 1
                 self.last_error = None
+                if result.complete:
+                    self.complete = True
                 return result
             finally:
                 with self._cond:
@@ -227,22 +312,90 @@ class Mirror:
         if self._stop.is_set():
             raise ConnectionLost("the mirror is closed")
 
-    def _pass(self, result: SyncResult) -> None:
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    def _pass(self, result: SyncResult, newest_only: bool) -> None:
         self._check_stop()
+        self._pass_fetches = 0
+        connected = self.connection.connected
+        p = self.progress = SyncProgress(url=self.progress.url, host=self.progress.host, note=self._capped_note,
+                                         stage="listing" if connected else "connecting")
+        if not connected:
+            self._report()  # "connecting to ..."
+            p.stage = "listing"
         sftp = self.connection.sftp()
         root = self._resolve_root(sftp)
+        self._touch_index()
         if self._single_run:
-            self._sync_run(sftp, root, self.local_path, "", result)
+            names = [""]
+            remotes = {"": (root, self.local_path)}
+        else:
+            entries = {a.filename: a for a in sftp.listdir_attr(root)}
+            for name in SWEEP_FILES:
+                if name in entries and stat.S_ISREG(entries[name].st_mode or 0):
+                    self._maybe_fetch(sftp, f"{root}/{name}", name, entries[name], result)
+            names = sorted(n for n, a in entries.items() if not n.startswith(".") and stat.S_ISDIR(a.st_mode or 0)
+                           and is_valid_run_id(n))
+            remotes = {n: (f"{root}/{n}", self.local_path / n) for n in names}
+            for gone in set(self._shards) - {f"{n}/" for n in names}:
+                self._shards.pop(gone, None)  # removed on the server: it no longer counts
+                self._runs.pop(gone, None)
+                self._layout_changed = True
+        p.runs_total = len(names)
+        self._report()
+        # Every run's latest state first, as its directory is listed.
+        listed = []
+        for n in names:
+            prefix = f"{n}/" if n else ""
+            if self._list_run(sftp, *remotes[n], prefix, result):
+                listed.append(prefix)
+            p.runs_listed += 1
+            self._report()
+        if newest_only:
+            p.stage = "newest"
             return
-        entries = {a.filename: a for a in sftp.listdir_attr(root)}
-        for name in SWEEP_FILES:
-            if name in entries and stat.S_ISREG(entries[name].st_mode or 0):
-                self._maybe_fetch(sftp, f"{root}/{name}", name, entries[name], result)
-        for name in sorted(entries):
-            a = entries[name]
-            if name.startswith(".") or not stat.S_ISDIR(a.st_mode or 0) or not is_valid_run_id(name):
-                continue
-            self._sync_run(sftp, f"{root}/{name}", self.local_path / name, f"{name}/", result)
+        # Then the older shards, newest first, as the cache cap allows (planned again
+        # only when a listing changed or the last backfill did not finish).
+        p.stage = "backfill"
+        if self._layout_changed or self._backlog:
+            self._layout_changed, self._backlog = False, True
+            pending = []
+            for s in self._plan():
+                rel = f"{s.run}{SHARDS_DIR}/{s.name}"
+                if rel in self._shards_done or s.run not in self._runs:
+                    continue
+                if _matches(self._runs[s.run][1] / SHARDS_DIR / s.name, self._shards[s.run][s.name][1]):
+                    self._shards_done.add(rel)  # mirrored by an earlier process
+                    self.dropped.discard(rel)
+                else:
+                    pending.append(s)
+            p.files_todo = p.files + len(pending)
+            p.bytes_todo = p.bytes + sum(s.size for s in pending)
+            p.backfill_started, p.backfill_files = time.monotonic(), p.files
+            self._report()
+            self._fetch_many(sftp, pending, result)
+            self._backlog = False
+        # A finished run whose shards are all here is only stat-ed from now on.
+        for prefix in listed:
+            seen = self._seen.get(f"{prefix}{STATUS_JSON}")
+            local = self._runs[prefix][1]
+            if seen is not None and seen.settled and _state_of(local / STATUS_JSON) in TERMINAL_STATES:
+                self._quiet_runs.add(prefix)
+        p.stage = "done"
+        result.complete = True
+        if not self.complete:
+            self._touch_index(force=True)  # the index says how big this sweep is now
+
+    def _touch_index(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._touched >= cache.TOUCH_SECONDS:
+            self._touched = now
+            size = sum(s.size for s in self._seen.values()) + sum(
+                int(a.st_size or 0) for prefix, table in self._shards.items() for name, (_p, a) in table.items()
+                if f"{prefix}{SHARDS_DIR}/{name}" in self._shards_done)
+            cache.touch_index(self.cache_root, self.local_path, str(self.url), size)
 
     def _resolve_root(self, sftp) -> str:
         if self._remote_root is None:
@@ -266,7 +419,9 @@ class Mirror:
             self._remote_root = path
         return self._remote_root
 
-    def _sync_run(self, sftp, remote: str, local: Path, prefix: str, result: SyncResult) -> None:
+    def _list_run(self, sftp, remote: str, local: Path, prefix: str, result: SyncResult) -> bool:
+        """List one run and fetch its run.json, newest shard of each kind and status.json.
+        False when it was not listed (a quiet finished run, or not a run yet)."""
         self._check_stop()
         status_rel = f"{prefix}{STATUS_JSON}"
         if prefix in self._quiet_runs:
@@ -277,39 +432,188 @@ class Mirror:
                 a = None
             seen = self._seen.get(status_rel)
             if a is not None and seen is not None and (a.st_size, a.st_mtime) == (seen.size, seen.mtime):
-                return
+                return False
             self._quiet_runs.discard(prefix)
         try:
             entries = {a.filename: a for a in sftp.listdir_attr(remote)}
         except FileNotFoundError:
-            return  # removed while we looked
+            return False  # removed while we looked
         except PermissionError:
             self._warn_once(remote, f"{remote}: permission denied; not mirrored")
-            return
+            return False
         if RUN_JSON not in entries:
-            return  # not a run (yet): run.json is written before step 1
+            return False  # not a run (yet): run.json is written before step 1
+        self._runs[prefix] = (remote, local)
         self._maybe_fetch(sftp, f"{remote}/{RUN_JSON}", f"{prefix}{RUN_JSON}", entries[RUN_JSON], result)
+        table: dict[str, tuple[ShardName, object]] = {}
         if SHARDS_DIR in entries and stat.S_ISDIR(entries[SHARDS_DIR].st_mode or 0):
             try:
                 shards = sftp.listdir_attr(f"{remote}/{SHARDS_DIR}")
             except FileNotFoundError:
                 shards = []
-            for a in sorted(shards, key=lambda a: a.filename):
-                if ShardName.parse(a.filename) is None or not stat.S_ISREG(a.st_mode or 0):
+            for a in shards:
+                parsed = ShardName.parse(a.filename)
+                if parsed is None or not stat.S_ISREG(a.st_mode or 0):
                     continue  # *.tmp (being written) and foreign files
-                rel = f"{prefix}{SHARDS_DIR}/{a.filename}"
-                if rel in self._shards_done:
-                    continue
-                self._check_stop()
-                dest = local / SHARDS_DIR / a.filename
-                if not _matches(dest, a):
-                    self._fetch(sftp, f"{remote}/{SHARDS_DIR}/{a.filename}", dest, rel, a, result, exact=True)
-                self._shards_done.add(rel)
+                table[a.filename] = (parsed, a)
+        previous = self._shards.get(prefix)
+        if previous is None or previous.keys() != table.keys():
+            self._layout_changed = True
+        self._shards[prefix] = table
+        newest: dict[str, tuple[tuple[int, int], str]] = {}
+        for name, (parsed, _a) in table.items():
+            key = (parsed.attempt, parsed.last_step)
+            if parsed.kind not in newest or key > newest[parsed.kind][0]:
+                newest[parsed.kind] = (key, name)
+        for _key, name in sorted(newest.values(), key=lambda v: v[1]):
+            self._fetch_shard(sftp, prefix, name, table[name][1], result)
         if STATUS_JSON in entries:
             self._maybe_fetch(sftp, f"{remote}/{STATUS_JSON}", status_rel, entries[STATUS_JSON], result)
-            seen = self._seen.get(status_rel)
-            if seen is not None and seen.settled and _state_of(local / STATUS_JSON) in TERMINAL_STATES:
-                self._quiet_runs.add(prefix)
+        return True
+
+    def _fetch_shard(self, sftp, prefix: str, name: str, attrs, result: SyncResult, hold: bool = False) -> None:
+        """Fetch one shard unless it is here. ``hold``: keep it under a name readers
+        ignore until :meth:`_publish` (a backfill lands in batches)."""
+        rel = f"{prefix}{SHARDS_DIR}/{name}"
+        if rel in self._shards_done:
+            return
+        self._check_stop()
+        remote, local = self._runs[prefix]
+        dest = local / SHARDS_DIR / name
+        if not _matches(dest, attrs):
+            if hold:
+                held = dest.with_name(dest.name + HELD_SUFFIX)
+                if self._fetch(sftp, f"{remote}/{SHARDS_DIR}/{name}", held, rel, attrs, result, exact=True):
+                    with self._count_lock:
+                        self._held.append((held, dest))
+                    self._publish()
+            else:
+                self._fetch(sftp, f"{remote}/{SHARDS_DIR}/{name}", dest, rel, attrs, result, exact=True)
+        self._shards_done.add(rel)
+        self.dropped.discard(rel)
+
+    def _publish(self, force: bool = False) -> None:
+        """Give held shards their names, all at once, at most every PUBLISH_SECONDS (``force``: now).
+
+        A reader takes an older shard as a late one and re-reads the run, so a
+        backfill shown shard by shard would have the watcher rescore every run
+        over and over; in batches it does so every few seconds."""
+        now = time.monotonic()
+        with self._count_lock:
+            if not self._held or (not force and now - self._published < PUBLISH_SECONDS):
+                return
+            held, self._held, self._published = self._held, [], now
+        for src, dest in held:
+            try:
+                os.replace(src, dest)
+            except OSError as exc:  # the cache itself is the problem; the next pass fetches it again
+                self._shards_done.discard(str(dest.relative_to(self.local_path)))
+                log.warning("cannot move %s into place: %s", src, exc)
+
+    def _fetch_many(self, sftp, shards: list[cache.ShardRef], result: SyncResult) -> None:
+        """Fetch shards in about this order, over ``workers`` SFTP sessions when there are many
+        (a first sync: many small files cost round trips, not bandwidth)."""
+        try:
+            self._fetch_in_order(sftp, shards, result)
+        finally:
+            self._publish(force=True)
+
+    def _fetch_in_order(self, sftp, shards: list[cache.ShardRef], result: SyncResult) -> None:
+        if self.workers <= 1 or len(shards) < PARALLEL_MIN:
+            for s in shards:
+                self._fetch_shard(sftp, s.run, s.name, self._shards[s.run][s.name][1], result, hold=True)
+                self._report()
+            return
+        import paramiko
+
+        clients = [sftp]
+        try:
+            for _ in range(self.workers - 1):
+                extra = paramiko.SFTPClient.from_transport(self.connection.transport())
+                extra.get_channel().settimeout(self.connection.io_timeout)
+                clients.append(extra)
+        except TRANSIENT as exc:  # the server may allow fewer sessions: go on with what opened
+            if len(clients) == 1:
+                raise
+            log.debug("opened %d of %d SFTP sessions: %s", len(clients), self.workers, _one_line(exc))
+        todo = iter(shards)
+        lock = threading.Lock()
+        failed: list[BaseException] = []
+
+        def work(client) -> None:
+            while not failed and not self._stop.is_set():
+                with lock:
+                    s = next(todo, None)
+                if s is None:
+                    return
+                try:
+                    self._fetch_shard(client, s.run, s.name, self._shards[s.run][s.name][1], result, hold=True)
+                except BaseException as exc:  # re-raised in the pass's own thread below
+                    failed.append(exc)
+                    return
+                self._report()
+
+        threads = [threading.Thread(target=work, args=(c,), name="grokwatch-mirror-fetch", daemon=True)
+                   for c in clients[1:]]
+        for t in threads:
+            t.start()
+        try:
+            work(sftp)
+        finally:
+            for t in threads:
+                t.join()
+            for c in clients[1:]:
+                try:
+                    c.close()
+                except Exception:  # a broken session: the link is gone either way
+                    pass
+        if failed:
+            raise next((e for e in failed if not isinstance(e, _PassLimit)), failed[0])
+
+    def _plan(self) -> list[cache.ShardRef]:
+        """The shards to have locally, in fetch order; drops (and deletes) the oldest beyond the cap."""
+        ranked = cache.rank_shards({
+            prefix: [(name, parsed.kind, (parsed.attempt, parsed.last_step), int(a.st_size or 0))
+                     for name, (parsed, a) in table.items()]
+            for prefix, table in self._shards.items()
+        })
+        if self.cap is None:
+            return ranked
+        total = sum(s.size for s in ranked) + sum(s.size for s in self._seen.values())
+        if self._others is None:
+            self._others = cache.other_sweeps(self.cache_root, self.local_path)
+        others = sum(c.size for c in self._others)
+        if total + others > self.cap:
+            cache.evict(self._others, total + others - self.cap)
+            others = sum(c.size for c in self._others)
+        budget = self.cap - others - sum(s.size for s in self._seen.values())
+        kept, dropped = cache.plan_shards(ranked, budget)
+        for s in dropped:
+            rel = f"{s.run}{SHARDS_DIR}/{s.name}"
+            if rel not in self.dropped:
+                self.dropped.add(rel)
+                self._shards_done.discard(rel)
+                run = self._runs.get(s.run)
+                if run is not None:
+                    _unlink(run[1] / SHARDS_DIR / s.name)
+        self.progress.kept_shards, self.progress.dropped_shards = len(kept), len(dropped)
+        if dropped:
+            runs = len(self._shards) or 1
+            note = (f"cache cap {mb(self.cap)} (${cache.CACHE_MB_ENV}) reached: keeping each run's newest "
+                    f"~{len(kept) // runs:,} shards ({mb(sum(s.size for s in kept))}), leaving out the "
+                    f"{len(dropped):,} oldest ({mb(sum(s.size for s in dropped))})")
+            if self._capped_note is None:
+                if self.on_progress is not None:
+                    self.progress.note = note  # the progress printer says it, on its own line
+                    self._report()
+                elif self.log_notes:
+                    log.warning("%s; cache in %s", note, self.cache_root)
+            self._capped_note = note
+            self.capped = (f"cache cap {mb(self.cap)}: newest ~{len(kept) // runs:,} shards per run kept, "
+                           f"{len(dropped):,} older left out")
+        else:
+            self._capped_note = self.capped = None
+        return kept
 
     def _maybe_fetch(self, sftp, remote: str, rel: str, attrs, result: SyncResult) -> None:
         """Fetch a small mutable file when its (size, mtime) changed, and once more after it settled."""
@@ -330,11 +634,17 @@ class Mirror:
         self._fetch(sftp, remote, dest, rel, attrs, result, exact=False)
         self._seen[rel] = _Seen(*key, fetched_at=now)
 
-    def _fetch(self, sftp, remote: str, dest: Path, rel: str, attrs, result: SyncResult, *, exact: bool) -> None:
-        """Copy remote -> dest through dest.tmp + os.replace. ``exact``: the size must match attrs."""
+    def _fetch(self, sftp, remote: str, dest: Path, rel: str, attrs, result: SyncResult, *, exact: bool) -> bool:
+        """Copy remote -> dest through dest.tmp + os.replace. ``exact``: the size must match attrs.
+        False when the remote file vanished (or is unreadable) before it was read."""
+        with self._count_lock:
+            if self.max_files_per_pass is not None and self._pass_fetches >= self.max_files_per_pass:
+                raise _PassLimit
+            self._pass_fetches += 1
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
-        self.fetch_attempts[rel] += 1
+        with self._count_lock:
+            self.fetch_attempts[rel] += 1
         n = 0
         try:
             with sftp.open(remote, "rb") as fh, open(tmp, "wb") as out:
@@ -358,13 +668,17 @@ class Mirror:
                 raise  # the local cache itself is the problem
             if isinstance(exc, PermissionError):
                 self._warn_once(remote, f"{remote}: permission denied; not mirrored")
-            return  # vanished (or unreadable) before it was read; a later pass sees what replaced it
+            return False  # vanished (or unreadable) before it was read; a later pass sees what replaced it
         except BaseException:
             _unlink(tmp)
             raise
-        self.fetch_counts[rel] += 1
-        result.fetched.append(rel)
-        result.bytes += n
+        with self._count_lock:
+            self.fetch_counts[rel] += 1
+            result.fetched.append(rel)
+            result.bytes += n
+            self.progress.files += 1
+            self.progress.bytes += n
+        return True
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -376,22 +690,41 @@ class Mirror:
 
 
 def resolve_remote(url: str, cache_dir: str | os.PathLike | None = None, *, start: bool = True,
-                   initial_sync: bool = True, **kwargs) -> tuple[Path, Mirror]:
+                   initial_sync: bool = True, newest_only: bool = False,
+                   progress: Callable[[SyncProgress], None] | bool | None = None,
+                   **kwargs) -> tuple[Path, Mirror]:
     """Local directory that mirrors an ``ssh://`` SOURCE, and its :class:`Mirror`.
 
     With ``initial_sync`` one pass runs before returning (so the directory
     holds the sweep, and a bad host key, login or path raises
-    :class:`~grokwatch.remote.url.RemoteError` here, one line); with ``start``
-    the mirror then keeps syncing in its thread. The caller owns the mirror:
+    :class:`~grokwatch.remote.url.RemoteError` here, one line); with
+    ``newest_only`` that pass stops once every run's newest data is local
+    (the thread, with ``start``, brings the rest). ``progress``: called with
+    the pass's :class:`~grokwatch.remote.progress.SyncProgress` during that
+    first pass only (True: lines on stderr). With ``start`` the mirror then
+    keeps syncing in its thread. The caller owns the mirror:
     ``mirror.close()`` when done. ``kwargs`` go to :class:`Mirror`
-    (``trust_new_host_key``, ``interval``, ``ssh_config``, ``known_hosts``, ...).
+    (``trust_new_host_key``, ``interval``, ``ssh_config``, ``cache_mb``, ...).
     """
     mirror = Mirror(url, cache_dir, **kwargs)
+    mirror.log_notes = not newest_only  # the dashboard's status line says it, stderr would cut into its screen
+    printer = StderrProgress() if progress is True else progress or None
     try:
         if initial_sync:
-            mirror.sync_once()
+            mirror.on_progress = printer
+            try:
+                while True:
+                    result = mirror.sync_once(newest_only=newest_only)
+                    if newest_only or result.complete:
+                        break  # else a pass limited by max_files_per_pass: go on
+            finally:
+                mirror.on_progress = None
+            if isinstance(printer, StderrProgress):
+                printer.done(mirror.progress, _home(mirror.local_path))
         mirror.local_path.mkdir(parents=True, exist_ok=True)
     except BaseException:
+        if isinstance(printer, StderrProgress):
+            printer.abort()
         mirror.close()
         raise
     if start:
@@ -407,17 +740,23 @@ def open_source(url: str, **kwargs) -> Path:
     """Resolver for ``grokwatch.source.RESOLVERS["ssh"]``: the local mirror of
     ``url``, synced once and then kept in sync by a thread until
     :func:`close_sources` (registered with atexit). Opening the same URL again
-    reuses its mirror. ``kwargs`` go to :func:`resolve_remote`."""
+    reuses its mirror (waiting for its first whole sync unless
+    ``newest_only``). ``kwargs`` go to :func:`resolve_remote`."""
     import atexit
 
     local = cache_path(parse_ssh_url(url), kwargs.get("cache_dir"))
     with _OPEN_LOCK:
         mirror = _OPEN.pop(local, None)
-        if mirror is not None:
-            if mirror.running:
-                _OPEN[local] = mirror
-                return local
+        if mirror is not None and mirror.running:
+            _OPEN[local] = mirror
+        elif mirror is not None:
             mirror.close()  # its thread stopped on an error: try afresh
+            mirror = None
+    if mirror is not None:
+        if not kwargs.get("newest_only"):
+            mirror.wait_complete()
+        return local
+    with _OPEN_LOCK:
         if not _OPEN:
             atexit.register(close_sources)
         local, mirror = resolve_remote(url, **kwargs)
@@ -432,6 +771,13 @@ def runner_for(local_path: str | os.PathLike) -> SSHRunner | None:
     return mirror.runner if mirror is not None else None
 
 
+def notice_for(local_path: str | os.PathLike) -> str | None:
+    """:meth:`Mirror.notice` of the mirror serving ``local_path`` (None if none, or in sync)."""
+    with _OPEN_LOCK:
+        mirror = _OPEN.get(Path(local_path))
+    return mirror.notice() if mirror is not None else None
+
+
 def close_sources() -> None:
     """Stop and join every mirror :func:`open_source` started."""
     with _OPEN_LOCK:
@@ -439,6 +785,12 @@ def close_sources() -> None:
         _OPEN.clear()
     for m in mirrors:
         m.close()
+
+
+def _home(path: Path) -> str:
+    home = os.path.expanduser("~")
+    s = str(path)
+    return "~" + s[len(home):] if home not in ("", "/") and (s == home or s.startswith(home + "/")) else s
 
 
 def _matches(local: Path, attrs) -> bool:

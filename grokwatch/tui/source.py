@@ -53,7 +53,7 @@ def resolve_sweep(source: str | os.PathLike) -> Path:
     a path, ``file://``, and remote schemes as they are registered)."""
     from ..source import resolve_source
 
-    return resolve_source(str(source))
+    return resolve_source(str(source), early=True)  # a remote sweep shows once every run's newest data is here
 
 
 def open_source(source: str | os.PathLike, *, stall_timeout: float = STALL_TIMEOUT, interval: float = 1.0,

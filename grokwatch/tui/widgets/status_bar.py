@@ -96,6 +96,11 @@ class StatusBar(Widget):
             t.append(f" {firing} alarming ", style="bold #d62728")
         if m.alarm_source:
             t.append(f" {m.alarm_source} ", style="italic")
+        from ...source import source_notice  # an ssh:// mirror's first sync, a lost link, its cache cap
+
+        note = source_notice(m.path)
+        if note:
+            t.append(f" {note} ", style="bold #ff7f0e")
         if self.filter_text:
             t.append(f" filter: {self.filter_text} ", style="italic")
         age = None if m.updated is None or now is None else now - m.updated
