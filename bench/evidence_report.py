@@ -64,6 +64,9 @@ comparison = ">"
 threshold = 0
 cooldown_steps = 5000
 """
+#: Sweeps also scored with a shorter budget: the tiny preset's runs mostly grok within the
+#: sweep's 20,000 steps, so runs that "never grok" are scored at the demo's 8,000.
+BUDGETS = {"tiny": 8000}
 LIFECYCLE = {"memorized", "grokked", "anti_grokking", "diverged", "stalled", "restarted_from_scratch"}
 
 Firings = dict[str, list[int]]
@@ -72,10 +75,27 @@ Firings = dict[str, list[int]]
 # -- scoring -------------------------------------------------------------------------
 
 
-def score_detector(runs, firings: Firings, available: set[str]) -> dict:
+def budget_table(runs, budget: int) -> dict[str, tuple[bool, int, int]]:
+    """The grokking event as if every run had a budget of ``budget`` steps: a
+    positive groks by then (window [t_mem, t_grok)); a negative is memorized by
+    then and has not grokked by then (window [t_mem, budget]); a run whose data
+    stops short of the budget without grokking is left out."""
+    out = {}
+    for rid, r in runs.items():
+        i = r.info
+        if i is None or i.t_mem is None or i.t_mem >= budget:
+            continue
+        if i.t_grok is not None and i.t_grok <= budget:
+            out[rid] = (True, i.t_mem, i.t_grok)
+        elif (r.last_step or 0) >= budget or (i.t_grok is not None):
+            out[rid] = (False, i.t_mem, budget)
+    return out
+
+
+def score_detector(runs, firings: Firings, available: set[str], budget: int | None = None) -> dict:
     from grokwatch.report.stats import event_table, score
 
-    table = event_table(runs, "grokking")
+    table = event_table(runs, "grokking") if budget is None else budget_table(runs, budget)
     res = score(table, firings, available)
     pos = [r for r in table if r in available and table[r][0]]
     plateau_share = []
@@ -136,7 +156,7 @@ def gai_detector(column: str = "grad_norm", z: float = 3.5, hold: int = 1, basel
     from observables.gai import gai, gai_zscore
 
     def det(run) -> list[int] | None:
-        sc = run.scalars
+        sc = run.scalars if column in run.scalars else _all_scalars(run)
         if column not in sc or run.info is None or run.info.t_mem is None:
             return None
         g = np.asarray(sc[column], dtype=np.float64)
@@ -164,6 +184,50 @@ def gai_detector(column: str = "grad_norm", z: float = 3.5, hold: int = 1, basel
         with np.errstate(invalid="ignore"):
             m = (zs > z) & _gate(steps, run)
         return _steps_where(steps, _held(m, hold))
+
+    return det
+
+
+_ALL_SCALARS: dict[str, dict] = {}
+
+
+def _all_scalars(run) -> dict:
+    """Every scalar column of a run (per-layer grad norms included), read once."""
+    key = str(run.config.get("root", "")) + "/" + str(run.config.get("sweep", "")) + "/" + run.run_id
+    if key not in _ALL_SCALARS:
+        from grokwatch.store import RunReader
+
+        d = Path(run.config.get("root", ".")) / str(run.config.get("sweep", "")) / run.run_id
+        r = RunReader(d, kinds=("scalars",))
+        r.refresh()
+        _ALL_SCALARS[key] = {k: np.asarray(v) for k, v in r.scalars.items()}
+    return _ALL_SCALARS[key]
+
+
+def rise_detector(series: Callable, frac: float, min_points: int = 2, absolute: bool = False) -> Callable:
+    """The series rises ``frac`` above its running minimum since t_mem (after at least
+    ``min_points`` plateau points), while memorized: the Rips H0 feature count falls
+    while the landscape sharpens on the plateau and turns up around grokking."""
+
+    def det(run) -> list[int] | None:
+        got = series(run)
+        if got is None or run.info is None or run.info.t_mem is None:
+            return None
+        steps, x = got
+        on = (steps >= run.info.t_mem) & np.isfinite(x)
+        if not on.any():
+            return None
+        lo = np.inf
+        n = 0
+        hits = []
+        for s, v, ok in zip(steps, x, on):
+            if not ok:
+                continue
+            n += 1
+            if n > min_points and (v >= lo + frac if absolute else v >= lo * (1 + frac)):
+                hits.append(int(s))
+            lo = min(lo, v)
+        return hits
 
     return det
 
@@ -419,7 +483,9 @@ def topology_table(runs, topo: Mapping, w_norm_spearman: Callable) -> list[dict]
     return rows
 
 
-def analyse_sweep(sweep_dir: Path, topo: Mapping | None) -> dict:
+def analyse_sweep(sweep_dir: Path, topo: Mapping | None, budget: int | None = None) -> dict:
+    """Every rule and detector on one sweep; ``budget``: score as if each run had
+    that many steps (a run grokking later counts as one that never grokked)."""
     from grokwatch.alerts import load_rules
     from grokwatch.alerts.rules import _make_rule, _rule_specs
     from grokwatch.report.data import load_runs
@@ -428,7 +494,7 @@ def analyse_sweep(sweep_dir: Path, topo: Mapping | None) -> dict:
 
     t0 = time.perf_counter()
     runs = load_runs(sweep_dir)
-    res: dict = {"sweep": sweep_dir.name, "outcomes": outcomes(runs), "detectors": {}}
+    res: dict = {"sweep": sweep_dir.name, "budget": budget, "outcomes": outcomes(runs), "detectors": {}}
     w_star = critical_weight_norms(runs)
     dims = {}
     for r in runs.values():
@@ -446,9 +512,9 @@ def analyse_sweep(sweep_dir: Path, topo: Mapping | None) -> dict:
     for label, rules, fired in (("seed default", seed_rules, seed_f), ("current default", cur_rules, cur_f)):
         for name in rules:
             firings = {rid: sorted(f.get(name, [])) for rid, f in fired.items()}
-            rule_rows[f"{label}: {name}"] = score_detector(runs, firings, set(runs))
+            rule_rows[f"{label}: {name}"] = score_detector(runs, firings, set(runs), budget)
         any_f = {rid: sorted(s for v in f.values() for s in v) for rid, f in fired.items()}
-        rule_rows[f"{label}: any early-warning rule"] = score_detector(runs, any_f, set(runs))
+        rule_rows[f"{label}: any early-warning rule"] = score_detector(runs, any_f, set(runs), budget)
     res["rules"] = rule_rows
 
     # GAI, as the paper defines it, and variants
@@ -484,8 +550,15 @@ def analyse_sweep(sweep_dir: Path, topo: Mapping | None) -> dict:
             for stat, zt in (("entropy", 5.0), ("effective_count", 5.0), ("effective_count", 3.0)):
                 detectors[f"H0 {key}: {stat} |z| > {zt:g}"] = (
                     "topological", probe_z_detector(topo_series(topo, key, stat), zt, 0, min_points=5))
+            for frac in (0.05, 0.1, 0.2):
+                detectors[f"H0 {key}: effective_count rises {frac:.0%} above its plateau minimum"] = (
+                    "topological", rise_detector(topo_series(topo, key, "effective_count"), frac))
+            for nats in (0.02, 0.05, 0.1):
+                detectors[f"H0 {key}: entropy rises {nats:g} nats above its plateau minimum"] = (
+                    "topological", rise_detector(topo_series(topo, key, "entropy"), nats, absolute=True))
     detectors["weight norm <= w* (leave-one-out median at t_grok)"] = ("baseline", wnorm_detector(w_star))
     detectors["weight norm <= 1.05 w*"] = ("baseline", wnorm_detector(w_star, 1.05))
+    detectors["weight norm <= 1.08 w*"] = ("baseline", wnorm_detector(w_star, 1.08))
     detectors["weight norm <= 1.10 w*"] = ("baseline", wnorm_detector(w_star, 1.10))
 
     for name, (family, det) in detectors.items():
@@ -499,8 +572,12 @@ def analyse_sweep(sweep_dir: Path, topo: Mapping | None) -> dict:
             if f is not None:
                 firings[rid] = f
                 avail.add(rid)
-        row = score_detector(runs, firings, avail)
+        row = score_detector(runs, firings, avail, budget)
         row["family"] = family
+        # after t_grok: no run anti-grokked, so any firing there is a false herald of anti-grokking
+        grokked = [rid for rid in avail if runs[rid].info and runs[rid].info.t_grok is not None]
+        row["after_grok_fired"] = sum(any(s > runs[rid].info.t_grok for s in firings.get(rid, [])) for rid in grokked)
+        row["after_grok_runs"] = len(grokked)
         res["detectors"][name] = row
     res["htsr"] = htsr_diagnosis(runs)
     res["topology"] = topology_table(runs, topo or {}, spearman)
@@ -543,7 +620,12 @@ def write_markdown(doc: dict, path: Path) -> None:
          "Runs still open are left out. No run anti-grokked, so no signal could be scored against anti-grokking "
          "(see each sweep's outcomes).", ""]
     for sw in doc["sweeps"]:
-        L += [f"## Sweep `{sw['sweep']}`", ""]
+        if sw.get("budget"):
+            L += [f"## Sweep `{sw['sweep']}`, scored with a budget of {sw['budget']:,} steps", "",
+                  f"As if every run had stopped at step {sw['budget']:,} (the demo's budget): a run that grokked "
+                  "later counts as one that never grokked, scored over [t_mem, budget].", ""]
+        else:
+            L += [f"## Sweep `{sw['sweep']}`", ""]
         L += ["| weight decay | runs | grokked | median t_grok | median plateau (t_grok - t_mem) |",
               "| --- | --- | --- | --- | --- |"]
         for wd, d in sorted(sw["outcomes"]["by_weight_decay"].items(), key=lambda kv: float(kv[0]) if kv[0] != "None" else 0):
@@ -628,6 +710,8 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
         topo_path = out / "topology" / f"topology-{sw.name}.json"
         topo = json.loads(topo_path.read_text())["runs"] if topo_path.exists() else None
         doc["sweeps"].append(analyse_sweep(sw, topo))
+        if sw.name in BUDGETS:
+            doc["sweeps"].append(analyse_sweep(sw, topo, BUDGETS[sw.name]))
         try:
             figure(sw, report_dir / f"runs-{sw.name}.png")
         except Exception as exc:  # a figure is not worth losing the numbers
@@ -635,14 +719,14 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
     (report_dir / "report.json").write_text(json.dumps(doc, indent=1, default=_json_default))
     write_markdown(doc, report_dir / "report.md")
     write_topology_md(doc, report_dir / "topology.md")
-    tiny = next((s for s in doc["sweeps"] if s["sweep"] == "tiny"), None)
+    tiny = next((s for s in doc["sweeps"] if s["sweep"] == "tiny" and s.get("budget")), None)
     if tiny is not None:
         cmp = sim_vs_real(tiny)
         (report_dir / "sim_vs_real.json").write_text(json.dumps(cmp, indent=1, default=_json_default))
         write_sim_md(cmp, report_dir / "sim_vs_real.md")
     summary = {"sweeps": {}}
     for sw in doc["sweeps"]:
-        summary["sweeps"][sw["sweep"]] = {
+        summary["sweeps"][sw["sweep"] + (f"@{sw['budget']}" if sw.get("budget") else "")] = {
             name: {k: sw["rules"][name][k] for k in ("precision", "recall", "lead_median", "fp", "negatives")}
             for name in sw["rules"] if name.startswith("current default")}
     return summary

@@ -10,8 +10,12 @@ resumed from an earlier checkpoint (its later shards repeat steps).
 
 Signals behave like the real ones around onset: grad_norm accelerates (a GAI
 spike) before validation accuracy rises; weight norm decays during the
-plateau and crosses a critical value at onset; H0 persistence entropy shifts
-and HTSR alpha drops before onset; val_acc follows a sigmoid. Every scalar and
+plateau and crosses a critical value at onset (run.json carries its mean,
+``critical_weight_norm``); H0 persistence entropy falls on the plateau and
+turns up before onset (as the Rips construction does on real runs); HTSR
+alpha drops before onset; val_acc follows a sigmoid. docs/evidence/
+sim_vs_real.md says how far each default rule's behaviour on a simulated
+sweep is from the real runs'. Every scalar and
 probe column of DESIGN section 2 is written, probes at probe cadence.
 
 Each run's ground truth is in run.json under ``simulated``: ``fate``,
@@ -49,6 +53,7 @@ P = 97
 N_TRAIN = 2822  # 30% of 97^2 pairs
 N_VAL = P * P - N_TRAIN
 BLOCK = 1000  # noise is drawn per block of steps: chunking never changes the data
+W_CRIT = 22.0  # mean weight norm at onset
 _NOISE = (
     "train_acc val_acc train_loss val_loss grad weight update h0 h0_total h0_median "
     "hess_max hess_min hess_tr defect transverse cosine pca rank_a rank_b"
@@ -140,7 +145,7 @@ def plan_sweep(runs: int = 90, steps: int = 100_000, seed: int = 0, weight_decay
                 w_gai=w_gai,
                 t_h0=t_on - rng.uniform(1.0, 3.0) * w_val - 3 * probe_every,
                 t_alpha=t_on,
-                w_crit=float(rng.normal(22.0, 0.6)),
+                w_crit=float(rng.normal(W_CRIT, 0.6)),
                 alpha_final={m: float(rng.uniform(3.0, 3.5)) for m in MATRICES},
                 n_tail={m: (6 if m == SMALL_MATRIX else int(rng.integers(20, 60))) for m in MATRICES},
                 e0=float(2.8 + 0.1 * rng.standard_normal()),
@@ -291,7 +296,10 @@ def _probes(p: RunPlan, t: np.ndarray, nz) -> dict[str, np.ndarray]:
     g = _sig((t - p.t_on) / p.w_val)
     shift = _sig((t - p.t_h0) / p.probe_every)
     early = _sig((t - p.t_mem_c + 4 * p.w_mem) / p.w_mem)  # the landscape settles while memorizing
-    h0 = p.e0 + 0.3 * (1 - early) - 0.35 * shift + 0.02 * nz("h0")
+    # As the Rips H0 of real runs (docs/evidence): the entropy falls while the landscape
+    # sharpens on the plateau, then turns up before onset (about 0.1 nats).
+    plateau = 1 - np.exp(-np.maximum(t - p.t_mem_c, 0.0) / max(1.0, 0.25 * max(p.t_on - p.t_mem_c, 1.0)))
+    h0 = p.e0 + 0.3 * (1 - early) - 0.2 * plateau + 0.12 * shift + 0.005 * nz("h0")
     out: dict[str, np.ndarray] = {
         "h0_entropy": h0,
         "h0_total": 12.0 * (1 - 0.3 * shift) * (1 + 0.02 * nz("h0_total")),
@@ -378,6 +386,9 @@ def run_config(p: RunPlan, sweep: str) -> dict:
         "total_steps": p.steps,
         "eval_every": p.eval_every,
         "probe_every": p.probe_every,
+        # the critical weight norm the simulator plants (its mean; each run draws around it),
+        # which the watcher's weight_norm_ratio reads as a real run reads its preset's prior
+        "critical_weight_norm": W_CRIT,
         "simulated": truth(p),
     }
 

@@ -22,7 +22,7 @@ from grokwatch.store import config_value
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
 from .fastread import BatchReader
-from .scores import AlphaCrossing, GrowBuf, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
+from .scores import AlphaCrossing, GrowBuf, PlateauRise, trainer_matrix_evals, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
 from .snapshot import RunView
 
 # Lifecycle indicator of a resumed attempt that went back to the start (issue 7).
@@ -74,7 +74,10 @@ class RunState:
         self.h0z = GrowBuf()
         self.alpha_min = GrowBuf()
         self.alpha_cross = GrowBuf()
-        self._crossing = AlphaCrossing(self.cfg)
+        self._crossing = AlphaCrossing(self.cfg, trainer_matrix_evals(self.config or {}))
+        self.h0_rise = GrowBuf()
+        self._h0_rise = PlateauRise()
+        self.defect_z = GrowBuf()
         self.traps = GrowBuf()
 
     def critical_norm(self) -> float | None:
@@ -91,7 +94,12 @@ class RunState:
                 wd = float(wd) if wd is not None else None
             except (TypeError, ValueError):
                 wd = None
-            self._w_crit = critical_norm(preset, wd)
+            own = cfg.get("critical_weight_norm")  # a run may name its own (grokwatch.track, the simulator)
+            try:
+                own = float(own) if own is not None else None
+            except (TypeError, ValueError):
+                own = None
+            self._w_crit = own if own and own > 0 else critical_norm(preset, wd)
         return self._w_crit  # type: ignore[return-value]
 
     # -- reading -----------------------------------------------------------------
@@ -193,10 +201,24 @@ class RunState:
         amin, traps = htsr_summary(pr, slice(n0, n), self.cfg)
         self.h0z.append(hz)
         self.alpha_min.append(amin)
+        if not self._crossing.n_evals and self.config:  # run.json is read by now
+            self._crossing.n_evals = trainer_matrix_evals(self.config)
         self.alpha_cross.append(self._crossing.update(pr, slice(n0, n)))
         self.traps.append(traps)
+        t_mem = self.phase.t_mem
+        if "h0_entropy" in pr and t_mem is not None:
+            self.h0_rise.append(self._h0_rise.update(pr["step"][n0:], pr["h0_entropy"][n0:], t_mem))
+        else:  # rows before t_mem are never part of the plateau: nothing to remember
+            self.h0_rise.append(np.full(n - n0, np.nan))
+        if "commutator_defect" in pr:
+            self.defect_z.append(robust_z_tail(pr["commutator_defect"], n0, self.cfg.entropy_baseline,
+                                               self.cfg.entropy_min_baseline))
+        else:
+            self.defect_z.append(np.full(n - n0, np.nan))
         signals: dict[str, np.ndarray] = {k: v[n0:] for k, v in pr.items() if k not in ("step", "attempt")}
         signals["h0_entropy_z"] = self.h0z.view()[n0:]
+        signals["h0_entropy_rise"] = self.h0_rise.view()[n0:]
+        signals["commutator_defect_z"] = self.defect_z.view()[n0:]
         signals["htsr_alpha_min"] = self.alpha_min.view()[n0:]
         signals["htsr_alpha_cross"] = self.alpha_cross.view()[n0:]
         signals["htsr_traps"] = self.traps.view()[n0:]

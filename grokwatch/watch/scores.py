@@ -170,9 +170,10 @@ def gai_tail(grad_norm: np.ndarray, start: int, cfg: ScoreConfig) -> np.ndarray:
 
 
 class AlphaCrossing:
-    """``htsr_alpha_cross``: at a probe row where some matrix's alpha falls
-    below 2 after at least ``cfg.htsr_cross_after`` reliable fits >= 2 in a
-    row, the smallest such alpha; NaN at every other row. "Reliable" here:
+    """``htsr_alpha_cross``: once some matrix's alpha falls below 2 after at
+    least ``cfg.htsr_cross_after`` reliable fits >= 2 in a row, the smallest
+    alpha of such matrices at every row while they stay below 2 (so an alarm
+    on it stays active until alpha recovers); NaN at every other row. "Reliable" here:
     n_tail >= htsr_min_n_tail, KS <= htsr_cross_max_ks and, where the probe
     wrote ``htsr_n_evals/<m>``, a tail of at most htsr_cross_max_tail_share of
     the eigenvalues. This is the paper's reading (Prakash & Martin, "Grokking
@@ -180,9 +181,11 @@ class AlphaCrossing:
     matrix over-fits, not alpha < 2 of a small matrix whose whole spectrum was
     fitted. Incremental: state per matrix across refreshes."""
 
-    def __init__(self, cfg: ScoreConfig) -> None:
+    def __init__(self, cfg: ScoreConfig, n_evals: dict[str, int] | None = None) -> None:
         self.cfg = cfg
+        self.n_evals = n_evals or {}  # for probes written before htsr_n_evals/<m> existed
         self.above: dict[str, int] = {}
+        self.crossed: set[str] = set()
 
     def update(self, probes: dict[str, np.ndarray], rows: slice) -> np.ndarray:
         n = len(probes["step"][rows])
@@ -197,22 +200,74 @@ class AlphaCrossing:
                 with np.errstate(invalid="ignore"):
                     good &= nt >= cfg.htsr_min_n_tail
                 ne = probes.get(f"htsr_n_evals/{m}")
+                ne = np.asarray(ne[rows], dtype=np.float64) if ne is not None else self.n_evals.get(m)
                 if ne is not None:
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        good &= ~(nt / np.asarray(ne[rows], dtype=np.float64) > cfg.htsr_cross_max_tail_share)
+                        good &= ~(nt / ne > cfg.htsr_cross_max_tail_share)
             ks = probes.get(f"htsr_ks/{m}")
             if ks is not None:
                 with np.errstate(invalid="ignore"):
                     good &= np.asarray(ks[rows], dtype=np.float64) <= cfg.htsr_cross_max_ks
             run = self.above.get(m, 0)
-            for i in np.flatnonzero(good):
-                if a[i] < 2.0:
-                    if run >= cfg.htsr_cross_after:
-                        out[i] = a[i] if not np.isfinite(out[i]) else min(out[i], a[i])
-                    run = 0
-                else:
-                    run += 1
+            crossed = m in self.crossed
+            for i in range(len(a)):
+                if np.isfinite(a[i]) and a[i] >= 2.0:
+                    crossed = False  # recovered (by any fit): the episode is over
+                if good[i]:
+                    if a[i] < 2.0:
+                        crossed = crossed or run >= cfg.htsr_cross_after
+                        run = 0
+                    else:
+                        run += 1
+                if crossed and np.isfinite(a[i]) and a[i] < 2.0:
+                    out[i] = a[i] if not np.isfinite(out[i]) else min(out[i], a[i])
             self.above[m] = run
+            if crossed:
+                self.crossed.add(m)
+            else:
+                self.crossed.discard(m)
+        return out
+
+
+def trainer_matrix_evals(config) -> dict[str, int]:
+    """Eigenvalue count of each matrix of the trainer's model (trainer.model.Transformer) from
+    run.json: min(rows, cols). For probe shards written before the htsr probe logged n_evals."""
+    try:
+        dm, dmlp, v = int(config["d_model"]), int(config["d_mlp"]), int(config["vocab_size"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    out = {"embed": min(v, dm), "unembed": min(v, dm), "mlp.W_in": min(dm, dmlp), "mlp.W_out": min(dm, dmlp)}
+    out.update({f"attn.W_{k}": dm for k in "QKVO"})
+    return out
+
+
+# -- rise above the plateau minimum ----------------------------------------------------
+
+
+class PlateauRise:
+    """``x - min(x since t_mem)`` at each probe row on or after t_mem, once at
+    least ``min_points`` plateau rows came before it; NaN elsewhere. On real
+    runs the Rips H0 persistence entropy falls while the landscape sharpens
+    on the plateau and turns up before grokking (docs/evidence/), so the rise
+    above its plateau minimum is the H0 early warning. Incremental."""
+
+    def __init__(self, min_points: int = 2) -> None:
+        self.min_points = min_points
+        self.low = np.inf
+        self.n = 0
+
+    def update(self, steps: np.ndarray, x: np.ndarray, t_mem: int | None) -> np.ndarray:
+        out = np.full(len(steps), np.nan)
+        if t_mem is None:
+            return out
+        x = np.asarray(x, dtype=np.float64)
+        for i in range(len(steps)):
+            if steps[i] < t_mem or not np.isfinite(x[i]):
+                continue
+            if self.n >= self.min_points:
+                out[i] = x[i] - self.low
+            self.low = min(self.low, x[i])
+            self.n += 1
         return out
 
 

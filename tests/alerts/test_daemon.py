@@ -20,7 +20,7 @@ from grokwatch.simulate import simulate_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 LIFECYCLE = {"memorized", "grokked", "anti_grokking", "diverged", "stalled"}
-RULE_ALARMS = {"gai_spike", "persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap"}
+RULE_ALARMS = {"weight_norm_near_critical", "persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap"}
 FAST = ["--backoff", "0.05s", "--max-tries", "1000", "--rate", "6000", "--heartbeat-every", "0.5s"]
 
 

@@ -13,23 +13,32 @@ from grokwatch.alerts.lock import InstanceLock, LockHeld
 def test_default_rules_cover_design_section_5():
     rules = load_rules()
     assert set(rules) == {
-        "gai_spike", "persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap",
+        "weight_norm_near_critical", "persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap",
         "memorized", "grokked", "anti_grokking", "diverged", "stalled", "restarted_from_scratch",
-    }  # predicted_onset_soon is there too, disabled
-    assert rules["gai_spike"].threshold == 3.5 and rules["gai_spike"].signal == "gai_z"
-    assert rules["htsr_alpha_below_2"].comparison == "<"
+    }  # gai_spike, commutator_defect_rise and predicted_onset_soon are there too, disabled (docs/evidence)
+    assert rules["htsr_alpha_below_2"].comparison == "<" and rules["htsr_alpha_below_2"].signal == "htsr_alpha_cross"
+    assert rules["htsr_alpha_below_2"].when == "grokked"  # a herald of anti-grokking, after t_grok only
+    assert rules["weight_norm_near_critical"].signal == "weight_norm_ratio"
     assert all(rules[n].once for n in ("memorized", "grokked", "diverged", "restarted_from_scratch"))
+
+
+def test_gai_spike_ships_as_its_paper_defines_it_but_disabled(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text("[rules.gai_spike]\nenabled = true\n")
+    gai = load_rules(f)["gai_spike"]
+    assert (gai.signal, gai.comparison, gai.threshold, gai.for_steps) == ("gai_z", ">", 3.5, 0)
+    assert "gai_spike" not in load_rules()
 
 
 def test_user_rules_merge_disable_and_validate(tmp_path):
     f = tmp_path / "r.toml"
     f.write_text(
-        '[rules.gai_spike]\nthreshold = 5.0\n'
+        '[rules.gai_spike]\nthreshold = 5.0\nenabled = true\n'
         '[rules.stalled]\nenabled = false\n'
         '[rules.loss_up]\nsignal = "train_loss"\ncomparison = ">"\nthreshold = 1\ncooldown = "30m"\n'
     )
     rules = load_rules(f)
-    assert rules["gai_spike"].threshold == 5.0 and rules["gai_spike"].for_steps == 3
+    assert rules["gai_spike"].threshold == 5.0 and rules["gai_spike"].for_steps == 0
     assert "stalled" not in rules and rules["loss_up"].cooldown == 1800.0
     f.write_text('include_defaults = false\n[rules.x]\nsignal = "a"\ncomparison = ">"\nthreshold = 1\n')
     assert set(load_rules(f)) == {"x"}

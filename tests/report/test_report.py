@@ -19,9 +19,9 @@ SIGNALS = ("gai_spike", "persistence_entropy_shift", "htsr_alpha_below_2", "corr
 
 
 @pytest.fixture(scope="module")
-def sim_report(sim_sweep, tmp_path_factory):
+def sim_report(sim_sweep, tmp_path_factory, seed_rules):
     out = tmp_path_factory.mktemp("report-out")
-    doc = make_report(sim_sweep, out, fmt="md")
+    doc = make_report(sim_sweep, out, fmt="md", rules=seed_rules)
     truth = {d.name: read_run_config(d)["simulated"] for d in list_runs(sim_sweep)}
     return doc, out, truth
 
@@ -139,7 +139,7 @@ def test_absent_signals_and_tiny_sweeps(small_sweep, tmp_path):
     json.dumps(doc, allow_nan=False)
 
 
-def test_onsets_from_alarms_jsonl(small_sweep, tmp_path):
+def test_onsets_from_alarms_jsonl(small_sweep, tmp_path, seed_rules):
     sweep = tmp_path / "withalarms"
     shutil.copytree(small_sweep, sweep)
     runs = sorted(p.name for p in sweep.iterdir() if (p / "run.json").exists())
@@ -155,11 +155,11 @@ def test_onsets_from_alarms_jsonl(small_sweep, tmp_path):
     recs.append({"id": f"{grokker}/gai_spike/2/firing", "run": grokker, "rule": "gai_spike", "state": "firing",
                  "step": warn})
     (sweep / ".grokwatch" / "alarms.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    doc = make_report(sweep, tmp_path / "out", fmt="json")
+    doc = make_report(sweep, tmp_path / "out", fmt="json", rules=seed_rules)
     gai = doc["signals"]["gai_spike"]
     assert gai["source"] == "alarms.jsonl"
     assert gai["grokking"]["tp"] == 1 and gai["grokking"]["fp"] == 0
     assert gai["grokking"]["lead_times"] == {grokker: 17.0}
-    computed = make_report(sweep, tmp_path / "out2", fmt="json", onsets="computed")
+    computed = make_report(sweep, tmp_path / "out2", fmt="json", onsets="computed", rules=seed_rules)
     assert computed["signals"]["gai_spike"]["source"] == "computed"
     assert computed["signals"]["gai_spike"]["grokking"]["tp"] > 0

@@ -74,7 +74,7 @@ def test_rules_file_rule_fires_in_the_dashboard(small_sweep, rules_file, monkeyp
                                 script)
     assert rc == 0
     model = seen["model"]
-    assert "my_only_rule" in seen["engine"].rules and "gai_spike" in seen["engine"].rules  # merged over the defaults
+    assert "my_only_rule" in seen["engine"].rules and "weight_norm_near_critical" in seen["engine"].rules  # merged over the defaults
     fired = {a.run_id for a in model.alarms if a.rule == "my_only_rule" and a.state == "firing"}
     assert fired == set(model.run_ids) and len(fired) == 3
     # still firing wherever the loss is a number; the diverged run's NaN loss resolved it
@@ -227,9 +227,17 @@ def test_table_highlights_come_from_the_loaded_rules(sim_sweep, tmp_path):
     from grokwatch.alerts import load_rules
     from grokwatch.tui.columns import COLUMNS
 
-    rules = load_rules()
+    # the table's three highlighted signals, each with a rule on it (the defaults chosen on real
+    # runs put no rule on gai_z, h0_entropy_z or htsr_alpha_min: then nothing there is red)
+    base = tmp_path / "on.toml"
+    base.write_text("[rules.gai_spike]\nenabled = true\n"
+                    "[rules.persistence_entropy_shift]\nsignal = \"h0_entropy_z\"\nabsolute = true\nthreshold = 5.0\n"
+                    "[rules.htsr_alpha_below_2]\nsignal = \"htsr_alpha_min\"\nwhen = \"\"\n")
+    rules = load_rules(base)
     gai, h0, alpha = rules["gai_spike"], rules["persistence_entropy_shift"], rules["htsr_alpha_below_2"]
-    model, series = _rows_and_series(sim_sweep)
+    model, series = _rows_and_series(sim_sweep, base)
+    default_model, _ = _rows_and_series(sim_sweep)
+    assert not any(r.over for r in default_model.rows)
     for r in model.rows:  # the rule's own comparison and threshold, nothing else
         assert ("gai_z" in r.over) == (r.gai_z is not None and r.gai_z > gai.threshold), r.run_id
         assert ("h0_entropy_z" in r.over) == (r.h0_entropy_z is not None and abs(r.h0_entropy_z) > h0.threshold)
@@ -246,8 +254,9 @@ def test_table_highlights_come_from_the_loaded_rules(sim_sweep, tmp_path):
 
     # Another rules file moves every highlight (and the detail view's spikes and alpha line) with it.
     path = tmp_path / "moved.toml"
-    path.write_text("[rules.gai_spike]\nthreshold = 1e9\n[rules.persistence_entropy_shift]\nthreshold = 0.0\n"
-                    "[rules.htsr_alpha_below_2]\nthreshold = 100.0\n")
+    path.write_text("[rules.gai_spike]\nenabled = true\nthreshold = 1e9\n"
+                    "[rules.persistence_entropy_shift]\nsignal = \"h0_entropy_z\"\nabsolute = true\nthreshold = 0.0\n"
+                    "[rules.htsr_alpha_below_2]\nsignal = \"htsr_alpha_min\"\nwhen = \"\"\nthreshold = 100.0\n")
     moved, moved_series = _rows_and_series(sim_sweep, path)
     assert not any("gai_z" in r.over for r in moved.rows)
     assert all(("h0_entropy_z" in r.over) == (r.h0_entropy_z not in (None, 0.0)) for r in moved.rows)

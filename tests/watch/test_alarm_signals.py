@@ -24,7 +24,8 @@ def _probes(alpha, n_tail=20.0, n_evals=64.0, ks=0.05):
 def test_alpha_cross_fires_on_a_fall_below_2_after_reliable_fits_above():
     pr = _probes([2.6, 2.5, 2.4, 1.8, 1.7, 2.2])
     out = AlphaCrossing(ScoreConfig()).update(pr, slice(0, 6))
-    assert np.isnan(out[:3]).all() and out[3] == 1.8 and np.isnan(out[4:]).all()
+    # from the fall on while it stays below 2 (the alarm stays active), NaN once alpha recovers
+    assert np.isnan(out[:3]).all() and out[3] == 1.8 and out[4] == 1.7 and np.isnan(out[5])
 
 
 def test_alpha_cross_is_silent_when_alpha_was_never_above_2():
@@ -45,7 +46,7 @@ def test_alpha_cross_incremental_equals_one_pass():
     inc = AlphaCrossing(ScoreConfig())
     parts = np.concatenate([inc.update(pr, slice(0, 2)), inc.update(pr, slice(2, 5)), inc.update(pr, slice(5, 8))])
     np.testing.assert_array_equal(np.isnan(once), np.isnan(parts))
-    assert np.nanmin(once) == 1.8 and once[7] == 1.9
+    assert np.nanmin(once) == 1.8 and np.isnan(once[4]) and once[7] == 1.9
 
 
 def test_critical_norm_reads_the_shipped_facts(tmp_path, monkeypatch):
