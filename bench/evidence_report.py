@@ -465,7 +465,8 @@ def topology_table(runs, topo: Mapping, w_norm_spearman: Callable) -> list[dict]
             steps = np.asarray(t["steps"])
             end = run.info.t_grok if run.info.t_grok is not None else (run.last_step or steps[-1]) + 1
             plate = (steps >= run.info.t_mem) & (steps < end)
-            nb = np.asarray(t[key]["n_bars"])
+            nb = np.asarray(t[key]["n_bars"], dtype=float)
+            plate = plate & np.isfinite(nb)  # the Hessian slices were computed at some steps only
             alive += int(np.sum(nb[plate] > 0))
             total += int(np.sum(plate))
             ent = np.asarray(t[key]["effective_count"], dtype=float)
@@ -657,6 +658,8 @@ def write_markdown(doc: dict, path: Path) -> None:
                 L.append(f"| {r['construction']} | {_f(r['alive_share'])} | {r['plateau_probes']} | "
                          f"{_f(r['abs_spearman_vs_weight_norm'])} | {_f(r['spearman_vs_other_seed'])} |")
             L.append("")
+    for name, scores in doc.get("predictions", {}).items():
+        L += prediction_md(scores, f"sweep `{name}`")
     L += doc.get("extra_md", [])
     path.write_text("\n".join(L) + "\n")
 
@@ -706,7 +709,11 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
               and any((c / "run.json").exists() for c in d.iterdir() if c.is_dir())]
     doc = {"command": command, "machine": f"{platform.node()} {platform.machine()}, {_cpu_count()} cores",
            "date": time.strftime("%Y-%m-%d"), "sweeps": []}
+    doc["predictions"] = {}
     for sw in sweeps:
+        doc["predictions"][sw.name] = prediction_scores(sw)
+        if sw.name in BUDGETS:
+            doc["predictions"][f"{sw.name}@{BUDGETS[sw.name]}"] = prediction_scores(sw, BUDGETS[sw.name])
         topo_path = out / "topology" / f"topology-{sw.name}.json"
         topo = json.loads(topo_path.read_text())["runs"] if topo_path.exists() else None
         doc["sweeps"].append(analyse_sweep(sw, topo))
@@ -850,7 +857,8 @@ runs that never grokked, median lead in steps).
 
 
 def write_topology_md(doc: dict, path: Path) -> dict | None:
-    sw = next((s for s in doc["sweeps"] if s["topology"]), None)
+    sw = next((s for s in doc["sweeps"] if s["topology"] and s.get("budget")), None) \
+        or next((s for s in doc["sweeps"] if s["topology"]), None)
     if sw is None:
         return None
     rows = []
@@ -862,7 +870,9 @@ def write_topology_md(doc: dict, path: Path) -> dict | None:
                 if best is None or (r["recall"] or 0) - (r["false_alarm_rate"] or 0) > (best[1]["recall"] or 0) - (best[1]["false_alarm_rate"] or 0):
                     best = (name.split(": ", 1)[1], r)
         rows.append((t, best))
-    L = [TOPOLOGY_INTRO, f"Measured: {doc['date']}, {doc['machine']}; sweep `{sw['sweep']}`.", "",
+    scored = f", scored with a budget of {sw['budget']:,} steps (runs not grokked by then are the negatives)" \
+        if sw.get("budget") else ""
+    L = [TOPOLOGY_INTRO, f"Measured: {doc['date']}, {doc['machine']}; sweep `{sw['sweep']}`{scored}.", "",
          "| slice and construction | alive | plateau probes | seed stability | abs rho vs weight norm | best rule | P | R | false alarms | median lead |",
          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t, best in rows:
@@ -915,9 +925,14 @@ def sim_vs_real(real: dict, runs: int = 30, steps: int = 20_000, seed: int = 0) 
         sweep = simulate_sweep(tmp, "sim", runs=runs, steps=steps, seed=seed)
         sim = analyse_sweep(sweep, None)
     rows = {}
+    # the evidence sweep's live H0 probe ran the seed's (dead) construction: for the H0 rule the
+    # real reference is the same rule on the post-hoc Rips H0 of the same runs
+    rips = real["detectors"].get("H0 random-s0-x1-rips: entropy rises 0.1 nats above its plateau minimum")
     for name, r in real["rules"].items():
-        if not name.startswith("current default"):
+        if not name.startswith("current default") or "any early-warning" in name:
             continue
+        if name.endswith("persistence_entropy_shift") and rips is not None:
+            r = rips
         s = sim["rules"].get(name)
         if s is None:
             continue
@@ -951,3 +966,66 @@ def write_sim_md(cmp: dict, path: Path) -> None:
                  f"{_f(row['lead_share']['real'])} | {_f(row['lead_share']['sim'])} | {ok} |")
     L += ["", f"All within tolerance: **{'yes' if cmp['all_within'] else 'no'}**."]
     path.write_text("\n".join(L) + "\n")
+
+
+# -- onset predictions, scored with priors and without --------------------------------------------------
+
+
+def prediction_scores(sweep_dir: Path, budget: int | None = None) -> dict:
+    """``grokwatch predict --replay``'s scoring on a real sweep, three ways:
+
+    - ``sweep only``: no prior; the sweep's own grokked runs calibrate (the old behaviour);
+    - ``prior, 2-fold by seed``: the runs of even seeds predicted with the odd seeds' runs as
+      the prior and the reverse (an honest stand-in for the shipped prior: no run sees itself
+      or its twin);
+    - both together (prior and the sweep's own runs).
+    ``budget``: outcomes as if each run had that many steps (for P(groks within budget)).
+    """
+    from grokwatch.predict import PredictConfig, load_sweep, replay
+    from grokwatch.predict.score import fate_scores, plateau_errors
+    from grokwatch.predict.series import PriorRun, RunSeries
+
+    runs = load_sweep(sweep_dir)
+    if budget is not None:  # cut each run at the budget: later grokking counts as "not within budget"
+        cut = {}
+        for rid, r in runs.items():
+            n = r.rows_upto(budget)
+            cut[rid] = RunSeries(rid, r.steps[:n], {k: v[:n] for k, v in r.cols.items()}, r.weight_decay,
+                                 budget, "completed" if n == len(r.steps) or r.last_step >= budget else r.state,
+                                 preset=r.preset, seed=r.seed)
+        runs = cut
+    cfg = PredictConfig()
+    out = {}
+    preds = replay(runs, cfg, auto_prior=False)
+    out["sweep only"] = {"errors": _strip(plateau_errors(preds, runs)), "will_grok": fate_scores(preds, runs)}
+    for label, with_own in (("prior (2-fold by seed)", False), ("prior (2-fold by seed) + the sweep's own runs", True)):
+        allp = []
+        for parity in (0, 1):
+            target = {rid: r for rid, r in runs.items() if (r.seed or 0) % 2 == parity}
+            prior = [PriorRun.of(r) for r in load_sweep(sweep_dir).values() if (r.seed or 0) % 2 != parity]
+            pool = runs if with_own else target
+            ps = replay(pool, cfg, prior=prior, auto_prior=False)
+            allp += [p for p in ps if p.run in target]
+        out[label] = {"errors": _strip(plateau_errors(allp, runs)), "will_grok": fate_scores(allp, runs)}
+    return out
+
+
+def _strip(errs: dict) -> dict:
+    return {k: {kk: vv for kk, vv in v.items() if kk != "errors"} for k, v in errs.items()}
+
+
+def prediction_md(scores: dict, title: str) -> list[str]:
+    L = [f"### Predicted grokking step: {title}", "",
+         "| predictor | at % of plateau | runs | with a number | median rel. error | within 20% | in 80% interval |",
+         "| --- | --- | --- | --- | --- | --- | --- |"]
+    for label, s in scores.items():
+        for k, v in s["errors"].items():
+            L.append(f"| {label} | {k}% | {v['n_runs']} | {v['n_predicted']} | {_f(v['median_rel_error'], 3)} | "
+                     f"{_f(v['within_20'])} | {_f(v['interval_coverage'])} |")
+    L += ["", "| predictor | will-grok runs scored | accuracy | Brier | AUC | made vs t_mem (median steps) |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for label, s in scores.items():
+        w = s["will_grok"]
+        L.append(f"| {label} | {w['n']} | {_f(w['accuracy'])} | {_f(w['brier'], 3)} | {_f(w['auc'])} | "
+                 f"{_lead(w['made_vs_t_mem'])} |")
+    return L + [""]

@@ -260,8 +260,13 @@ def _scalars(p: RunPlan, t: np.ndarray, nz) -> dict[str, np.ndarray]:
     val_acc = np.where(evals, val_acc, np.nan)
     val_loss = np.where(evals, val_loss, np.nan)
     # Weight norm: grows while memorizing, decays on the plateau, crosses w_crit at onset.
-    w_i, w_0, w_f = 28.0, 40.0, 15.0
-    tau = max(1.0, (p.t_on - p.t_mem_c) / math.log((w_0 - w_f) / (p.w_crit - w_f)))
+    # A run that never groks stalls above the critical norm, as real ones do (docs/evidence).
+    w_i, w_0, w_f = 28.0, 40.0, 10.0
+    if p.fate == "never":
+        w_f = 1.2 * p.w_crit
+        tau = max(1.0, 0.5 * (p.steps - p.t_mem_c))
+    else:
+        tau = max(1.0, (p.t_on - p.t_mem_c) / math.log((w_0 - w_f) / (p.w_crit - w_f)))
     decay = np.exp(-np.maximum(t - p.t_mem_c, 0.0) / tau)
     weight = w_f + (w_i + (w_0 - w_i) * m - w_f) * decay
     weight = weight * (1 + 1e-4 * nz("weight"))
@@ -299,7 +304,9 @@ def _probes(p: RunPlan, t: np.ndarray, nz) -> dict[str, np.ndarray]:
     # As the Rips H0 of real runs (docs/evidence): the entropy falls while the landscape
     # sharpens on the plateau, then turns up before onset (about 0.1 nats).
     plateau = 1 - np.exp(-np.maximum(t - p.t_mem_c, 0.0) / max(1.0, 0.25 * max(p.t_on - p.t_mem_c, 1.0)))
-    h0 = p.e0 + 0.3 * (1 - early) - 0.2 * plateau + 0.12 * shift + 0.005 * nz("h0")
+    # the turn's size varies by run (0.02-0.15 nats; from the run's phase draw, so no other draw moves)
+    rise = 0.02 + 0.13 * (p.phase / (2 * np.pi))
+    h0 = p.e0 + 0.3 * (1 - early) - 0.2 * plateau + rise * shift + 0.01 * nz("h0")
     out: dict[str, np.ndarray] = {
         "h0_entropy": h0,
         "h0_total": 12.0 * (1 - 0.3 * shift) * (1 + 0.02 * nz("h0_total")),
