@@ -27,7 +27,7 @@ from trainer.task import loss_and_acc, make_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRICES = ("embed", "attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O", "mlp.W_in", "mlp.W_out", "unembed")
-PER_MATRIX = ("effective_rank", "htsr_alpha", "htsr_sigma", "htsr_ks", "htsr_n_tail", "htsr_traps")
+PER_MATRIX = ("effective_rank", "htsr_alpha", "htsr_sigma", "htsr_ks", "htsr_n_tail", "htsr_n_evals", "htsr_traps")
 GLOBAL = ("h0_total", "h0_effective_count", "h0_median", "h0_entropy", "commutator_defect", "defect_transverse_frac",
           "hessian_lambda_max", "hessian_lambda_min", "hessian_ratio", "hessian_trace", "update_cosine",
           "pca2_variance_share")
@@ -110,7 +110,7 @@ def test_switching_probes_off_removes_their_columns(tmp_path):
     assert tt.train(cfg) == 0
     p = read(cfg.run_dir).probes
     assert p["step"].tolist() == [10, 20, 30, 40]
-    assert set(p) == {"step", "attempt"} | {f"{c}/{m}" for c in PER_MATRIX[:5] for m in MATRICES}
+    assert set(p) == {"step", "attempt"} | {f"{c}/{m}" for c in PER_MATRIX[:6] for m in MATRICES}
     assert np.isfinite(p["htsr_alpha/embed"]).tolist() == [False, True, False, True]  # htsr@2: k = 2, 4
     none = tiny(tmp_path, "none", steps=20, probe_every=10, probes=[])
     assert tt.train(none) == 0
