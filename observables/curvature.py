@@ -72,29 +72,16 @@ def _random_vector(n: int, generator, template, rademacher: bool):
     return v.to(device=template.device, dtype=template.dtype)
 
 
-def hessian_extremes(loss_of, params: dict, iters: int = 40, seed: int = 0) -> HessianExtremes:
-    """Largest and smallest eigenvalues of the Hessian of ``loss_of`` at
-    ``params`` by the Lanczos method on Hessian-vector products (double
-    backward), with full reorthogonalisation.
-
-    ``iters`` Lanczos steps (capped at the number of parameters; stops early
-    on an invariant subspace) from a Gaussian start vector drawn from a CPU
-    ``torch.Generator`` seeded with ``seed``; the extreme eigenvalues of the
-    tridiagonal matrix (Ritz values) estimate lambda_max and lambda_min, which
-    converge first. Cost: ``iters`` Hessian-vector products (about two
-    backward passes each) and ``iters`` vectors of storage.
-    ratio = |lambda_min| / lambda_max (Li et al. 2018: near 0 for a locally
-    convex point). Sources: Notsawo et al. 2023; Lanczos 1950.
-    """
+def _lanczos(hvp, n: int, template, m: int, seed: int):
+    """``m`` Lanczos steps on ``hvp`` with full reorthogonalisation (twice),
+    from a Gaussian start vector seeded with ``seed``; stops early on an
+    invariant subspace. Returns the tridiagonal's diagonal and off-diagonal
+    (numpy) and the orthonormal basis vectors (torch), one per step taken."""
     import torch
-    from scipy.linalg import eigh_tridiagonal
 
-    hvp, n, template = _hvp_operator(loss_of, params)
-    m = max(1, min(int(iters), n))
     gen = torch.Generator().manual_seed(int(seed))
     q = _random_vector(n, gen, template, rademacher=False)
-    q = q / q.norm()
-    basis = [q]
+    basis = [q / q.norm()]
     alphas: list[float] = []
     betas: list[float] = []
     with torch.no_grad():
@@ -115,7 +102,27 @@ def hessian_extremes(loss_of, params: dict, iters: int = 40, seed: int = 0) -> H
             betas.append(beta)
             basis.append(w / beta)
     d = np.asarray(alphas)
-    e = np.asarray(betas[: len(alphas) - 1])
+    return d, np.asarray(betas[: len(alphas) - 1]), basis[: d.size]
+
+
+def hessian_extremes(loss_of, params: dict, iters: int = 40, seed: int = 0) -> HessianExtremes:
+    """Largest and smallest eigenvalues of the Hessian of ``loss_of`` at
+    ``params`` by the Lanczos method on Hessian-vector products (double
+    backward), with full reorthogonalisation.
+
+    ``iters`` Lanczos steps (capped at the number of parameters; stops early
+    on an invariant subspace) from a Gaussian start vector drawn from a CPU
+    ``torch.Generator`` seeded with ``seed``; the extreme eigenvalues of the
+    tridiagonal matrix (Ritz values) estimate lambda_max and lambda_min, which
+    converge first. Cost: ``iters`` Hessian-vector products (about two
+    backward passes each) and ``iters`` vectors of storage.
+    ratio = |lambda_min| / lambda_max (Li et al. 2018: near 0 for a locally
+    convex point). Sources: Notsawo et al. 2023; Lanczos 1950.
+    """
+    from scipy.linalg import eigh_tridiagonal
+
+    hvp, n, template = _hvp_operator(loss_of, params)
+    d, e, _ = _lanczos(hvp, n, template, max(1, min(int(iters), n)), seed)
     ritz = eigh_tridiagonal(d, e, eigvals_only=True) if d.size > 1 else d
     lmax, lmin = float(ritz[-1]), float(ritz[0])
     ratio = abs(lmin) / lmax if lmax > 0 else float("nan")
@@ -134,36 +141,13 @@ def hessian_top_eigvecs(loss_of, params: dict, k: int = 2, iters: int = 20, seed
     from scipy.linalg import eigh_tridiagonal
 
     hvp, n, template = _hvp_operator(loss_of, params)
-    m = max(k, min(int(iters), n))
-    gen = torch.Generator().manual_seed(int(seed))
-    q = _random_vector(n, gen, template, rademacher=False)
-    basis = [q / q.norm()]
-    alphas: list[float] = []
-    betas: list[float] = []
+    d, e, basis = _lanczos(hvp, n, template, max(k, min(int(iters), n)), seed)
     with torch.no_grad():
-        for j in range(m):
-            with torch.enable_grad():
-                w = hvp(basis[j]).detach()
-            alpha = float(torch.dot(w, basis[j]))
-            alphas.append(alpha)
-            w = w - alpha * basis[j]
-            if j > 0:
-                w = w - betas[-1] * basis[j - 1]
-            Q = torch.stack(basis)
-            for _ in range(2):
-                w = w - Q.T @ (Q @ w)
-            beta = float(w.norm())
-            if j == m - 1 or beta <= 1e-10 * max(1.0, abs(alpha)):
-                break
-            betas.append(beta)
-            basis.append(w / beta)
-        d = np.asarray(alphas)
-        e = np.asarray(betas[: len(alphas) - 1])
         if d.size > 1:
             _, vecs = eigh_tridiagonal(d, e)
         else:
             vecs = np.ones((1, 1))
-        Q = torch.stack(basis[: d.size])
+        Q = torch.stack(basis)
         out = []
         for col in range(min(k, d.size)):
             v = Q.T @ torch.as_tensor(vecs[:, -1 - col], dtype=Q.dtype, device=Q.device)

@@ -119,3 +119,16 @@ def test_attention_models_get_hessian_vector_products():
         evals = np.linalg.eigvalsh(torch.autograd.functional.hessian(flat_loss, flat).numpy())
     assert res.lambda_max == pytest.approx(evals[-1], rel=1e-2)
     assert res.lambda_min == pytest.approx(evals[0], rel=1e-2, abs=1e-4 * evals[-1])
+
+
+def test_top_eigvecs_of_a_diagonal_hessian_are_its_largest_axes():
+    from observables.curvature import hessian_top_eigvecs
+
+    a = torch.diag(torch.tensor([5.0, 3.0, 1.0, 0.5], dtype=torch.float64))
+    vecs = hessian_top_eigvecs(lambda p: 0.5 * p["w"] @ a @ p["w"], {"w": torch.ones(4, dtype=torch.float64)},
+                               k=2, iters=4)
+    assert len(vecs) == 2
+    for v, axis in zip(vecs, (0, 1)):
+        expect = torch.zeros(4, dtype=torch.float64)
+        expect[axis] = 1.0
+        assert torch.allclose(v["w"].abs(), expect, atol=1e-8)
