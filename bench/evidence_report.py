@@ -28,7 +28,6 @@ import json
 import logging
 import platform
 import time
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping
@@ -38,32 +37,7 @@ import numpy as np
 log = logging.getLogger("evidence")
 
 # The alarm rules as shipped before the evidence sweep (the "before" column).
-SEED_RULES = """
-[rules.gai_spike]
-signal = "gai_z"
-comparison = ">"
-threshold = 3.5
-for_steps = 3
-when = "memorized"
-cooldown_steps = 2000
-[rules.persistence_entropy_shift]
-signal = "h0_entropy_z"
-comparison = ">"
-absolute = true
-threshold = 5.0
-when = "memorized"
-cooldown_steps = 5000
-[rules.htsr_alpha_below_2]
-signal = "htsr_alpha_min"
-comparison = "<"
-threshold = 2.0
-cooldown_steps = 5000
-[rules.correlation_trap]
-signal = "htsr_traps"
-comparison = ">"
-threshold = 0
-cooldown_steps = 5000
-"""
+SEED_RULES = Path(__file__).with_name("seed_rules.toml")
 #: Sweeps also scored with a shorter budget: the tiny preset's runs mostly grok within the
 #: sweep's 20,000 steps, so runs that "never grok" are scored at the demo's 8,000.
 BUDGETS = {"tiny": 8000}
@@ -488,7 +462,6 @@ def analyse_sweep(sweep_dir: Path, topo: Mapping | None, budget: int | None = No
     """Every rule and detector on one sweep; ``budget``: score as if each run had
     that many steps (a run grokking later counts as one that never grokked)."""
     from grokwatch.alerts import load_rules
-    from grokwatch.alerts.rules import _make_rule, _rule_specs
     from grokwatch.report.data import load_runs
     from grokwatch.report.onsets import critical_weight_norms
     from grokwatch.report.stats import spearman
@@ -504,8 +477,7 @@ def analyse_sweep(sweep_dir: Path, topo: Mapping | None, budget: int | None = No
 
     detectors: dict[str, tuple[str, Callable]] = {}
     # the rule sets, through the real engine
-    seed_rules = {n: _make_rule(n, spec, "SEED_RULES")
-                  for n, spec in _rule_specs(tomllib.loads(SEED_RULES), "SEED_RULES").items()}
+    seed_rules = load_rules(SEED_RULES)
     cur_rules = {n: r for n, r in load_rules().items() if n not in LIFECYCLE}
     seed_f = {rid: engine_firings(r, list(seed_rules.values())) for rid, r in runs.items()}
     cur_f = {rid: engine_firings(r, list(cur_rules.values())) for rid, r in runs.items()}
