@@ -22,7 +22,10 @@ from grokwatch.store import config_value
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
 from .fastread import BatchReader
-from .scores import AlphaCrossing, GrowBuf, PlateauRise, trainer_matrix_evals, PhaseTracker, ScoreConfig, gai_tail, htsr_summary, robust_z_tail
+from .scores import (
+    AlphaCrossing, GrowBuf, PhaseTracker, PlateauRise, ScoreConfig, gai_tail, htsr_summary, robust_z_tail,
+    trainer_matrix_evals,
+)
 from .snapshot import RunView
 
 # Lifecycle indicator of a resumed attempt that went back to the start (issue 7).
@@ -74,7 +77,7 @@ class RunState:
         self.h0z = GrowBuf()
         self.alpha_min = GrowBuf()
         self.alpha_cross = GrowBuf()
-        self._crossing = AlphaCrossing(self.cfg, trainer_matrix_evals(self.config or {}))
+        self._crossing = AlphaCrossing(self.cfg)  # its n_evals fallback comes with run.json (_score_probes)
         self.h0_rise = GrowBuf()
         self._h0_rise = PlateauRise()
         self.defect_z = GrowBuf()
