@@ -45,18 +45,40 @@ sys.path.insert(0, str(REPO))
 # The two packs. Changing any of these changes the evidence: keep them with the report.
 PACKS: dict[str, list[str]] = {
     "tiny": [
-        "--preset", "tiny", "--seeds", "0-7", "--weight-decays", "0.3,1.0,3.0",
-        "--steps", "20000", "--stop-after-grok", "2000",
-        "--probe-every", "100", "--keep-every", "100",
-        "--probes", "effective_rank,htsr,htsr_traps,commutator,update_cosine,pca2,"
-                    "hessian@5,hessian_trace@5,h0@10",
+        "--preset",
+        "tiny",
+        "--seeds",
+        "0-7",
+        "--weight-decays",
+        "0.3,1.0,3.0",
+        "--steps",
+        "20000",
+        "--stop-after-grok",
+        "2000",
+        "--probe-every",
+        "100",
+        "--keep-every",
+        "100",
+        "--probes",
+        "effective_rank,htsr,htsr_traps,commutator,update_cosine,pca2,hessian@5,hessian_trace@5,h0@10",
     ],
     "canonical": [
-        "--preset", "canonical", "--seeds", "0-2", "--weight-decays", "1.0",
-        "--steps", "30000", "--stop-after-grok", "1500",
-        "--probe-every", "250", "--keep-every", "250",
-        "--probes", "effective_rank,htsr,htsr_traps,commutator,update_cosine,pca2,"
-                    "hessian@4,hessian_trace@4,h0@10",
+        "--preset",
+        "canonical",
+        "--seeds",
+        "0-2",
+        "--weight-decays",
+        "1.0",
+        "--steps",
+        "30000",
+        "--stop-after-grok",
+        "1500",
+        "--probe-every",
+        "250",
+        "--keep-every",
+        "250",
+        "--probes",
+        "effective_rank,htsr,htsr_traps,commutator,update_cosine,pca2,hessian@4,hessian_trace@4,h0@10",
     ],
 }
 
@@ -65,9 +87,16 @@ PACKS: dict[str, list[str]] = {
 # of 0.3), a snapshot every 200 steps up to step 3000 and every 1000 after (on 2 busy cores the
 # slices cost about 10 s a snapshot).
 TOPOLOGY_ARGS = [
-    "--dense-every", "200", "--every", "1000", "--runs",
-    ",".join([f"wd3.0-s{i:02d}" for i in range(8)] + [f"wd1.0-s{i:02d}" for i in range(8)]
-             + [f"wd0.3-s{i:02d}" for i in range(4)]),
+    "--dense-every",
+    "200",
+    "--every",
+    "1000",
+    "--runs",
+    ",".join(
+        [f"wd3.0-s{i:02d}" for i in range(8)]
+        + [f"wd1.0-s{i:02d}" for i in range(8)]
+        + [f"wd0.3-s{i:02d}" for i in range(4)]
+    ),
 ]
 
 
@@ -76,8 +105,21 @@ def train(out: Path, packs: list[str]) -> None:
     procs = {}
     for name in packs:
         log = open(out / f"train-{name}.log", "a")
-        cmd = [sys.executable, "-m", "trainer", "--pack", "--root", str(out), "--sweep", name,
-               "--threads", "1", "--device", "cpu", *PACKS[name]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--pack",
+            "--root",
+            str(out),
+            "--sweep",
+            name,
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            *PACKS[name],
+        ]
         if (out / name).is_dir():
             cmd.append("--resume")
         print(f"evidence: {' '.join(cmd)}", file=sys.stderr, flush=True)
@@ -98,11 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="where the runs and the report go")
     p.add_argument("--no-train", action="store_true", help="only write the report, from the runs already in --out")
     p.add_argument("--packs", default="tiny,canonical", help="which packs to train (default: tiny,canonical)")
-    p.add_argument("--write-priors", type=Path, metavar="DIR",
-                   help="also write each preset's prior (<preset>.arrow and <preset>.json) into DIR "
-                   "(grokwatch/priors ships them)")
-    p.add_argument("--write-docs", type=Path, metavar="DIR",
-                   help="also copy report.md, report.json and the figures into DIR (e.g. docs/evidence)")
+    p.add_argument(
+        "--write-priors",
+        type=Path,
+        metavar="DIR",
+        help="also write each preset's prior (<preset>.arrow and <preset>.json) into DIR (grokwatch/priors ships them)",
+    )
+    p.add_argument(
+        "--write-docs",
+        type=Path,
+        metavar="DIR",
+        help="also copy report.md, report.json and the figures into DIR (e.g. docs/evidence)",
+    )
     args = p.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -119,8 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         # the post-hoc H0 comparison (docs/topology.md) on the tiny sweep's snapshots
         for name in packs if not args.no_train else [d.name for d in out.iterdir() if d.name in PACKS]:
             if name == "tiny":
-                subprocess.run([sys.executable, str(REPO / "bench" / "evidence_topology.py"), str(out / name),
-                                "--out", str(out / "topology"), *TOPOLOGY_ARGS], check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(REPO / "bench" / "evidence_topology.py"),
+                        str(out / name),
+                        "--out",
+                        str(out / "topology"),
+                        *TOPOLOGY_ARGS,
+                    ],
+                    check=True,
+                )
 
     report_dir = out / "report"
     summary = build_report(out, report_dir, command=" ".join(["python", "bench/evidence.py", *(argv or sys.argv[1:])]))

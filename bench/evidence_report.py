@@ -29,8 +29,8 @@ import logging
 import platform
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -79,12 +79,19 @@ def score_detector(runs, firings: Firings, available: set[str], budget: int | No
             plateau_share.append(res["lead_times"][r] / max(1, hi - lo))
     neg = res["n_negative"]
     return {
-        "n": res["n"], "positives": res["n_positive"], "negatives": neg, "tp": res["tp"], "fp": res["fp"],
-        "precision": res["precision"], "recall": res["recall"],
+        "n": res["n"],
+        "positives": res["n_positive"],
+        "negatives": neg,
+        "tp": res["tp"],
+        "fp": res["fp"],
+        "precision": res["precision"],
+        "recall": res["recall"],
         "false_alarm_rate": (res["fp"] / neg) if neg else None,
-        "lead_median": res["lead_time_median"], "lead_ci": res["lead_time_ci"],
+        "lead_median": res["lead_time_median"],
+        "lead_ci": res["lead_time_ci"],
         "lead_share_of_plateau_median": float(np.median(plateau_share)) if plateau_share else None,
-        "precision_ci": res["precision_ci"], "recall_ci": res["recall_ci"],
+        "precision_ci": res["precision_ci"],
+        "recall_ci": res["recall_ci"],
     }
 
 
@@ -122,8 +129,9 @@ def engine_firings(run, rules) -> Firings:
     return out
 
 
-def gai_detector(column: str = "grad_norm", z: float = 3.5, hold: int = 1, baseline: int | None = 200,
-                 window: int = 20) -> Callable:
+def gai_detector(
+    column: str = "grad_norm", z: float = 3.5, hold: int = 1, baseline: int | None = 200, window: int = 20
+) -> Callable:
     """GAI z > z for ``hold`` consecutive steps while memorized. baseline None:
     the running mean and std of GAI over every step since t_mem (the paper's
     "running mean"), instead of the trailing ``baseline`` steps."""
@@ -206,8 +214,9 @@ def rise_detector(series: Callable, frac: float, min_points: int = 2, absolute: 
     return det
 
 
-def probe_z_detector(series: Callable, z: float = 5.0, sign: int = 0, baseline: int = 30, min_points: int = 5,
-                     hold: int = 1) -> Callable:
+def probe_z_detector(
+    series: Callable, z: float = 5.0, sign: int = 0, baseline: int = 30, min_points: int = 5, hold: int = 1
+) -> Callable:
     """Robust z of a probe series against its trailing baseline; sign +1: z > z,
     -1: z < -z, 0: |z| > z; while memorized."""
     from grokwatch.watch.scores import robust_z_tail
@@ -273,14 +282,21 @@ def hjorth_trailing(window: int = 200, every: int = 100) -> Callable:
         idx = np.arange(window, len(x), every)
         if not len(idx):
             return None
-        vals = np.array([hjorth(x[i - window:i]).complexity for i in idx])
+        vals = np.array([hjorth(x[i - window : i]).complexity for i in idx])
         return steps[idx], vals
 
     return get
 
 
-def htsr_detector(kind: str, min_n_tail: int = 10, max_ks: float = 0.2, min_tail_share: float = 0.0,
-                  max_tail_share: float = 1.0, above_probes: int = 3, n_evals: Mapping[str, int] | None = None):
+def htsr_detector(
+    kind: str,
+    min_n_tail: int = 10,
+    max_ks: float = 0.2,
+    min_tail_share: float = 0.0,
+    max_tail_share: float = 1.0,
+    above_probes: int = 3,
+    n_evals: Mapping[str, int] | None = None,
+):
     """kind "below": alpha < 2 on a reliable fit (the seed's rule, any time);
     "cross": alpha falls below 2 on a matrix whose previous ``above_probes``
     reliable fits were all >= 2."""
@@ -357,9 +373,18 @@ def outcomes(runs) -> dict:
     rows = []
     for rid, r in sorted(runs.items()):
         i = r.info
-        rows.append({"run": rid, "weight_decay": r.weight_decay, "seed": r.seed, "outcome": r.outcome,
-                     "t_mem": i.t_mem if i else None, "t_grok": i.t_grok if i else None,
-                     "t_anti": i.t_anti if i else None, "last_step": r.last_step})
+        rows.append(
+            {
+                "run": rid,
+                "weight_decay": r.weight_decay,
+                "seed": r.seed,
+                "outcome": r.outcome,
+                "t_mem": i.t_mem if i else None,
+                "t_grok": i.t_grok if i else None,
+                "t_anti": i.t_anti if i else None,
+                "last_step": r.last_step,
+            }
+        )
     by_wd: dict = {}
     for row in rows:
         d = by_wd.setdefault(str(row["weight_decay"]), {"runs": 0, "grokked": 0, "t_grok": [], "plateau": []})
@@ -388,8 +413,18 @@ def htsr_diagnosis(runs) -> dict:
             a = np.asarray(pr[k], dtype=np.float64)
             nt = np.asarray(pr.get(f"htsr_n_tail/{m}", np.full(len(a), np.nan)), dtype=np.float64)
             ks = np.asarray(pr.get(f"htsr_ks/{m}", np.full(len(a), np.nan)), dtype=np.float64)
-            d = out.setdefault(m, {"n_evals": dims.get(m), "alpha_first": [], "alpha_median": [], "n_tail": [],
-                                   "ks": [], "share_below_2": [], "first_below_2": []})
+            d = out.setdefault(
+                m,
+                {
+                    "n_evals": dims.get(m),
+                    "alpha_first": [],
+                    "alpha_median": [],
+                    "n_tail": [],
+                    "ks": [],
+                    "share_below_2": [],
+                    "first_below_2": [],
+                },
+            )
             fin = np.isfinite(a)
             if not fin.any():
                 continue
@@ -452,9 +487,15 @@ def topology_table(runs, topo: Mapping, w_norm_spearman: Callable) -> list[dict]
                     r2 = w_norm_spearman(ent[plate], np.asarray(t[other]["effective_count"], dtype=float)[plate])
                     if r2 is not None:
                         rho_seed.append(r2)
-        rows.append({"construction": key, "alive_share": alive / total if total else None, "plateau_probes": total,
-                     "abs_spearman_vs_weight_norm": float(np.median(rho_w)) if rho_w else None,
-                     "spearman_vs_other_seed": float(np.median(rho_seed)) if rho_seed else None})
+        rows.append(
+            {
+                "construction": key,
+                "alive_share": alive / total if total else None,
+                "plateau_probes": total,
+                "abs_spearman_vs_weight_norm": float(np.median(rho_w)) if rho_w else None,
+                "spearman_vs_other_seed": float(np.median(rho_seed)) if rho_seed else None,
+            }
+        )
     return rows
 
 
@@ -501,34 +542,60 @@ def analyse_sweep(sweep_dir: Path, topo: Mapping | None, budget: int | None = No
     # HTSR
     detectors["HTSR alpha<2 (seed: n_tail>=10, KS<=0.2)"] = ("spectral", htsr_detector("below"))
     detectors["HTSR alpha<2, tail <= half the spectrum, KS<=0.1"] = (
-        "spectral", htsr_detector("below", min_n_tail=10, max_ks=0.1, max_tail_share=0.5, n_evals=dims))
+        "spectral",
+        htsr_detector("below", min_n_tail=10, max_ks=0.1, max_tail_share=0.5, n_evals=dims),
+    )
     detectors["HTSR crossing below 2 after 3 reliable fits >= 2"] = ("spectral", htsr_detector("cross"))
     detectors["HTSR crossing, tail <= half, KS<=0.1"] = (
-        "spectral", htsr_detector("cross", max_ks=0.1, max_tail_share=0.5, n_evals=dims))
+        "spectral",
+        htsr_detector("cross", max_ks=0.1, max_tail_share=0.5, n_evals=dims),
+    )
     detectors["correlation traps > 0"] = ("spectral", traps_detector())
     detectors["correlation traps: a new maximum"] = ("spectral", traps_detector(new_only=True))
     # other probes
     detectors["commutator defect robust z > 5"] = ("geometric", probe_z_detector(probe_col("commutator_defect"), 5, +1))
     detectors["commutator defect robust z > 3"] = ("geometric", probe_z_detector(probe_col("commutator_defect"), 3, +1))
-    detectors["effective rank (mean) robust z < -5"] = ("spectral", probe_z_detector(probe_mean("effective_rank/"), 5, -1))
-    detectors["effective rank (mean) robust z < -3"] = ("spectral", probe_z_detector(probe_mean("effective_rank/"), 3, -1))
-    detectors["Hessian lambda_max robust |z| > 5"] = ("curvature", probe_z_detector(probe_col("hessian_lambda_max"), 5, 0, min_points=3))
-    detectors["Hessian lambda_min robust |z| > 5"] = ("curvature", probe_z_detector(probe_col("hessian_lambda_min"), 5, 0, min_points=3))
+    detectors["effective rank (mean) robust z < -5"] = (
+        "spectral",
+        probe_z_detector(probe_mean("effective_rank/"), 5, -1),
+    )
+    detectors["effective rank (mean) robust z < -3"] = (
+        "spectral",
+        probe_z_detector(probe_mean("effective_rank/"), 3, -1),
+    )
+    detectors["Hessian lambda_max robust |z| > 5"] = (
+        "curvature",
+        probe_z_detector(probe_col("hessian_lambda_max"), 5, 0, min_points=3),
+    )
+    detectors["Hessian lambda_min robust |z| > 5"] = (
+        "curvature",
+        probe_z_detector(probe_col("hessian_lambda_min"), 5, 0, min_points=3),
+    )
     detectors["spectral signature: trailing Hjorth complexity |z| > 5"] = (
-        "spectral", probe_z_detector(hjorth_trailing(), 5, 0))
+        "spectral",
+        probe_z_detector(hjorth_trailing(), 5, 0),
+    )
     detectors["seed H0 (sublevel, live probe) entropy |z| > 5"] = (
-        "topological", probe_z_detector(probe_col("h0_entropy"), 5, 0, min_points=3))
+        "topological",
+        probe_z_detector(probe_col("h0_entropy"), 5, 0, min_points=3),
+    )
     if topo:
         for key in sorted({k for r in topo.values() for k in r if k not in ("steps", "weight_norm")}):
             for stat, zt in (("entropy", 5.0), ("effective_count", 5.0), ("effective_count", 3.0)):
                 detectors[f"H0 {key}: {stat} |z| > {zt:g}"] = (
-                    "topological", probe_z_detector(topo_series(topo, key, stat), zt, 0, min_points=5))
+                    "topological",
+                    probe_z_detector(topo_series(topo, key, stat), zt, 0, min_points=5),
+                )
             for frac in (0.05, 0.1, 0.2):
                 detectors[f"H0 {key}: effective_count rises {frac:.0%} above its plateau minimum"] = (
-                    "topological", rise_detector(topo_series(topo, key, "effective_count"), frac))
+                    "topological",
+                    rise_detector(topo_series(topo, key, "effective_count"), frac),
+                )
             for nats in (0.02, 0.05, 0.1, 0.15, 0.2):
                 detectors[f"H0 {key}: entropy rises {nats:g} nats above its plateau minimum"] = (
-                    "topological", rise_detector(topo_series(topo, key, "entropy"), nats, absolute=True))
+                    "topological",
+                    rise_detector(topo_series(topo, key, "entropy"), nats, absolute=True),
+                )
     detectors["weight norm <= w* (leave-one-out median at t_grok)"] = ("baseline", wnorm_detector(w_star))
     detectors["weight norm <= 1.05 w*"] = ("baseline", wnorm_detector(w_star, 1.05))
     detectors["weight norm <= 1.08 w*"] = ("baseline", wnorm_detector(w_star, 1.08))
@@ -575,44 +642,66 @@ def _lead(x):
 
 
 def score_rows(title: str, rows: Mapping[str, dict]) -> list[str]:
-    out = [f"| {title} | P | R | false alarms on never-grokked | median lead (steps) | lead / plateau | TP | FP | pos | neg |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = [
+        f"| {title} | P | R | false alarms on never-grokked | median lead (steps) | lead / plateau | TP | FP | pos | neg |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, r in rows.items():
         far = "-" if r["false_alarm_rate"] is None else f"{r['fp']}/{r['negatives']}"
-        out.append(f"| {name} | {_f(r['precision'])} | {_f(r['recall'])} | {far} | {_lead(r['lead_median'])} | "
-                   f"{_f(r['lead_share_of_plateau_median'])} | {r['tp']} | {r['fp']} | {r['positives']} | {r['negatives']} |")
+        out.append(
+            f"| {name} | {_f(r['precision'])} | {_f(r['recall'])} | {far} | {_lead(r['lead_median'])} | "
+            f"{_f(r['lead_share_of_plateau_median'])} | {r['tp']} | {r['fp']} | {r['positives']} | {r['negatives']} |"
+        )
     return out
 
 
 def write_markdown(doc: dict, path: Path) -> None:
-    L = ["# Evidence sweep: grokwatch's signals and alarms on real training", "",
-         f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}  ", f"Date: {doc['date']}", "",
-         "Scoring (as `grokwatch report`): for grokking, positives are runs that grokked, scored in [t_mem, t_grok); "
-         "negatives are runs over without grokking, scored in [t_mem, end]. P = TP/(TP+FP), R = TP/positives; "
-         "lead = t_grok - the first firing in the window; lead/plateau = that lead over t_grok - t_mem. "
-         "Runs still open are left out. No run anti-grokked, so no signal could be scored against anti-grokking "
-         "(see each sweep's outcomes).", "",
-         "**The seed papers' claims against these runs.** GAI (\"Gradient Norm Dynamics Predict Grokking Onset\") "
-         "claims 200-400 steps of lead at 94% precision and 89% recall; here, computed exactly as defined "
-         "(moving average over 20 steps, second difference, > 3.5 sigma above its running mean, one step), see "
-         "the *gradient* tables: far lower precision and recall, leads in the thousands, and per-layer GAI "
-         "(final layers first) no better. HTSR (\"Grokking and Generalization Collapse\") says alpha < 2 with "
-         "correlation traps heralds anti-grokking late in training; here the seed's rule fired at the first "
-         "probe on every run because the fits of these small matrices span most of their spectrum (see *HTSR: "
-         "why*), and no run anti-grokked within 1,500-2,000 steps after grokking (longer runs at low weight "
-         "decay were not trained). The seed's H0 (sublevel sets of a random 2-D slice) has no finite bar on "
-         "real runs; the Rips construction does (docs/topology.md).", ""]
+    L = [
+        "# Evidence sweep: grokwatch's signals and alarms on real training",
+        "",
+        f"Command: `{doc['command']}`  ",
+        f"Machine: {doc['machine']}  ",
+        f"Date: {doc['date']}",
+        "",
+        "Scoring (as `grokwatch report`): for grokking, positives are runs that grokked, scored in [t_mem, t_grok); "
+        "negatives are runs over without grokking, scored in [t_mem, end]. P = TP/(TP+FP), R = TP/positives; "
+        "lead = t_grok - the first firing in the window; lead/plateau = that lead over t_grok - t_mem. "
+        "Runs still open are left out. No run anti-grokked, so no signal could be scored against anti-grokking "
+        "(see each sweep's outcomes).",
+        "",
+        '**The seed papers\' claims against these runs.** GAI ("Gradient Norm Dynamics Predict Grokking Onset") '
+        "claims 200-400 steps of lead at 94% precision and 89% recall; here, computed exactly as defined "
+        "(moving average over 20 steps, second difference, > 3.5 sigma above its running mean, one step), see "
+        "the *gradient* tables: far lower precision and recall, leads in the thousands, and per-layer GAI "
+        '(final layers first) no better. HTSR ("Grokking and Generalization Collapse") says alpha < 2 with '
+        "correlation traps heralds anti-grokking late in training; here the seed's rule fired at the first "
+        "probe on every run because the fits of these small matrices span most of their spectrum (see *HTSR: "
+        "why*), and no run anti-grokked within 1,500-2,000 steps after grokking (longer runs at low weight "
+        "decay were not trained). The seed's H0 (sublevel sets of a random 2-D slice) has no finite bar on "
+        "real runs; the Rips construction does (docs/topology.md).",
+        "",
+    ]
     for sw in doc["sweeps"]:
         if sw.get("budget"):
-            L += [f"## Sweep `{sw['sweep']}`, scored with a budget of {sw['budget']:,} steps", "",
-                  f"As if every run had stopped at step {sw['budget']:,} (the demo's budget): a run that grokked "
-                  "later counts as one that never grokked, scored over [t_mem, budget].", ""]
+            L += [
+                f"## Sweep `{sw['sweep']}`, scored with a budget of {sw['budget']:,} steps",
+                "",
+                f"As if every run had stopped at step {sw['budget']:,} (the demo's budget): a run that grokked "
+                "later counts as one that never grokked, scored over [t_mem, budget].",
+                "",
+            ]
         else:
             L += [f"## Sweep `{sw['sweep']}`", ""]
-        L += ["| weight decay | runs | grokked | median t_grok | median plateau (t_grok - t_mem) |",
-              "| --- | --- | --- | --- | --- |"]
-        for wd, d in sorted(sw["outcomes"]["by_weight_decay"].items(), key=lambda kv: float(kv[0]) if kv[0] != "None" else 0):
-            L.append(f"| {wd} | {d['runs']} | {d['grokked']} | {_lead(d['t_grok_median'])} | {_lead(d['plateau_median'])} |")
+        L += [
+            "| weight decay | runs | grokked | median t_grok | median plateau (t_grok - t_mem) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for wd, d in sorted(
+            sw["outcomes"]["by_weight_decay"].items(), key=lambda kv: float(kv[0]) if kv[0] != "None" else 0
+        ):
+            L.append(
+                f"| {wd} | {d['runs']} | {d['grokked']} | {_lead(d['t_grok_median'])} | {_lead(d['plateau_median'])} |"
+            )
         anti = [r["run"] for r in sw["outcomes"]["runs"] if r["t_anti"] is not None]
         L += ["", f"Anti-grokked: {', '.join(anti) if anti else 'none'}.", ""]
         L += ["### Alarm rules through the alarm engine (seed defaults against the current defaults)", ""]
@@ -624,21 +713,31 @@ def write_markdown(doc: dict, path: Path) -> None:
         for fam, rows in fams.items():
             L += [f"**{fam}**", ""] + score_rows("detector", rows) + [""]
         if sw["htsr"]:
-            L += ["### HTSR: why alpha < 2 from the first probe", "",
-                  "| matrix | eigenvalues | alpha at first probe | median alpha | median tail size | median KS | share of probes < 2 | runs ever < 2 | median first step < 2 |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            L += [
+                "### HTSR: why alpha < 2 from the first probe",
+                "",
+                "| matrix | eigenvalues | alpha at first probe | median alpha | median tail size | median KS | share of probes < 2 | runs ever < 2 | median first step < 2 |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            ]
             for m, d in sorted(sw["htsr"].items()):
-                L.append(f"| {m} | {_f(d['n_evals'])} | {_f(d['alpha_first'])} | {_f(d['alpha_median'])} | "
-                         f"{_f(d['n_tail'], 0)} | {_f(d['ks'], 3)} | {_f(d['share_below_2'])} | {d['runs_below_2']} | "
-                         f"{_lead(d['first_below_2'])} |")
+                L.append(
+                    f"| {m} | {_f(d['n_evals'])} | {_f(d['alpha_first'])} | {_f(d['alpha_median'])} | "
+                    f"{_f(d['n_tail'], 0)} | {_f(d['ks'], 3)} | {_f(d['share_below_2'])} | {d['runs_below_2']} | "
+                    f"{_lead(d['first_below_2'])} |"
+                )
             L.append("")
         if sw["topology"]:
-            L += ["### H0 constructions (post hoc, from kept snapshots)", "",
-                  "| slice and construction | plateau probes with a finite bar | probes | median abs Spearman vs weight norm (eff. count) | median Spearman vs direction seed 1 |",
-                  "| --- | --- | --- | --- | --- |"]
+            L += [
+                "### H0 constructions (post hoc, from kept snapshots)",
+                "",
+                "| slice and construction | plateau probes with a finite bar | probes | median abs Spearman vs weight norm (eff. count) | median Spearman vs direction seed 1 |",
+                "| --- | --- | --- | --- | --- |",
+            ]
             for r in sw["topology"]:
-                L.append(f"| {r['construction']} | {_f(r['alive_share'])} | {r['plateau_probes']} | "
-                         f"{_f(r['abs_spearman_vs_weight_norm'])} | {_f(r['spearman_vs_other_seed'])} |")
+                L.append(
+                    f"| {r['construction']} | {_f(r['alive_share'])} | {r['plateau_probes']} | "
+                    f"{_f(r['abs_spearman_vs_weight_norm'])} | {_f(r['spearman_vs_other_seed'])} |"
+                )
             L.append("")
     for name, scores in doc.get("predictions", {}).items():
         L += prediction_md(scores, f"sweep `{name}`")
@@ -656,7 +755,7 @@ def figure(sweep_dir: Path, path: Path, runs_to_plot: int = 4) -> None:
     from observables.gai import gai_zscore
 
     runs = load_runs(sweep_dir)
-    chosen = [r for r in runs.values() if r.info and r.info.t_grok is not None][:runs_to_plot - 1]
+    chosen = [r for r in runs.values() if r.info and r.info.t_grok is not None][: runs_to_plot - 1]
     chosen += [r for r in runs.values() if r.outcome == "never"][:1]
     if not chosen:
         return
@@ -687,10 +786,17 @@ def figure(sweep_dir: Path, path: Path, runs_to_plot: int = 4) -> None:
 
 def build_report(out: Path, report_dir: Path, command: str) -> dict:
     report_dir.mkdir(parents=True, exist_ok=True)
-    sweeps = [d for d in sorted(out.iterdir()) if d.is_dir() and d.name != "report"
-              and any((c / "run.json").exists() for c in d.iterdir() if c.is_dir())]
-    doc = {"command": command, "machine": f"{platform.node()} {platform.machine()}, {_cpu_count()} cores",
-           "date": time.strftime("%Y-%m-%d"), "sweeps": []}
+    sweeps = [
+        d
+        for d in sorted(out.iterdir())
+        if d.is_dir() and d.name != "report" and any((c / "run.json").exists() for c in d.iterdir() if c.is_dir())
+    ]
+    doc = {
+        "command": command,
+        "machine": f"{platform.node()} {platform.machine()}, {_cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "sweeps": [],
+    }
     doc["predictions"] = {}
     for sw in sweeps:
         doc["predictions"][sw.name] = prediction_scores(sw)
@@ -717,7 +823,9 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
     for sw in doc["sweeps"]:
         summary["sweeps"][sw["sweep"] + (f"@{sw['budget']}" if sw.get("budget") else "")] = {
             name: {k: sw["rules"][name][k] for k in ("precision", "recall", "lead_median", "fp", "negatives")}
-            for name in sw["rules"] if name.startswith("current default")}
+            for name in sw["rules"]
+            if name.startswith("current default")
+        }
     return summary
 
 
@@ -766,7 +874,7 @@ def write_priors(sweep_dir: Path, dest_dir: Path, command: str) -> dict:
             continue
         fate[key][0] += 1
         i = int(np.searchsorted(r.steps, e.t_grok, side="right"))
-        w = np.asarray(r.cols["weight_norm"][max(0, i - 3): i], dtype=float)
+        w = np.asarray(r.cols["weight_norm"][max(0, i - 3) : i], dtype=float)
         w = w[np.isfinite(w)]
         if len(w):
             by_wd.setdefault(key, []).append(float(np.mean(w)))
@@ -775,22 +883,36 @@ def write_priors(sweep_dir: Path, dest_dir: Path, command: str) -> dict:
 
     def summ(v):
         v = np.asarray(v, dtype=float)
-        return {"n": int(len(v)), "median": float(np.median(v)), "q10": float(np.quantile(v, 0.1)),
-                "q90": float(np.quantile(v, 0.9)), "min": float(v.min()), "max": float(v.max())}
+        return {
+            "n": int(len(v)),
+            "median": float(np.median(v)),
+            "q10": float(np.quantile(v, 0.1)),
+            "q90": float(np.quantile(v, 0.9)),
+            "min": float(v.min()),
+            "max": float(v.max()),
+        }
 
     all_w = [x for v in by_wd.values() for x in v]
     facts = {
-        "preset": preset, "source": "evidence sweep (docs/evidence/report.md)", "command": command,
-        "date": time.strftime("%Y-%m-%d"), "n_runs": len(over),
+        "preset": preset,
+        "source": "evidence sweep (docs/evidence/report.md)",
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "n_runs": len(over),
         "grokked_of_runs_by_weight_decay": {k: {"grokked": v[0], "runs": v[1]} for k, v in sorted(fate.items())},
-        "w_crit": {"all": summ(all_w) if all_w else {},
-                   "by_weight_decay": {k: summ(v) for k, v in sorted(by_wd.items())}},
+        "w_crit": {
+            "all": summ(all_w) if all_w else {},
+            "by_weight_decay": {k: summ(v) for k, v in sorted(by_wd.items())},
+        },
         "plateau_by_weight_decay": {k: summ(v) for k, v in sorted(plate.items())},
     }
     dest_dir.mkdir(parents=True, exist_ok=True)
     (dest_dir / f"{preset}.json").write_text(json.dumps(facts, indent=1) + "\n")
-    write_prior(dest_dir / f"{preset}.arrow", [(sweep_dir.name, r, preset) for r in over.values()],
-                {"preset": preset, "command": command})
+    write_prior(
+        dest_dir / f"{preset}.arrow",
+        [(sweep_dir.name, r, preset) for r in over.values()],
+        {"preset": preset, "command": command},
+    )
     return facts
 
 
@@ -839,8 +961,9 @@ runs that never grokked, median lead in steps).
 
 
 def write_topology_md(doc: dict, path: Path) -> dict | None:
-    sw = next((s for s in doc["sweeps"] if s["topology"] and s.get("budget")), None) \
-        or next((s for s in doc["sweeps"] if s["topology"]), None)
+    sw = next((s for s in doc["sweeps"] if s["topology"] and s.get("budget")), None) or next(
+        (s for s in doc["sweeps"] if s["topology"]), None
+    )
     if sw is None:
         return None
     rows = []
@@ -849,35 +972,53 @@ def write_topology_md(doc: dict, path: Path) -> dict | None:
         best = None
         for name, r in sw["detectors"].items():
             if name.startswith(f"H0 {key}:"):
-                if best is None or (r["recall"] or 0) - (r["false_alarm_rate"] or 0) > (best[1]["recall"] or 0) - (best[1]["false_alarm_rate"] or 0):
+                if best is None or (r["recall"] or 0) - (r["false_alarm_rate"] or 0) > (best[1]["recall"] or 0) - (
+                    best[1]["false_alarm_rate"] or 0
+                ):
                     best = (name.split(": ", 1)[1], r)
         rows.append((t, best))
-    scored = f", scored with a budget of {sw['budget']:,} steps (runs not grokked by then are the negatives)" \
-        if sw.get("budget") else ""
-    L = [TOPOLOGY_INTRO, f"Measured: {doc['date']}, {doc['machine']}; sweep `{sw['sweep']}`{scored}.", "",
-         "| slice and construction | alive | plateau probes | seed stability | abs rho vs weight norm | best rule | P | R | false alarms | median lead |",
-         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    scored = (
+        f", scored with a budget of {sw['budget']:,} steps (runs not grokked by then are the negatives)"
+        if sw.get("budget")
+        else ""
+    )
+    L = [
+        TOPOLOGY_INTRO,
+        f"Measured: {doc['date']}, {doc['machine']}; sweep `{sw['sweep']}`{scored}.",
+        "",
+        "| slice and construction | alive | plateau probes | seed stability | abs rho vs weight norm | best rule | P | R | false alarms | median lead |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for t, best in rows:
         b = best[1] if best else None
         far = "-" if not b or b["false_alarm_rate"] is None else f"{b['fp']}/{b['negatives']}"
-        L.append(f"| {t['construction']} | {_f(t['alive_share'])} | {t['plateau_probes']} | "
-                 f"{_f(t['spearman_vs_other_seed'])} | {_f(t['abs_spearman_vs_weight_norm'])} | "
-                 f"{best[0] if best else '-'} | {_f(b['precision']) if b else '-'} | {_f(b['recall']) if b else '-'} | "
-                 f"{far} | {_lead(b['lead_median']) if b else '-'} |")
+        L.append(
+            f"| {t['construction']} | {_f(t['alive_share'])} | {t['plateau_probes']} | "
+            f"{_f(t['spearman_vs_other_seed'])} | {_f(t['abs_spearman_vs_weight_norm'])} | "
+            f"{best[0] if best else '-'} | {_f(b['precision']) if b else '-'} | {_f(b['recall']) if b else '-'} | "
+            f"{far} | {_lead(b['lead_median']) if b else '-'} |"
+        )
     # the choice, by the issue's order: alive >= 90%, stable, earliest lead, least redundant
     ok = [(t, b) for t, b in rows if (t["alive_share"] or 0) >= 0.9]
     stable = [(t, b) for t, b in ok if (t["spearman_vs_other_seed"] or 0) >= 0.5] or ok
     chosen = None
     if stable:
-        chosen = max(stable, key=lambda tb: (((tb[1][1]["recall"] or 0) - (tb[1][1]["false_alarm_rate"] or 0)) if tb[1] else -1,
-                                             -(tb[0]["abs_spearman_vs_weight_norm"] or 1)))
+        chosen = max(
+            stable,
+            key=lambda tb: (
+                ((tb[1][1]["recall"] or 0) - (tb[1][1]["false_alarm_rate"] or 0)) if tb[1] else -1,
+                -(tb[0]["abs_spearman_vs_weight_norm"] or 1),
+            ),
+        )
     L += ["", "## Choice", ""]
     if chosen:
-        L.append(f"Alive at >= 90% of plateau probe steps and stable under the direction seed: "
-                 f"{', '.join(t['construction'] for t, _ in stable)}. Of those, the best early-warning trade-off "
-                 f"(recall minus false-alarm rate) is **{chosen[0]['construction']}**. The live probe's default "
-                 f"is the Rips construction on the random span-1 slice (`--h0-construction rips`); "
-                 f"`--h0-construction sublevel` keeps the seed's, so the pilot's claim can be tested as stated.")
+        L.append(
+            f"Alive at >= 90% of plateau probe steps and stable under the direction seed: "
+            f"{', '.join(t['construction'] for t, _ in stable)}. Of those, the best early-warning trade-off "
+            f"(recall minus false-alarm rate) is **{chosen[0]['construction']}**. The live probe's default "
+            f"is the Rips construction on the random span-1 slice (`--h0-construction rips`); "
+            f"`--h0-construction sublevel` keeps the seed's, so the pilot's claim can be tested as stated."
+        )
     else:
         L.append("No construction is alive at >= 90% of plateau probe steps.")
     extra = doc.get("topology_notes")
@@ -901,7 +1042,7 @@ def sim_vs_real(real: dict, runs: int = 30, steps: int = 20_000, seed: int = 0) 
     :data:`SIM_TOLERANCE`."""
     import tempfile
 
-    from grokwatch.simulate import simulate_sweep
+    from grokwatch.sim.simulate import simulate_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         sweep = simulate_sweep(tmp, "sim", runs=runs, steps=steps, seed=seed)
@@ -919,33 +1060,49 @@ def sim_vs_real(real: dict, runs: int = 30, steps: int = 20_000, seed: int = 0) 
         if s is None:
             continue
         row = {}
-        for key, real_v, sim_v in (("recall", r["recall"], s["recall"]),
-                                   ("false_alarm_rate", r["false_alarm_rate"], s["false_alarm_rate"]),
-                                   ("lead_share", r["lead_share_of_plateau_median"], s["lead_share_of_plateau_median"])):
+        for key, real_v, sim_v in (
+            ("recall", r["recall"], s["recall"]),
+            ("false_alarm_rate", r["false_alarm_rate"], s["false_alarm_rate"]),
+            ("lead_share", r["lead_share_of_plateau_median"], s["lead_share_of_plateau_median"]),
+        ):
             diff = None if real_v is None or sim_v is None else sim_v - real_v
             both_none = real_v is None and sim_v is None
-            row[key] = {"real": real_v, "sim": sim_v, "diff": diff,
-                        "ok": both_none or (diff is not None and abs(diff) <= SIM_TOLERANCE[key])}
+            row[key] = {
+                "real": real_v,
+                "sim": sim_v,
+                "diff": diff,
+                "ok": both_none or (diff is not None and abs(diff) <= SIM_TOLERANCE[key]),
+            }
         rows[name.split(": ", 1)[1]] = row
-    return {"sim": {"runs": runs, "steps": steps, "seed": seed, "outcomes": sim["outcomes"]["by_weight_decay"]},
-            "real_sweep": real["sweep"], "tolerance": SIM_TOLERANCE, "rules": rows,
-            "all_within": all(v["ok"] for row in rows.values() for v in row.values())}
+    return {
+        "sim": {"runs": runs, "steps": steps, "seed": seed, "outcomes": sim["outcomes"]["by_weight_decay"]},
+        "real_sweep": real["sweep"],
+        "tolerance": SIM_TOLERANCE,
+        "rules": rows,
+        "all_within": all(v["ok"] for row in rows.values() for v in row.values()),
+    }
 
 
 def write_sim_md(cmp: dict, path: Path) -> None:
-    L = ["# The simulator against real runs", "",
-         f"`grokwatch simulate` ({cmp['sim']['runs']} runs x {cmp['sim']['steps']:,} steps, seed {cmp['sim']['seed']}) "
-         f"against the evidence sweep `{cmp['real_sweep']}`, through the same default alarm rules and the same "
-         "scoring (docs/evidence/report.md). Tolerance, absolute: recall "
-         f"{SIM_TOLERANCE['recall']}, false-alarm rate {SIM_TOLERANCE['false_alarm_rate']}, median lead as a share "
-         f"of the plateau {SIM_TOLERANCE['lead_share']}. The simulator is a test fixture, never evidence.", "",
-         "| rule | recall real | recall sim | false alarms real | false alarms sim | lead/plateau real | lead/plateau sim | within |",
-         "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    L = [
+        "# The simulator against real runs",
+        "",
+        f"`grokwatch simulate` ({cmp['sim']['runs']} runs x {cmp['sim']['steps']:,} steps, seed {cmp['sim']['seed']}) "
+        f"against the evidence sweep `{cmp['real_sweep']}`, through the same default alarm rules and the same "
+        "scoring (docs/evidence/report.md). Tolerance, absolute: recall "
+        f"{SIM_TOLERANCE['recall']}, false-alarm rate {SIM_TOLERANCE['false_alarm_rate']}, median lead as a share "
+        f"of the plateau {SIM_TOLERANCE['lead_share']}. The simulator is a test fixture, never evidence.",
+        "",
+        "| rule | recall real | recall sim | false alarms real | false alarms sim | lead/plateau real | lead/plateau sim | within |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, row in cmp["rules"].items():
         ok = "yes" if all(v["ok"] for v in row.values()) else "no"
-        L.append(f"| {name} | {_f(row['recall']['real'])} | {_f(row['recall']['sim'])} | "
-                 f"{_f(row['false_alarm_rate']['real'])} | {_f(row['false_alarm_rate']['sim'])} | "
-                 f"{_f(row['lead_share']['real'])} | {_f(row['lead_share']['sim'])} | {ok} |")
+        L.append(
+            f"| {name} | {_f(row['recall']['real'])} | {_f(row['recall']['sim'])} | "
+            f"{_f(row['false_alarm_rate']['real'])} | {_f(row['false_alarm_rate']['sim'])} | "
+            f"{_f(row['lead_share']['real'])} | {_f(row['lead_share']['sim'])} | {ok} |"
+        )
     L += ["", f"All within tolerance: **{'yes' if cmp['all_within'] else 'no'}**."]
     path.write_text("\n".join(L) + "\n")
 
@@ -972,9 +1129,16 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None) -> dict:
         cut = {}
         for rid, r in runs.items():
             n = r.rows_upto(budget)
-            cut[rid] = RunSeries(rid, r.steps[:n], {k: v[:n] for k, v in r.cols.items()}, r.weight_decay,
-                                 budget, "completed" if n == len(r.steps) or r.last_step >= budget else r.state,
-                                 preset=r.preset, seed=r.seed)
+            cut[rid] = RunSeries(
+                rid,
+                r.steps[:n],
+                {k: v[:n] for k, v in r.cols.items()},
+                r.weight_decay,
+                budget,
+                "completed" if n == len(r.steps) or r.last_step >= budget else r.state,
+                preset=r.preset,
+                seed=r.seed,
+            )
         runs = cut
     cfg = PredictConfig()
     out = {}
@@ -997,17 +1161,27 @@ def _strip(errs: dict) -> dict:
 
 
 def prediction_md(scores: dict, title: str) -> list[str]:
-    L = [f"### Predicted grokking step: {title}", "",
-         "| predictor | at % of plateau | runs | with a number | median rel. error | within 20% | in 80% interval |",
-         "| --- | --- | --- | --- | --- | --- | --- |"]
+    L = [
+        f"### Predicted grokking step: {title}",
+        "",
+        "| predictor | at % of plateau | runs | with a number | median rel. error | within 20% | in 80% interval |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for label, s in scores.items():
         for k, v in s["errors"].items():
-            L.append(f"| {label} | {k}% | {v['n_runs']} | {v['n_predicted']} | {_f(v['median_rel_error'], 3)} | "
-                     f"{_f(v['within_20'])} | {_f(v['interval_coverage'])} |")
-    L += ["", "| predictor | will-grok runs scored | accuracy | Brier | AUC | made vs t_mem (median steps) |",
-          "| --- | --- | --- | --- | --- | --- |"]
+            L.append(
+                f"| {label} | {k}% | {v['n_runs']} | {v['n_predicted']} | {_f(v['median_rel_error'], 3)} | "
+                f"{_f(v['within_20'])} | {_f(v['interval_coverage'])} |"
+            )
+    L += [
+        "",
+        "| predictor | will-grok runs scored | accuracy | Brier | AUC | made vs t_mem (median steps) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for label, s in scores.items():
         w = s["will_grok"]
-        L.append(f"| {label} | {w['n']} | {_f(w['accuracy'])} | {_f(w['brier'], 3)} | {_f(w['auc'])} | "
-                 f"{_lead(w['made_vs_t_mem'])} |")
+        L.append(
+            f"| {label} | {w['n']} | {_f(w['accuracy'])} | {_f(w['brier'], 3)} | {_f(w['auc'])} | "
+            f"{_lead(w['made_vs_t_mem'])} |"
+        )
     return L + [""]

@@ -64,15 +64,16 @@ def slice_along(loss_of, params, d1, d2, grid: int, span: float) -> np.ndarray:
     return img
 
 
-def run_topology(run_dir: Path, every: int, grid: int, dense_every: int = 100, dense_until: int = 3000,
-                 hessian_every: int = 1000) -> dict:
+def run_topology(
+    run_dir: Path, every: int, grid: int, dense_every: int = 100, dense_until: int = 3000, hessian_every: int = 1000
+) -> dict:
     import torch
 
-    from grokwatch.probe_offline import list_snapshots
     from grokwatch.store import read_run_config
     from observables.topology import h0_diagram, h0_summaries, loss_slice, module_loss
     from trainer.config import TrainConfig
     from trainer.model import Transformer
+    from trainer.probe_offline import list_snapshots
     from trainer.probes import _cross_entropy
     from trainer.task import make_dataset
 
@@ -93,7 +94,7 @@ def run_topology(run_dir: Path, every: int, grid: int, dense_every: int = 100, d
         out["weight_norm"].append(float(torch.sqrt(sum((p.double() ** 2).sum() for p in params.values()))))
         for kind, seed, span in SLICES:
             if kind.startswith("hessian") and (step % hessian_every or float(cfg.weight_decay) != 1.0):
-                for cons in (("sublevel",) if kind == "hessian3d" else CONSTRUCTION_NAMES):  # keep columns aligned
+                for cons in ("sublevel",) if kind == "hessian3d" else CONSTRUCTION_NAMES:  # keep columns aligned
                     col = out.setdefault(f"{kind}-s{seed}-x{span:g}-{cons}", {k: [] for k in STATS})
                     for k in STATS:
                         col[k].append(float("nan"))
@@ -114,8 +115,14 @@ def run_topology(run_dir: Path, every: int, grid: int, dense_every: int = 100, d
                     for i, a in enumerate(c):
                         for j, b in enumerate(c):
                             for k, e in enumerate(c):
-                                vol[i, j, k] = float(loss_of({n: p + float(a) * dirs[0][n] + float(b) * dirs[1][n]
-                                                              + float(e) * dirs[2][n] for n, p in params.items()}))
+                                vol[i, j, k] = float(
+                                    loss_of(
+                                        {
+                                            n: p + float(a) * dirs[0][n] + float(b) * dirs[1][n] + float(e) * dirs[2][n]
+                                            for n, p in params.items()
+                                        }
+                                    )
+                                )
                 diag = grid_sublevel_h0(vol)
                 life = diag[:, 1] - diag[:, 0]
                 col = out.setdefault(f"{kind}-s{seed}-x{span:g}-sublevel", {k: [] for k in STATS})
@@ -156,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=500, help="snapshot cadence to probe (steps) after --dense-until")
     p.add_argument("--dense-every", type=int, default=100, help="snapshot cadence before --dense-until")
     p.add_argument("--dense-until", type=int, default=3000)
-    p.add_argument("--hessian-every", type=int, default=2000,
-                   help="cadence of the Hessian-direction slices (2-D and 3-D), on weight decay 1 runs only")
+    p.add_argument(
+        "--hessian-every",
+        type=int,
+        default=2000,
+        help="cadence of the Hessian-direction slices (2-D and 3-D), on weight decay 1 runs only",
+    )
     p.add_argument("--grid", type=int, default=15)
     p.add_argument("--runs", help="comma-separated run ids (default: all)")
     args = p.parse_args(argv)
@@ -168,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     dest = args.out / f"topology-{args.sweep_dir.name}.json"
-    doc = json.loads(dest.read_text()) if dest.exists() else {"every": args.every, "grid": args.grid,
-                                                                "slices": [list(s) for s in SLICES], "runs": {}}
+    doc = (
+        json.loads(dest.read_text())
+        if dest.exists()
+        else {"every": args.every, "grid": args.grid, "slices": [list(s) for s in SLICES], "runs": {}}
+    )
     want = set(args.runs.split(",")) if args.runs else None
     t0 = time.perf_counter()
     n = 0
@@ -179,14 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         if not _finished(d):
             continue
-        doc["runs"][d.name] = run_topology(d, args.every, args.grid, args.dense_every, args.dense_until,
-                                           args.hessian_every)
+        doc["runs"][d.name] = run_topology(
+            d, args.every, args.grid, args.dense_every, args.dense_until, args.hessian_every
+        )
         n += len(doc["runs"][d.name]["steps"])
         tmp = dest.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, dest)
-        print(f"topology: {d.name}: {len(doc['runs'][d.name]['steps'])} snapshots in "
-              f"{time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"topology: {d.name}: {len(doc['runs'][d.name]['steps'])} snapshots in {time.perf_counter() - t1:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     print(json.dumps({"runs": len(doc["runs"]), "snapshots_done": n, "seconds": round(time.perf_counter() - t0, 1)}))
     return 0
 

@@ -90,11 +90,24 @@ def probe_state(cfg: TrainConfig, warm: int):
 
     def ctx(step: int) -> ProbeContext:
         return ProbeContext(
-            step=step, model=model, params=dict(model.named_parameters()), matrices=model.matrices(),
-            train_x=data.train_x, train_y=data.train_y, val_x=data.val_x, val_y=data.val_y,
-            loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0], config=cfg, lr=cfg.lr, optimizer=opt,
-            flat_params=flat.detach(), param_slices=slices, last_update=delta, snapshots=snapshots,
-            generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step), device=torch.device("cpu"),
+            step=step,
+            model=model,
+            params=dict(model.named_parameters()),
+            matrices=model.matrices(),
+            train_x=data.train_x,
+            train_y=data.train_y,
+            val_x=data.val_x,
+            val_y=data.val_y,
+            loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
+            config=cfg,
+            lr=cfg.lr,
+            optimizer=opt,
+            flat_params=flat.detach(),
+            param_slices=slices,
+            last_update=delta,
+            snapshots=snapshots,
+            generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step),
+            device=torch.device("cpu"),
         )
 
     return ctx, flat
@@ -145,11 +158,18 @@ def main(argv: list[str] | None = None) -> dict:
     peak = {clk: snap_ms + sum(p[f"ms_{clk}"] for p in probes.values()) for clk in ("wall", "cpu")}
     train_ms = {"wall": step_w * probe_every, "cpu": step_c * probe_every}
     share = {clk: 100.0 * per_step[clk] / train_ms[clk] for clk in ("wall", "cpu")}
-    print(f"default probes at probe_every {probe_every}: {per_step['cpu']:.0f} ms CPU per probe step on average "
-          f"(peak {peak['cpu']:.0f} ms) = {share['cpu']:.2f}% of training time (CPU; wall {share['wall']:.2f}%); "
-          f"target <= {TARGET_PCT}%", flush=True)
+    print(
+        f"default probes at probe_every {probe_every}: {per_step['cpu']:.0f} ms CPU per probe step on average "
+        f"(peak {peak['cpu']:.0f} ms) = {share['cpu']:.2f}% of training time (CPU; wall {share['wall']:.2f}%); "
+        f"target <= {TARGET_PCT}%",
+        flush=True,
+    )
     result = {
-        "bench": "probes", "preset": "canonical", "threads": 1, "n_params": cfg.n_params, "probe_every": probe_every,
+        "bench": "probes",
+        "preset": "canonical",
+        "threads": 1,
+        "n_params": cfg.n_params,
+        "probe_every": probe_every,
         "step_ms": {"wall": round(step_w, 2), "cpu": round(step_c, 2)},
         "snapshot_ms": round(snap_ms, 2),
         "probes": probes,

@@ -93,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                         t[kind].append(time_with_recording(cfg, Path(tmp), f"{preset}-{rep}"))
                     else:
                         t[kind].append(time_without_recording(cfg))
-                print(f"  {preset} rep {rep + 1}/{args.reps}: with {t['with'][-1][0]:.2f} ms "
-                      f"(cpu {t['with'][-1][1]:.2f}), without {t['without'][-1][0]:.2f} ms (cpu {t['without'][-1][1]:.2f})",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {preset} rep {rep + 1}/{args.reps}: with {t['with'][-1][0]:.2f} ms "
+                    f"(cpu {t['with'][-1][1]:.2f}), without {t['without'][-1][0]:.2f} ms (cpu {t['without'][-1][1]:.2f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
             r = {"steps": steps, "reps": args.reps, "n_params": cfg.n_params}
             for i, clock in enumerate(("wall", "cpu")):
                 w = [x[i] for x in t["with"]]
@@ -109,16 +112,24 @@ def main(argv: list[str] | None = None) -> int:
                 }
             results[preset] = r
     print()
-    print(f"{'preset':<10} {'params':>8} {'steps':>6} {'clock':>5} {'with ms/step':>13} {'without ms/step':>16} "
-          f"{'overhead':>9} {'median pair':>12}")
+    print(
+        f"{'preset':<10} {'params':>8} {'steps':>6} {'clock':>5} {'with ms/step':>13} {'without ms/step':>16} "
+        f"{'overhead':>9} {'median pair':>12}"
+    )
     for preset, r in results.items():
         for clock in ("wall", "cpu"):
             c = r[clock]
-            print(f"{preset:<10} {r['n_params']:>8,} {r['steps']:>6} {clock:>5} {c['ms_per_step_with']:>13.2f} "
-                  f"{c['ms_per_step_without']:>16.2f} {c['overhead_pct']:>8.1f}% {c['overhead_pct_median_pair']:>11.1f}%")
+            print(
+                f"{preset:<10} {r['n_params']:>8,} {r['steps']:>6} {clock:>5} {c['ms_per_step_with']:>13.2f} "
+                f"{c['ms_per_step_without']:>16.2f} {c['overhead_pct']:>8.1f}% {c['overhead_pct_median_pair']:>11.1f}%"
+            )
     print("CPU, 1 thread. ms/step: best of the reps; overhead: best with / best without - 1 (median pair: median of")
     print("the per-pair ratios). 'cpu' is process CPU time: robust to other load, blind to fsync waits. Target <= 5%.")
-    print(json.dumps({"bench": "train_overhead", "device": "cpu", "threads": 1, "torch": torch.__version__, "presets": results}))
+    print(
+        json.dumps(
+            {"bench": "train_overhead", "device": "cpu", "threads": 1, "torch": torch.__version__, "presets": results}
+        )
+    )
     return 0
 
 

@@ -46,11 +46,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import trainer.pack as tp  # noqa: E402
 from grokwatch.store import read_status  # noqa: E402
+from trainer import task  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.model import Transformer  # noqa: E402
-import trainer.pack as tp  # noqa: E402
-from trainer import task  # noqa: E402
 from trainer.task import make_dataset  # noqa: E402
 from trainer.train import train  # noqa: E402
 
@@ -165,14 +165,31 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or ((200 if cuda else 20) // (4 if args.quick else 1))
     target = (3000 if cuda else 60) // (4 if args.quick else 1)  # run-steps per pack size
     base = TrainConfig.from_preset(
-        args.preset, steps=steps, device=args.device, threads=1, compile=args.compile, eval_every=10**9,
-        probe_every=0, checkpoint_every=10**9, keep_every=0, flush_steps=10**6, flush_seconds=1e9,
+        args.preset,
+        steps=steps,
+        device=args.device,
+        threads=1,
+        compile=args.compile,
+        eval_every=10**9,
+        probe_every=0,
+        checkpoint_every=10**9,
+        keep_every=0,
+        flush_steps=10**6,
+        flush_seconds=1e9,
     )
     flops = {"project": step_flops(base, full=False), "reference": step_flops(base, full=True)}
     clocks = ("wall",) if cuda else ("wall", "cpu")
-    out = {"bench": "train_step", "device": args.device, "threads": 1, "torch": torch.__version__,
-           "preset": args.preset, "n_params": base.n_params, "steps": steps, "reps": reps,
-           "gflop_per_step": {k: round(v / 1e9, 3) for k, v in flops.items()}}
+    out = {
+        "bench": "train_step",
+        "device": args.device,
+        "threads": 1,
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "n_params": base.n_params,
+        "steps": steps,
+        "reps": reps,
+        "gflop_per_step": {k: round(v / 1e9, 3) for k, v in flops.items()},
+    }
     if cuda:
         out["gpu_name"] = torch.cuda.get_device_name(torch.device(args.device))
 
@@ -183,11 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         time_reference(base.replace(steps=3))
         t = {"project": [], "reference": []}
         for rep in range(reps):
-            for kind in (("project", "reference") if rep % 2 == 0 else ("reference", "project")):
+            for kind in ("project", "reference") if rep % 2 == 0 else ("reference", "project"):
                 t[kind].append(time_project(base, root, f"p{rep}") if kind == "project" else time_reference(base))
-            print(f"  rep {rep + 1}/{reps}: project {t['project'][-1][0]:.2f} ms/step (cpu {t['project'][-1][1]:.2f}), "
-                  f"reference {t['reference'][-1][0]:.2f} ms/step (cpu {t['reference'][-1][1]:.2f})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  rep {rep + 1}/{reps}: project {t['project'][-1][0]:.2f} ms/step (cpu {t['project'][-1][1]:.2f}), "
+                f"reference {t['reference'][-1][0]:.2f} ms/step (cpu {t['reference'][-1][1]:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
         for kind in ("project", "reference"):
             r = {}
             for i, clock in enumerate(clocks):
@@ -201,15 +221,22 @@ def main(argv: list[str] | None = None) -> int:
             clock: round(out["reference"][f"ms_per_step_{clock}"] / out["project"][f"ms_per_step_{clock}"], 2)
             for clock in clocks
         }
-        out["speedup_vs_reference_median_pair"] = round(statistics.median(
-            r[0] / p[0] for p, r in zip(t["project"], t["reference"])), 2)
+        out["speedup_vs_reference_median_pair"] = round(
+            statistics.median(r[0] / p[0] for p, r in zip(t["project"], t["reference"])), 2
+        )
 
         packed = []
         for K in ks:
             n = max(20 if cuda else 2, math.ceil(target / K))
             wall, cpu, first = time_packed(base, K, n, root)
-            row = {"K": K, "steps": n, "first_step_ms_wall": round(first, 1), "ms_per_pack_step_wall": round(wall, 2),
-                   "ms_per_run_step_wall": round(wall / K, 3), "gflops_wall": round(flops["project"] * K / wall / 1e6, 2)}
+            row = {
+                "K": K,
+                "steps": n,
+                "first_step_ms_wall": round(first, 1),
+                "ms_per_pack_step_wall": round(wall, 2),
+                "ms_per_run_step_wall": round(wall / K, 3),
+                "gflops_wall": round(flops["project"] * K / wall / 1e6, 2),
+            }
             if not cuda:
                 row.update(ms_per_run_step_cpu=round(cpu / K, 3), gflops_cpu=round(flops["project"] * K / cpu / 1e6, 2))
             packed.append(row)
@@ -221,20 +248,30 @@ def main(argv: list[str] | None = None) -> int:
     out["check_project_2x_faster_than_reference"] = out["speedup_vs_reference"]["wall"] >= 2.0
 
     print()
-    print(f"{args.preset} ({base.n_params:,} parameters), {args.device}, 1 thread, torch {torch.__version__}; "
-          f"GFLOP per step: project {out['gflop_per_step']['project']}, reference {out['gflop_per_step']['reference']}")
+    print(
+        f"{args.preset} ({base.n_params:,} parameters), {args.device}, 1 thread, torch {torch.__version__}; "
+        f"GFLOP per step: project {out['gflop_per_step']['project']}, reference {out['gflop_per_step']['reference']}"
+    )
     print(f"{'':>24} " + " ".join(f"{c + ' ms/step':>14} {c + ' GFLOP/s':>14}" for c in clocks))
     for kind in ("project", "reference"):
         r = out[kind]
-        print(f"{kind + ' (1 run)':>24} " + " ".join(
-            f"{r[f'ms_per_step_{c}']:>14.2f} {r[f'gflops_{c}']:>14.1f}" for c in clocks))
-    print(f"speedup of the project's step over the reference: "
-          + ", ".join(f"{c} {out['speedup_vs_reference'][c]:.2f}x" for c in clocks)
-          + f" (check >= 2x: {'PASS' if out['check_project_2x_faster_than_reference'] else 'FAIL'})")
-    print(f"{'packed K':>10} {'steps':>6} " + " ".join(f"{c + ' ms/run-step':>18} {c + ' GFLOP/s':>14}" for c in clocks))
+        print(
+            f"{kind + ' (1 run)':>24} "
+            + " ".join(f"{r[f'ms_per_step_{c}']:>14.2f} {r[f'gflops_{c}']:>14.1f}" for c in clocks)
+        )
+    print(
+        "speedup of the project's step over the reference: "
+        + ", ".join(f"{c} {out['speedup_vs_reference'][c]:.2f}x" for c in clocks)
+        + f" (check >= 2x: {'PASS' if out['check_project_2x_faster_than_reference'] else 'FAIL'})"
+    )
+    print(
+        f"{'packed K':>10} {'steps':>6} " + " ".join(f"{c + ' ms/run-step':>18} {c + ' GFLOP/s':>14}" for c in clocks)
+    )
     for r in out["packed"]:
-        print(f"{r['K']:>10} {r['steps']:>6} " + " ".join(
-            f"{r[f'ms_per_run_step_{c}']:>18.2f} {r[f'gflops_{c}']:>14.1f}" for c in clocks))
+        print(
+            f"{r['K']:>10} {r['steps']:>6} "
+            + " ".join(f"{r[f'ms_per_run_step_{c}']:>18.2f} {r[f'gflops_{c}']:>14.1f}" for c in clocks)
+        )
     if not cuda:
         print(f"GPU: {NOT_MEASURED} (run with --device cuda on a GPU)")
     print(json.dumps(out))

@@ -16,7 +16,7 @@ headless driver at a fixed size, and measures:
   paint after its effect (sort, cursor, view switch, detail open/close;
   target <= 100 ms); plus detail curves: enter until the plots are painted;
 - memory: resident set size at the end and peak (target <= 1 GB);
-- the quiet window (``grokwatch.quiet``: the watcher and the model feed
+- the quiet window (``grokwatch.watch.quiet``: the watcher and the model feed
   step aside for 150 ms after a key press) is on for alternate rounds of the
   key plan and off for the others, so ``key_repaint_*_quiet_on`` and
   ``..._quiet_off`` are measured side by side under the same load;
@@ -178,8 +178,12 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
                 while not any(p[0] > t_state for p in paints[-5:]) and time.perf_counter() - t0 < 5:
                     await asyncio.sleep(0.001)
                 t_paint = next((p[0] for p in paints if p[0] > t_state), time.perf_counter())
-                rec = {"key": key, "quiet": quiet_on, "repaint_ms": round(1000 * (t_paint - t0), 2),
-                       "cpu_ms": round(1000 * (time.thread_time() - c0), 2)}
+                rec = {
+                    "key": key,
+                    "quiet": quiet_on,
+                    "repaint_ms": round(1000 * (t_paint - t0), 2),
+                    "cpu_ms": round(1000 * (time.thread_time() - c0), 2),
+                }
                 if key == "enter" and isinstance(app.screen, DetailScreen):
                     # until the first paint that starts after the curves were handed to the plots
                     # (polling for the series could miss a paint that followed at once)
@@ -197,7 +201,8 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
             feed = app.feed
             result = {
                 "runs": len(rows),
-                "steps_min": min(steps), "steps_max": max(steps),
+                "steps_min": min(steps),
+                "steps_max": max(steps),
                 "models_applied": len(applied),
                 "feed_builds": feed.builds if feed else None,
                 "feed_build_ms_p50": ms(pct(feed.build_seconds, 50)) if feed else None,
@@ -211,8 +216,14 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
             setattr(cls, name, fn)
         gc.callbacks.remove(on_gc)
     gen2 = [d for g, d in gc_pauses if g == 2]
-    result.update({"gc_collections": len(gc_pauses), "gc_ms_total": ms(sum(d for _, d in gc_pauses)),
-                   "gc_gen2_collections": len(gen2), "gc_gen2_ms_max": ms(max(gen2) if gen2 else None)})
+    result.update(
+        {
+            "gc_collections": len(gc_pauses),
+            "gc_ms_total": ms(sum(d for _, d in gc_pauses)),
+            "gc_gen2_collections": len(gen2),
+            "gc_gen2_ms_max": ms(max(gen2) if gen2 else None),
+        }
+    )
     # refresh = a model application plus the first paint after it (wall, and UI-thread CPU)
     refresh_wall, refresh_cpu = [], []
     for end, wall, cpu in applied:
@@ -228,20 +239,31 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
         result[f"key_repaint_ms_p95_quiet_{name}"] = ms(pct([k["repaint_ms"] / 1000 for k in sel], 95))
         result[f"key_repaint_cpu_ms_p95_quiet_{name}"] = ms(pct([k["cpu_ms"] / 1000 for k in sel], 95))
         result[f"keys_quiet_{name}"] = len(sel)
-    result.update({
-        "apply_ms_p50": ms(pct([a[1] for a in applied], 50)), "apply_ms_p95": ms(pct([a[1] for a in applied], 95)),
-        "paint_ms_p50": ms(pct([p[1] for p in paints], 50)), "paint_ms_p95": ms(pct([p[1] for p in paints], 95)),
-        "refresh_ms_p50": ms(pct(refresh_wall, 50)), "refresh_ms_p95": ms(pct(refresh_wall, 95)),
-        "refresh_ms_max": ms(max(refresh_wall) if refresh_wall else None),
-        "refresh_cpu_ms_p50": ms(pct(refresh_cpu, 50)), "refresh_cpu_ms_p95": ms(pct(refresh_cpu, 95)),
-        "refresh_cpu_ms_max": ms(max(refresh_cpu) if refresh_cpu else None),
-        "loop_lag_ms_p95": ms(pct(lags, 95)), "loop_lag_ms_max": ms(max(lags) if lags else None),
-        "key_repaint_ms_p50": ms(pct(repaint, 50)), "key_repaint_ms_p95": ms(pct(repaint, 95)),
-        "key_repaint_ms_max": ms(max(repaint) if repaint else None), "keys": len(keys),
-        "key_repaint_cpu_ms_p50": ms(pct(repaint_cpu, 50)), "key_repaint_cpu_ms_p95": ms(pct(repaint_cpu, 95)),
-        "detail_curves_ms_p50": ms(pct(curves, 50)), "detail_curves_ms_max": ms(max(curves) if curves else None),
-        "key_log": keys,
-    })
+    result.update(
+        {
+            "apply_ms_p50": ms(pct([a[1] for a in applied], 50)),
+            "apply_ms_p95": ms(pct([a[1] for a in applied], 95)),
+            "paint_ms_p50": ms(pct([p[1] for p in paints], 50)),
+            "paint_ms_p95": ms(pct([p[1] for p in paints], 95)),
+            "refresh_ms_p50": ms(pct(refresh_wall, 50)),
+            "refresh_ms_p95": ms(pct(refresh_wall, 95)),
+            "refresh_ms_max": ms(max(refresh_wall) if refresh_wall else None),
+            "refresh_cpu_ms_p50": ms(pct(refresh_cpu, 50)),
+            "refresh_cpu_ms_p95": ms(pct(refresh_cpu, 95)),
+            "refresh_cpu_ms_max": ms(max(refresh_cpu) if refresh_cpu else None),
+            "loop_lag_ms_p95": ms(pct(lags, 95)),
+            "loop_lag_ms_max": ms(max(lags) if lags else None),
+            "key_repaint_ms_p50": ms(pct(repaint, 50)),
+            "key_repaint_ms_p95": ms(pct(repaint, 95)),
+            "key_repaint_ms_max": ms(max(repaint) if repaint else None),
+            "keys": len(keys),
+            "key_repaint_cpu_ms_p50": ms(pct(repaint_cpu, 50)),
+            "key_repaint_cpu_ms_p95": ms(pct(repaint_cpu, 95)),
+            "detail_curves_ms_p50": ms(pct(curves, 50)),
+            "detail_curves_ms_max": ms(max(curves) if curves else None),
+            "key_log": keys,
+        }
+    )
     return result
 
 
@@ -257,8 +279,14 @@ async def full_sweep(sweep: Path, size: tuple[int, int]) -> dict:
     app = make_app(sweep, TuiConfig(redraw=0.25, interval=1.0))
     out: dict = {}
     async with app.run_test(size=size) as pilot:
-        while app.model is None or not app.model.rows or any(
-                r.total_steps and r.step < r.total_steps and r.phase not in ("diverged", "stalled") for r in app.model.rows):
+        while (
+            app.model is None
+            or not app.model.rows
+            or any(
+                r.total_steps and r.step < r.total_steps and r.phase not in ("diverged", "stalled")
+                for r in app.model.rows
+            )
+        ):
             await asyncio.sleep(0.05)
             if time.perf_counter() - t0 > 600:
                 break
@@ -291,9 +319,13 @@ def main() -> int:
     ap.add_argument("--size", default="160x48", help="terminal size COLSxROWS")
     ap.add_argument("--key-every", type=float, default=1.0, help="seconds between key presses")
     ap.add_argument("--root", type=Path, help="where to simulate (default: a temporary directory)")
-    ap.add_argument("--full", type=Path, metavar="SWEEP",
-                    help="also open this finished sweep (e.g. written by `grokwatch simulate ROOT --runs 90 "
-                         "--steps 100000`): backfill time, memory at full size, 100K-step curves")
+    ap.add_argument(
+        "--full",
+        type=Path,
+        metavar="SWEEP",
+        help="also open this finished sweep (e.g. written by `grokwatch simulate ROOT --runs 90 "
+        "--steps 100000`): backfill time, memory at full size, 100K-step curves",
+    )
     args = ap.parse_args()
     cols, rows = (int(x) for x in args.size.lower().split("x"))
     result: dict = {}
@@ -301,7 +333,7 @@ def main() -> int:
     sweep = None
     if args.seconds > 0:
         root = args.root or Path(tempfile.mkdtemp(prefix="grokwatch-bench-tui-"))
-        from grokwatch.simulate import live_simulation
+        from grokwatch.sim.simulate import live_simulation
         from grokwatch.store import list_runs
 
         with live_simulation(root, runs=args.runs, steps=args.steps, speed=args.speed) as sweep:
@@ -315,22 +347,51 @@ def main() -> int:
     if args.full is not None:
         result.update(asyncio.run(full_sweep(args.full, (cols, rows))))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result.update({
-        "rss_mb": round(rss_bytes() / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
-        "seconds": round(wall, 1), "speed": args.speed, "size": args.size, "sweep": str(sweep) if sweep else None,
-        "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
-    })
+    result.update(
+        {
+            "rss_mb": round(rss_bytes() / 2**20, 1),
+            "rss_peak_mb": round(peak / 2**20, 1),
+            "seconds": round(wall, 1),
+            "speed": args.speed,
+            "size": args.size,
+            "sweep": str(sweep) if sweep else None,
+            "cpus": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        }
+    )
     log = result.pop("key_log", [])
     for k in log:
-        print(f"key {k['key']:>6} (quiet {'on ' if k['quiet'] else 'off'}): repaint {k['repaint_ms']:7.1f} ms (UI thread CPU {k['cpu_ms']:6.1f} ms)"
-              + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else ""))
-    for key in ("refresh_cpu_ms_p50", "refresh_cpu_ms_p95", "refresh_ms_p50", "refresh_ms_p95", "loop_lag_ms_p95",
-                "key_repaint_ms_p50", "key_repaint_ms_p95", "key_repaint_cpu_ms_p50", "key_repaint_cpu_ms_p95",
-                "key_repaint_ms_p50_quiet_on", "key_repaint_ms_p95_quiet_on", "key_repaint_cpu_ms_p95_quiet_on",
-                "key_repaint_ms_p50_quiet_off", "key_repaint_ms_p95_quiet_off", "key_repaint_cpu_ms_p95_quiet_off",
-                "detail_curves_ms_max", "gc_collections", "gc_ms_total", "gc_gen2_collections", "gc_gen2_ms_max",
-                "live_rss_mb", "loadavg_1m",
-                "full_backfill_s", "full_detail_curves_ms", "full_rss_mb"):
+        print(
+            f"key {k['key']:>6} (quiet {'on ' if k['quiet'] else 'off'}): repaint {k['repaint_ms']:7.1f} ms (UI thread CPU {k['cpu_ms']:6.1f} ms)"
+            + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else "")
+        )
+    for key in (
+        "refresh_cpu_ms_p50",
+        "refresh_cpu_ms_p95",
+        "refresh_ms_p50",
+        "refresh_ms_p95",
+        "loop_lag_ms_p95",
+        "key_repaint_ms_p50",
+        "key_repaint_ms_p95",
+        "key_repaint_cpu_ms_p50",
+        "key_repaint_cpu_ms_p95",
+        "key_repaint_ms_p50_quiet_on",
+        "key_repaint_ms_p95_quiet_on",
+        "key_repaint_cpu_ms_p95_quiet_on",
+        "key_repaint_ms_p50_quiet_off",
+        "key_repaint_ms_p95_quiet_off",
+        "key_repaint_cpu_ms_p95_quiet_off",
+        "detail_curves_ms_max",
+        "gc_collections",
+        "gc_ms_total",
+        "gc_gen2_collections",
+        "gc_gen2_ms_max",
+        "live_rss_mb",
+        "loadavg_1m",
+        "full_backfill_s",
+        "full_detail_curves_ms",
+        "full_rss_mb",
+    ):
         if key in result:
             print(f"{key}: {result[key]}")
     print(json.dumps(result, sort_keys=True))

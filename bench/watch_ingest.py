@@ -110,8 +110,11 @@ def cold_ingest(sweep: Path, repeats: int) -> dict:
             raise SystemExit(out.stderr)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"cold ingest: {r['runs']} runs, {r['rows']:,} rows, {r['events']} alarm events in {r['ingest_s']:.2f} s "
-              f"(cpu {r['ingest_cpu_s']:.2f} s), peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        print(
+            f"cold ingest: {r['runs']} runs, {r['rows']:,} rows, {r['events']} alarm events in {r['ingest_s']:.2f} s "
+            f"(cpu {r['ingest_cpu_s']:.2f} s), peak RSS {r['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     best = min(results, key=lambda r: r["ingest_s"])
     return {
         "cold_ingest_s": round(statistics.median(r["ingest_s"] for r in results), 3),
@@ -137,9 +140,24 @@ class Daemon:
     def __init__(self, sweep: Path, hook: Hook, rules: Path, *extra: str):
         self.sweep = sweep
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grokwatch", "alerts", str(sweep), "--notify", hook.url, "--rules", str(rules),
-             "--stall-timeout", "1h", *extra],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "grokwatch",
+                "alerts",
+                str(sweep),
+                "--notify",
+                hook.url,
+                "--rules",
+                str(rules),
+                "--stall-timeout",
+                "1h",
+                *extra,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         hb = sweep / ".grokwatch" / "heartbeat.json"
 
@@ -149,6 +167,7 @@ class Daemon:
             except (OSError, ValueError):
                 return False
             return d.get("pid") == self.proc.pid and d.get("ready") is True
+
         if not _wait(ready, 120):
             self.stop()
             raise SystemExit("the alert daemon did not come up")
@@ -167,7 +186,9 @@ class Daemon:
             self.proc.kill()
 
 
-def latency_samples(sweep: Path, hook: Hook, writer, n: int, start_step: int, episode0: int, spacing: float) -> list[float]:
+def latency_samples(
+    sweep: Path, hook: Hook, writer, n: int, start_step: int, episode0: int, spacing: float
+) -> list[float]:
     """Write n shards with a one-step grad-norm spike; seconds from rename to webhook."""
     import numpy as np
 
@@ -178,8 +199,14 @@ def latency_samples(sweep: Path, hook: Hook, writer, n: int, start_step: int, ep
     shards = writer.run_dir / "shards"
     for i in range(n):
         steps = np.arange(step, step + 100)
-        cols = {"step": steps, "train_loss": np.full(100, 0.01), "train_acc": np.ones(100), "val_acc": np.full(100, 0.02),
-                "grad_norm": np.ones(100), "weight_norm": np.full(100, 30.0)}
+        cols = {
+            "step": steps,
+            "train_loss": np.full(100, 0.01),
+            "train_acc": np.ones(100),
+            "val_acc": np.full(100, 0.02),
+            "grad_norm": np.ones(100),
+            "weight_norm": np.full(100, 30.0),
+        }
         cols["grad_norm"][50] = 5.0
         final = shards / f"scalars-{int(steps[-1]):09d}.arrow"
         tmp = final.with_name(final.name + ".tmp")
@@ -216,7 +243,7 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU measurement per mode")
     args = ap.parse_args()
 
-    from grokwatch.simulate import simulate_sweep
+    from grokwatch.sim.simulate import simulate_sweep
     from grokwatch.store import RunWriter, list_runs
 
     tmp = None
@@ -240,8 +267,9 @@ def main() -> int:
     shutil.rmtree(sweep / "bench-latency", ignore_errors=True)
     rules = root / "bench_rules.toml"
     rules.write_text(SPIKE_RULES)
-    writer = RunWriter(sweep / "bench-latency", {"seed": 0, "weight_decay": 1.0, "total_steps": 10**6},
-                       heartbeat_seconds=3600).open()
+    writer = RunWriter(
+        sweep / "bench-latency", {"seed": 0, "weight_decay": 1.0, "total_steps": 10**6}, heartbeat_seconds=3600
+    ).open()
     once = grokwatch("alerts", str(sweep), "--once", "--rules", str(rules), "--stall-timeout", "1h")
     if once.returncode:
         raise SystemExit(once.stderr)
@@ -260,8 +288,11 @@ def main() -> int:
             key = f"latency_{mode}_s"
             figures[key] = {"median": round(statistics.median(lat), 3), "max": round(max(lat), 3), "n": len(lat)}
             figures[f"idle_cpu_{mode}_pct"] = round(cpu, 2)
-            print(f"{mode}: rename -> webhook median {statistics.median(lat):.3f} s, max {max(lat):.3f} s "
-                  f"(n={len(lat)}); idle CPU {cpu:.2f} % of one core", flush=True)
+            print(
+                f"{mode}: rename -> webhook median {statistics.median(lat):.3f} s, max {max(lat):.3f} s "
+                f"(n={len(lat)}); idle CPU {cpu:.2f} % of one core",
+                flush=True,
+            )
         figures["poll_interval_s"] = args.poll_interval
         deliveries = [m for _, m in hook.got]
         ids = [i for m in deliveries for i in re.findall(r"id=(\S+)", m)]

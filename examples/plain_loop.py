@@ -1,7 +1,7 @@
 """A plain PyTorch training loop, watched by grokwatch: a + b mod 47 with a small MLP.
 
-    python examples/plain_loop.py --root runs --sweep mine --steps 3000
-    grokwatch runs/mine                      # the dashboard, live, in another terminal
+python examples/plain_loop.py --root runs --sweep mine --steps 3000
+grokwatch runs/mine                      # the dashboard, live, in another terminal
 """
 
 import argparse
@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import grokwatch
-from grokwatch.track import model_norms
+from grokwatch.integrations.track import model_norms
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--root", default="runs")
@@ -32,7 +32,6 @@ perm = torch.randperm(P * P)
 train, val = perm[: P * P // 2], perm[P * P // 2 :]
 
 
-
 class MLP(nn.Module):
     def __init__(self, d=128, hidden=256):
         super().__init__()
@@ -51,8 +50,15 @@ def loss_acc(idx):
     return F.cross_entropy(logits, y[idx]), (logits.argmax(-1) == y[idx]).float().mean()
 
 
-config = {"task": f"a+b mod {P}", "model": "mlp", "lr": LR, "weight_decay": args.weight_decay,
-          "seed": args.seed, "steps": args.steps, "train_frac": 0.5}
+config = {
+    "task": f"a+b mod {P}",
+    "model": "mlp",
+    "lr": LR,
+    "weight_decay": args.weight_decay,
+    "seed": args.seed,
+    "steps": args.steps,
+    "train_frac": 0.5,
+}
 run_id = args.run_id or f"wd{args.weight_decay:g}-s{args.seed}"
 with grokwatch.init(root=args.root, sweep=args.sweep, run_id=run_id, config=config, flush_seconds=2) as run:
     for step in range(1, args.steps + 1):

@@ -8,9 +8,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ``grokwatch.init`` (grokwatch.track) for a user's own training loop, loaded on first use.
+    # ``grokwatch.init`` (grokwatch.integrations.track) for a user's own training loop, loaded on first use.
     if name in ("init", "Run", "model_norms"):
-        from . import track
+        from grokwatch.integrations import track
 
         return getattr(track, name)
     raise AttributeError(f"module 'grokwatch' has no attribute {name!r}")

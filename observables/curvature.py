@@ -174,4 +174,3 @@ def hutchinson_trace(loss_of, params: dict, n_samples: int = 16, seed: int = 0) 
         v = _random_vector(n, gen, template, rademacher=True)
         total += float(torch.dot(v, hvp(v).detach()))
     return total / max(1, int(n_samples))
-

@@ -240,9 +240,7 @@ def marchenko_pastur_fit(evals, n: int, m: int, bandwidth: float = 0.1) -> March
                 a = (s * (1.0 - math.sqrt(1.0 / q))) ** 2
                 if b < mode or b > top or a > mode:
                     return penalty
-                ymp = np.nan_to_num(
-                    (1.0 / (2.0 * np.pi * s * s * xde * (1.0 / q))) * np.sqrt((b - xde) * (xde - a))
-                )
+                ymp = np.nan_to_num((1.0 / (2.0 * np.pi * s * s * xde * (1.0 / q))) * np.sqrt((b - xde) * (xde - a)))
             return float(np.sum((ymp - yde) ** 2))
 
     grid = (slice(0.05 * sigma0, 2.0 * sigma0, 0.01 * sigma0),)

@@ -313,8 +313,9 @@ def loss_slice(
                 # results stay on the device: one host copy at the end; fused
                 # attention kernels have no batching rule, the math kernel has
                 with math_attention():
-                    values = torch.cat([batched(aa[s : s + chunk], bb[s : s + chunk]).reshape(-1)
-                                        for s in range(0, aa.numel(), chunk)])
+                    values = torch.cat(
+                        [batched(aa[s : s + chunk], bb[s : s + chunk]).reshape(-1) for s in range(0, aa.numel(), chunk)]
+                    )
             except (RuntimeError, NotImplementedError) as err:  # loss_of is not vmappable
                 warnings.warn(f"loss_slice: vmap failed ({err}); evaluating point by point", stacklevel=2)
         if values is None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 MANIFEST = "sweep.json"  # grokwatch.store.layout.MANIFEST (slurm must not import grokwatch)
 MANIFEST_VERSION = 1
@@ -29,8 +30,10 @@ _PARTITION = re.compile(r"^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$")
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MEM = re.compile(r"^[0-9]+[KMGT]?$")
 # minutes | minutes:seconds | hours:minutes:seconds | days-hours[:minutes[:seconds]]
-_TIME = re.compile(r"^(?:(?P<d>[0-9]+)-(?P<dh>[0-9]+)(?::(?P<dm>[0-9]+)(?::(?P<ds>[0-9]+))?)?"
-                   r"|(?P<a>[0-9]+)(?::(?P<b>[0-9]+)(?::(?P<c>[0-9]+))?)?)$")
+_TIME = re.compile(
+    r"^(?:(?P<d>[0-9]+)-(?P<dh>[0-9]+)(?::(?P<dm>[0-9]+)(?::(?P<ds>[0-9]+))?)?"
+    r"|(?P<a>[0-9]+)(?::(?P<b>[0-9]+)(?::(?P<c>[0-9]+))?)?)$"
+)
 
 
 class PlanError(ValueError):
@@ -188,8 +191,17 @@ def validate(opts: SweepOptions) -> SweepOptions:
     _positive("--checkpoint-every", opts.checkpoint_every)
     _positive("--flush-steps", opts.flush_steps)
     _positive("--flush-seconds", opts.flush_seconds)
-    for name in ("steps", "gpus_per_task", "cpus", "max_concurrent", "pack", "signal_seconds",
-                 "max_restarts", "checkpoint_every", "flush_steps"):
+    for name in (
+        "steps",
+        "gpus_per_task",
+        "cpus",
+        "max_concurrent",
+        "pack",
+        "signal_seconds",
+        "max_restarts",
+        "checkpoint_every",
+        "flush_steps",
+    ):
         value = getattr(opts, name)
         if value is not None and not isinstance(value, int):
             raise PlanError(f"--{name.replace('_', '-')}: {value!r} is not a whole number")
@@ -220,8 +232,15 @@ def plan_runs(opts: SweepOptions, run_id_for: Callable[[float, int], str]) -> li
     k = 0
     for wd in opts.weight_decays:
         for seed in range(opts.seeds):
-            runs.append(RunSpec(index=k // opts.pack, slot=k % opts.pack, run_id=run_id_for(wd, seed),
-                                weight_decay=float(wd), seed=seed))
+            runs.append(
+                RunSpec(
+                    index=k // opts.pack,
+                    slot=k % opts.pack,
+                    run_id=run_id_for(wd, seed),
+                    weight_decay=float(wd),
+                    seed=seed,
+                )
+            )
             k += 1
     return runs
 
@@ -260,7 +279,7 @@ def make_manifest(opts: SweepOptions, runs: Sequence[RunSpec], previous: dict | 
         "version": MANIFEST_VERSION,
         "sweep": opts.sweep,
         "root": opts.root,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "options": opts.to_json(),
         "array": array_spec(runs, opts.max_concurrent),
         "n_tasks": n_tasks(runs),
@@ -273,10 +292,12 @@ def make_manifest(opts: SweepOptions, runs: Sequence[RunSpec], previous: dict | 
 
 def record_submission(manifest: dict[str, Any], array_job_id: str) -> dict[str, Any]:
     subs = list(manifest.get("submissions") or [])
-    subs.append({
-        "array_job_id": str(array_job_id),
-        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-    })
+    subs.append(
+        {
+            "array_job_id": str(array_job_id),
+            "submitted": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+    )
     return {**manifest, "submissions": subs, "array_job_id": str(array_job_id)}
 
 
@@ -285,9 +306,15 @@ def runs_of_manifest(manifest: dict[str, Any]) -> list[RunSpec]:
     out = []
     for t in manifest.get("tasks") or []:
         try:
-            out.append(RunSpec(index=int(t["index"]), slot=int(t.get("slot", 0)), run_id=str(t["run_id"]),
-                               weight_decay=float(t["weight_decay"]), seed=int(t["seed"])))
+            out.append(
+                RunSpec(
+                    index=int(t["index"]),
+                    slot=int(t.get("slot", 0)),
+                    run_id=str(t["run_id"]),
+                    weight_decay=float(t["weight_decay"]),
+                    seed=int(t["seed"]),
+                )
+            )
         except (KeyError, TypeError, ValueError):
             continue
     return out
-

@@ -24,13 +24,23 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 log = logging.getLogger("slurm.queue")
 
-SQUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "RestartCnt", "exit_code",
-                 "TimeUsed", "NodeList")
+SQUEUE_FIELDS = (
+    "JobID",
+    "ArrayJobID",
+    "ArrayTaskID",
+    "State",
+    "Reason",
+    "RestartCnt",
+    "exit_code",
+    "TimeUsed",
+    "NodeList",
+)
 SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Elapsed", "NodeList")
 SACCT_C_FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "NodeList")
 _JOB_ID = re.compile(r"^[0-9]+$")
@@ -147,17 +157,34 @@ def parse_squeue(text: str) -> list[TaskState]:
             continue
         code, sig = _wait_status(_int(f["exit_code"]))
         for task in parse_task_ids(f["ArrayTaskID"]):
-            out.append(TaskState(
-                array_job_id=f["ArrayJobID"], task_id=task, job_id=f["JobID"], state=state,
-                reason=_opt(f["Reason"]), exit_code=code, signal=sig, restarts=_int(f["RestartCnt"]) or 0,
-                elapsed=_opt(f["TimeUsed"]), node=_opt(f["NodeList"]), source="squeue",
-            ))
+            out.append(
+                TaskState(
+                    array_job_id=f["ArrayJobID"],
+                    task_id=task,
+                    job_id=f["JobID"],
+                    state=state,
+                    reason=_opt(f["Reason"]),
+                    exit_code=code,
+                    signal=sig,
+                    restarts=_int(f["RestartCnt"]) or 0,
+                    elapsed=_opt(f["TimeUsed"]),
+                    node=_opt(f["NodeList"]),
+                    source="squeue",
+                )
+            )
     return out
 
 
 def sacct_argv(job_ids: Sequence[str]) -> list[str]:
-    return ["sacct", "--noheader", "--parsable2", "--allocations", "--duplicates",
-            f"--jobs={','.join(job_ids)}", f"--format={','.join(SACCT_FIELDS)}"]
+    return [
+        "sacct",
+        "--noheader",
+        "--parsable2",
+        "--allocations",
+        "--duplicates",
+        f"--jobs={','.join(job_ids)}",
+        f"--format={','.join(SACCT_FIELDS)}",
+    ]
 
 
 def parse_sacct(text: str) -> list[TaskState]:
@@ -175,16 +202,30 @@ def parse_sacct(text: str) -> list[TaskState]:
             continue
         code, sig = _exit_pair(f["ExitCode"])
         for task in parse_task_ids(m[2]):
-            ts = TaskState(array_job_id=m[1], task_id=task, job_id=f["JobIDRaw"] or f["JobID"], state=state,
-                           exit_code=code, signal=sig, elapsed=_opt(f["Elapsed"]), node=_opt(f["NodeList"]),
-                           source="sacct")
+            ts = TaskState(
+                array_job_id=m[1],
+                task_id=task,
+                job_id=f["JobIDRaw"] or f["JobID"],
+                state=state,
+                exit_code=code,
+                signal=sig,
+                elapsed=_opt(f["Elapsed"]),
+                node=_opt(f["NodeList"]),
+                source="sacct",
+            )
             rows.setdefault(ts.key, []).append(ts)
     return [replace(v[-1], restarts=len(v) - 1) for v in rows.values()]
 
 
 def sacct_c_argv(raw_ids: Sequence[str]) -> list[str]:
-    return ["sacct", "--completion", "--noheader", "--parsable2", f"--jobs={','.join(raw_ids)}",
-            f"--format={','.join(SACCT_C_FIELDS)}"]
+    return [
+        "sacct",
+        "--completion",
+        "--noheader",
+        "--parsable2",
+        f"--jobs={','.join(raw_ids)}",
+        f"--format={','.join(SACCT_C_FIELDS)}",
+    ]
 
 
 def parse_sacct_c(text: str, raw_index: Mapping[str, tuple[str, int]]) -> list[TaskState]:
@@ -200,8 +241,17 @@ def parse_sacct_c(text: str, raw_index: Mapping[str, tuple[str, int]]) -> list[T
         if key is None or not state:
             continue
         code, sig = _exit_pair(f["ExitCode"])
-        out[key] = TaskState(array_job_id=key[0], task_id=key[1], job_id=f["JobID"], state=state, exit_code=code,
-                             signal=sig, elapsed=_opt(f["Elapsed"]), node=_opt(f["NodeList"]), source="sacct -c")
+        out[key] = TaskState(
+            array_job_id=key[0],
+            task_id=key[1],
+            job_id=f["JobID"],
+            state=state,
+            exit_code=code,
+            signal=sig,
+            elapsed=_opt(f["Elapsed"]),
+            node=_opt(f["NodeList"]),
+            source="sacct -c",
+        )
     return list(out.values())
 
 
@@ -222,8 +272,14 @@ class QueueState:
     squeue (one line), None after a success.
     """
 
-    def __init__(self, runner: Runner | None = None, *, cache_seconds: float = 5.0, timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        runner: Runner | None = None,
+        *,
+        cache_seconds: float = 5.0,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.runner: Runner = runner or LocalRunner()
         self.cache_seconds = cache_seconds
         self.timeout = timeout
@@ -235,8 +291,12 @@ class QueueState:
         self._sacct_ok: bool | None = None  # None: not tried yet
         self._sacct_checked = 0.0
 
-    def tasks(self, job_ids: Iterable[str], expected: Iterable[int] | None = None,
-              raw_hints: Mapping[str, tuple[str, int]] | None = None) -> dict[tuple[str, int], TaskState]:
+    def tasks(
+        self,
+        job_ids: Iterable[str],
+        expected: Iterable[int] | None = None,
+        raw_hints: Mapping[str, tuple[str, int]] | None = None,
+    ) -> dict[tuple[str, int], TaskState]:
         """States of the array tasks of ``job_ids``, keyed by (array job id, task id).
 
         ``expected``: task ids the caller knows exist; if squeue has forgotten
@@ -261,8 +321,9 @@ class QueueState:
             self._cache = {ids: (now, states)}
             return dict(states)
 
-    def for_manifest(self, manifest: Mapping, raw_hints: Mapping[str, tuple[str, int]] | None = None
-                     ) -> dict[str, TaskState]:
+    def for_manifest(
+        self, manifest: Mapping, raw_hints: Mapping[str, tuple[str, int]] | None = None
+    ) -> dict[str, TaskState]:
         """run id -> TaskState for a sweep manifest (``sweep.json``).
 
         When a sweep was submitted more than once, each task's state comes from

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 from .plan import LOG_DIR, RunSpec, SweepOptions, array_spec, format_wd
 
@@ -82,8 +82,11 @@ def trainer_command(opts: SweepOptions, packed: bool = False) -> str:
     """The trainer's command line, with shell variables for the per-run values
     (``packed``: one trainer for the runs in ``$PACK_RUNS``, "ID:WD:SEED,...")."""
     if packed:
-        parts = ['"$PYTHON" -m trainer --pack', '--root "$ROOT" --sweep "$SWEEP" --runs "$PACK_RUNS"',
-                 f"--preset {_q(opts.preset)}"]
+        parts = [
+            '"$PYTHON" -m trainer --pack',
+            '--root "$ROOT" --sweep "$SWEEP" --runs "$PACK_RUNS"',
+            f"--preset {_q(opts.preset)}",
+        ]
     else:
         parts = [
             '"$PYTHON" -m trainer',
@@ -106,14 +109,25 @@ def trainer_command(opts: SweepOptions, packed: bool = False) -> str:
     return " \\\n    ".join(parts)
 
 
-def trainer_argv(opts: SweepOptions, run: RunSpec, *, device: str | None = None,
-                 extra: bool = True) -> list[str]:
+def trainer_argv(opts: SweepOptions, run: RunSpec, *, device: str | None = None, extra: bool = True) -> list[str]:
     """The trainer flags :func:`trainer_command` gives one run, as plain values (no
     shell, no ``--resume``): for checking them with the trainer's own parser before
     a script that would fail on every node is written. ``device`` replaces the
     script's (a login node has no GPU to check); ``extra``: append --trainer-arg values."""
-    argv = ["--root", opts.root, "--sweep", opts.sweep, "--run-id", run.run_id, "--preset", opts.preset,
-            "--seed", str(run.seed), "--weight-decay", format_wd(run.weight_decay)]
+    argv = [
+        "--root",
+        opts.root,
+        "--sweep",
+        opts.sweep,
+        "--run-id",
+        run.run_id,
+        "--preset",
+        opts.preset,
+        "--seed",
+        str(run.seed),
+        "--weight-decay",
+        format_wd(run.weight_decay),
+    ]
     if opts.steps is not None:
         argv += ["--steps", str(int(opts.steps))]
     argv += ["--device", device or opts.device, "--threads", "1"]
@@ -145,11 +159,14 @@ def render_script(opts: SweepOptions, runs: Sequence[RunSpec]) -> str:
     for r in runs:
         by_task.setdefault(r.index, []).append(r)
     for index in sorted(by_task):
-        specs = " ".join(_q(f"{r.run_id} {format_wd(r.weight_decay)} {r.seed}") for r in sorted(by_task[index], key=lambda r: r.slot))
+        specs = " ".join(
+            _q(f"{r.run_id} {format_wd(r.weight_decay)} {r.seed}") for r in sorted(by_task[index], key=lambda r: r.slot)
+        )
         cases.append(f"  {index}) RUNS=({specs}) ;;")
     workdir = opts.workdir
     packed = opts.pack > 1
-    pack_check = """
+    pack_check = (
+        """
 # One trainer process for all of this task's runs (one batched model), where
 # the trainer can (trainer.pack); else one process per run.
 PACKED=0
@@ -159,10 +176,18 @@ if [ "${#RUNS[@]}" -gt 1 ] && [ "$("$PYTHON" -c "$HAS_PACK" 2>/dev/null)" = 1 ];
   THREADS=${SLURM_CPUS_PER_TASK:-1}
 fi
 PACKED_SPECS=()
-""" if packed else ""
-    pack_collect = """  if [ "$PACKED" = 1 ]; then PACKED_SPECS+=("$run_id:$wd:$seed"); continue; fi
-""" if packed else ""
-    pack_launch = f"""if [ "${{#PACKED_SPECS[@]}}" -gt 0 ]; then
+"""
+        if packed
+        else ""
+    )
+    pack_collect = (
+        """  if [ "$PACKED" = 1 ]; then PACKED_SPECS+=("$run_id:$wd:$seed"); continue; fi
+"""
+        if packed
+        else ""
+    )
+    pack_launch = (
+        f"""if [ "${{#PACKED_SPECS[@]}}" -gt 0 ]; then
   PACK_RUNS=$(IFS=,; echo "${{PACKED_SPECS[*]}}")
   log="$LOGDIR/task$TASK.r$RESTART.log"
   echo "grokwatch: starting ${{#PACKED_SPECS[@]}} runs in one packed trainer: $PACK_RUNS (log $log)" >&2
@@ -170,12 +195,15 @@ PACKED_SPECS=()
     >>"$log" 2>&1 &
   PIDS+=("$!")
 fi
-""" if packed else ""
+"""
+        if packed
+        else ""
+    )
     body = f"""
 set -uo pipefail
 
 PYTHON={_q(opts.python)}
-ROOT={_q(opts.root.rstrip('/') or '/')}
+ROOT={_q(opts.root.rstrip("/") or "/")}
 SWEEP={_q(opts.sweep)}
 WORKDIR={_q(workdir) if workdir else '"$PWD"'}
 LOGDIR="$ROOT/$SWEEP/{LOG_DIR}"

@@ -19,8 +19,9 @@ GROKWATCH = [sys.executable, "-m", "grokwatch"]
 
 def gw(*args: str, timeout: float = 120, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # this tree's grokwatch, whatever the cwd
-    return subprocess.run([*GROKWATCH, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=env)
+    return subprocess.run(
+        [*GROKWATCH, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+    )
 
 
 def one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -42,15 +43,18 @@ def test_sweep_plan_refuses_an_unknown_preset(tmp_path):
     assert not (tmp_path / "sw").exists()  # nor a manifest
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--trainer-arg=--lr=-1"], "--lr"),
-    (["--trainer-arg=--bogus"], "--bogus"),
-    (["--trainer-arg=--d-model=65"], "--d-model"),
-    (["--trainer-arg=--probes=nope"], "--probes"),
-    (["--preset", "nanda", "--trainer-arg=--train-frac=1.5"], "--train-frac"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--trainer-arg=--lr=-1"], "--lr"),
+        (["--trainer-arg=--bogus"], "--bogus"),
+        (["--trainer-arg=--d-model=65"], "--d-model"),
+        (["--trainer-arg=--probes=nope"], "--probes"),
+        (["--preset", "nanda", "--trainer-arg=--train-frac=1.5"], "--train-frac"),
+    ],
+)
 def test_sweep_plan_checks_trainer_flags_with_the_trainer(tmp_path, capsys, args, fragment):
-    from grokwatch.cli import main
+    from grokwatch.commands.main import main
 
     assert main(["sweep", "plan", "--root", str(tmp_path), "--sweep", "sw", "--preset", "tiny", *args]) == 2
     captured = capsys.readouterr()
@@ -59,10 +63,28 @@ def test_sweep_plan_checks_trainer_flags_with_the_trainer(tmp_path, capsys, args
 
 
 def test_sweep_plan_still_plans_a_good_sweep(tmp_path, capsys):
-    from grokwatch.cli import main
+    from grokwatch.commands.main import main
 
-    assert main(["sweep", "plan", "--root", str(tmp_path), "--sweep", "sw", "--preset", "tiny", "--seeds", "2",
-                 "--trainer-arg=--lr=0.002", "--checkpoint-every", "500"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "plan",
+                "--root",
+                str(tmp_path),
+                "--sweep",
+                "sw",
+                "--preset",
+                "tiny",
+                "--seeds",
+                "2",
+                "--trainer-arg=--lr=0.002",
+                "--checkpoint-every",
+                "500",
+            ]
+        )
+        == 0
+    )
     assert "--preset tiny" in capsys.readouterr().out
     assert (tmp_path / "sw" / "sweep.json").exists()
 
@@ -70,7 +92,7 @@ def test_sweep_plan_still_plans_a_good_sweep(tmp_path, capsys):
 # -- item 5: one line, not a traceback ------------------------------------------------
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory) -> Path:
-    from grokwatch.simulate import simulate_sweep
+    from grokwatch.sim.simulate import simulate_sweep
 
     return Path(simulate_sweep(tmp_path_factory.mktemp("cli-errors"), "sim", runs=6, steps=1000, seed=1))
 
@@ -80,17 +102,20 @@ def _into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
     r, w = os.pipe()
     os.close(r)
     try:
-        return subprocess.run([*GROKWATCH, *map(str, args)], stdout=w, stderr=subprocess.PIPE, text=True,
-                              timeout=120, cwd=REPO)
+        return subprocess.run(
+            [*GROKWATCH, *map(str, args)], stdout=w, stderr=subprocess.PIPE, text=True, timeout=120, cwd=REPO
+        )
     finally:
         os.close(w)
 
 
 @pytest.mark.parametrize("command", ["predict", "sweep status", "simulate"])
 def test_a_closed_stdout_exits_quietly(small_sweep, tmp_path, command):
-    args = {"predict": ["predict", small_sweep],
-            "sweep status": ["sweep", "status", "--root", small_sweep.parent, "--sweep", small_sweep.name],
-            "simulate": ["simulate", tmp_path, "--runs", "1", "--steps", "300"]}[command]
+    args = {
+        "predict": ["predict", small_sweep],
+        "sweep status": ["sweep", "status", "--root", small_sweep.parent, "--sweep", small_sweep.name],
+        "simulate": ["simulate", tmp_path, "--runs", "1", "--steps", "300"],
+    }[command]
     out = _into_closed_pipe(*args)
     assert out.stderr == "", out.stderr  # no traceback, no "Exception ignored ... BrokenPipeError"
     assert out.returncode in (0, 141), out.returncode
@@ -98,8 +123,10 @@ def test_a_closed_stdout_exits_quietly(small_sweep, tmp_path, command):
 
 def test_a_closed_stdout_under_head(small_sweep):
     """The shell's own pipeline: the command's exit status (pipefail) and stderr stay clean."""
-    cmd = (f"set -o pipefail; {' '.join(GROKWATCH)} sweep status --root {small_sweep.parent} "
-           f"--sweep {small_sweep.name} | head -c 0")
+    cmd = (
+        f"set -o pipefail; {' '.join(GROKWATCH)} sweep status --root {small_sweep.parent} "
+        f"--sweep {small_sweep.name} | head -c 0"
+    )
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.stderr == "", out.stderr
     assert out.returncode in (0, 141)
@@ -143,7 +170,10 @@ def test_report_skips_a_stray_directory_with_one_warning(small_sweep, tmp_path):
     warnings = out.stderr.splitlines()
     assert len(warnings) == 3 and all("skipping" in w for w in warnings), out.stderr
     assert {w.split("skipping ")[1].split(":")[0].rsplit("/", 1)[1] for w in warnings} == {
-        "stray-empty", "stray-bad", "stray-list"}
+        "stray-empty",
+        "stray-bad",
+        "stray-list",
+    }
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     assert doc["counts"]["runs"] == 6
     assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "phase_grid.png").exists()
@@ -188,7 +218,7 @@ def test_a_long_option_must_be_spelt_out(tmp_path):
 
 
 def test_every_parser_refuses_abbreviations():
-    from grokwatch.cli import build_parser
+    from grokwatch.commands.main import build_parser
 
     seen, todo = [], [build_parser()]
     while todo:

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADLESS = [
     "grokwatch",
     "grokwatch.store",
-    "grokwatch.phases",
-    "grokwatch.cli",
+    "grokwatch.runs.phases",
+    "grokwatch.commands.main",
     "observables",
     "trainer",
     "slurm",
@@ -26,7 +26,7 @@ HEADLESS = [
 OPTIONAL = [  # present once their issues land; checked when importable
     "grokwatch.watch",
     "grokwatch.alerts",
-    "grokwatch.simulate",
+    "grokwatch.sim.simulate",
     "grokwatch.predict",
     "grokwatch.remote",
     "trainer.train",
@@ -55,7 +55,7 @@ def test_headless_module_loads_no_ui(module):
 
 
 def test_package_root_is_cheap():
-    code = "import sys, grokwatch, grokwatch.cli; print(int('torch' in sys.modules), int('pyarrow' in sys.modules))"
+    code = "import sys, grokwatch, grokwatch.commands.main; print(int('torch' in sys.modules), int('pyarrow' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0"]

@@ -1,7 +1,7 @@
 """The light install: watching needs neither torch nor ripser nor scipy.
 
 ``pip install grokwatch`` (no extras) must run the dashboard, ``alerts
---once``, ``report``, ``predict`` and ``grokwatch.track`` with floats; the
+--once``, ``report``, ``predict`` and ``grokwatch.integrations.track`` with floats; the
 training commands say in one line which extra they need. Checked two ways:
 with torch, scipy, ripser and tensorboard made unimportable in this venv (a
 ``sitecustomize`` on PYTHONPATH installs a meta path finder that raises
@@ -89,9 +89,13 @@ def test_the_blocker_blocks(light):
 
 def test_every_watching_module_imports_without_the_training_stack(light):
     env, py, _, _ = light
-    names = [m.name for pkg in ("grokwatch", "observables", "slurm")
-             for m in pkgutil.walk_packages([str(ROOT / pkg)], pkg + ".") if not m.name.endswith("__main__")]
-    assert "grokwatch.track" in names and "grokwatch.remote.ssh" in names and "grokwatch.tui.app" in names
+    names = [
+        m.name
+        for pkg in ("grokwatch", "observables", "slurm")
+        for m in pkgutil.walk_packages([str(ROOT / pkg)], pkg + ".")
+        if not m.name.endswith("__main__")
+    ]
+    assert "grokwatch.integrations.track" in names and "grokwatch.remote.ssh" in names and "grokwatch.tui.app" in names
     code = textwrap.dedent(f"""
         import importlib, sys
         bad = []
@@ -141,8 +145,9 @@ def test_sweep_plan_and_silence(light):
 
 def test_dashboard(light):
     env, py, sweep, _ = light
-    rc, screen = dashboard_in_a_pty([py, "-m", "grokwatch", str(sweep), "--no-follow"], env,
-                                    [r.name for r in list_runs(sweep)])
+    rc, screen = dashboard_in_a_pty(
+        [py, "-m", "grokwatch", str(sweep), "--no-follow"], env, [r.name for r in list_runs(sweep)]
+    )
     assert rc == 0, screen[-3000:]
 
 
@@ -163,12 +168,15 @@ def test_track_with_floats_and_numpy_probes(light):
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-@pytest.mark.parametrize("cmd,name", [
-    (["-m", "grokwatch", "demo", "--headless"], "grokwatch demo"),
-    (["-m", "grokwatch", "probe", "somewhere"], "grokwatch probe"),
-    (["-m", "trainer", "--steps", "10"], "python -m trainer"),
-    (["-m", "trainer", "--pack", "--steps", "10"], "python -m trainer"),
-])
+@pytest.mark.parametrize(
+    "cmd,name",
+    [
+        (["-m", "grokwatch", "demo", "--headless"], "grokwatch demo"),
+        (["-m", "grokwatch", "probe", "somewhere"], "grokwatch probe"),
+        (["-m", "trainer", "--steps", "10"], "python -m trainer"),
+        (["-m", "trainer", "--pack", "--steps", "10"], "python -m trainer"),
+    ],
+)
 def test_training_commands_name_the_extra(light, cmd, name):
     env, py, _, tmp = light
     out = _run([py, *cmd], env, cwd=tmp)
@@ -182,8 +190,9 @@ def test_tensorboard_import_names_its_extra(light):
     logdir = tmp / "tb" / "run0"
     logdir.mkdir(parents=True)
     (logdir / "events.out.tfevents.1.host").write_bytes(b"")
-    out = _run([py, "-m", "grokwatch", "import", "tensorboard", str(tmp / "tb"), "--root", str(tmp / "x"),
-                "--sweep", "s"], env)
+    out = _run(
+        [py, "-m", "grokwatch", "import", "tensorboard", str(tmp / "tb"), "--root", str(tmp / "x"), "--sweep", "s"], env
+    )
     assert out.returncode == 2 and "pip install 'grokwatch[tensorboard]'" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
@@ -231,16 +240,27 @@ def test_fresh_venv_without_extras(tmp_path):
     env = _env(tmp_path, None)
     env.pop("VIRTUAL_ENV", None)
     env["HOME"] = os.environ.get("HOME", str(tmp_path / "home"))  # pip's cache
-    pip = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(src)],
-                         capture_output=True, text=True, timeout=900, env=env)
+    pip = subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     if pip.returncode != 0:
         tail = pip.stdout[-1500:] + pip.stderr[-1500:]
-        if re.search(r"No matching distribution|Could not find a version|connection|Network is unreachable|"
-                     r"Temporary failure in name resolution|ProxyError", tail, re.I):
+        if re.search(
+            r"No matching distribution|Could not find a version|connection|Network is unreachable|"
+            r"Temporary failure in name resolution|ProxyError",
+            tail,
+            re.I,
+        ):
             _unavailable(f"pip cannot reach a package index: {tail.strip()[-300:]}")
         pytest.fail(f"pip install of the source tree failed:\n{tail}")
-    present = _run([py, "-c", "import importlib.util as u; print([m for m in ('torch', 'scipy', 'ripser') "
-                    "if u.find_spec(m)])"], env)
+    present = _run(
+        [py, "-c", "import importlib.util as u; print([m for m in ('torch', 'scipy', 'ripser') if u.find_spec(m)])"],
+        env,
+    )
     assert present.stdout.strip() == "[]", present.stdout + present.stderr
     gw = str(venv / "bin" / "grokwatch")
     env = _env(tmp_path, None)

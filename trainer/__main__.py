@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from grokwatch.extras import training_extra_error
+from grokwatch.integrations.extras import training_extra_error
 
 if __name__ == "__main__" and (_err := training_extra_error("python -m trainer")):
     print(f"trainer: error: {_err}", file=sys.stderr)  # before .config, which imports torch
@@ -39,8 +39,11 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m trainer", description="Train one grokking run (a op b mod p) and record it for grokwatch.",
-                argument_default=argparse.SUPPRESS)
+    p = _Parser(
+        prog="python -m trainer",
+        description="Train one grokking run (a op b mod p) and record it for grokwatch.",
+        argument_default=argparse.SUPPRESS,
+    )
     a = p.add_argument
     a("--root", help="root of all sweeps (default: runs)")
     a("--sweep", help="sweep name, a directory under --root (default: default)")
@@ -64,19 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
     a("--checkpoint-every", type=int, help="checkpoint cadence in steps (default 1000)")
     a("--keep-every", type=int, help="also keep weight snapshots every M steps in <run>/snapshots/ (0: off)")
     a("--probe-every", type=int, help="probe cadence in steps (default 500; 0: off)")
-    a("--probes", help="comma-separated probe names, each optionally name@N to run every N-th probe step "
-      "(default: all of trainer.probes.DEFAULT_PROBES; '' for none)")
-    a("--h0-construction", choices=["rips", "sublevel", "superlevel"],
-      help="the h0 probe's filtration of the loss slice: rips (default; alive on real runs, docs/topology.md), "
-      "sublevel (the seed study's; degenerate on real runs) or superlevel")
+    a(
+        "--probes",
+        help="comma-separated probe names, each optionally name@N to run every N-th probe step "
+        "(default: all of trainer.probes.DEFAULT_PROBES; '' for none)",
+    )
+    a(
+        "--h0-construction",
+        choices=["rips", "sublevel", "superlevel"],
+        help="the h0 probe's filtration of the loss slice: rips (default; alive on real runs, docs/topology.md), "
+        "sublevel (the seed study's; degenerate on real runs) or superlevel",
+    )
     a("--stop-after-grok", type=int, help="stop N steps after val_acc >= 0.95 is first seen")
     a("--device", help="cpu or cuda[:N] (default: cpu)")
     a("--threads", type=int, help="torch CPU threads (default 1)")
-    a("--compile", nargs="?", const=True, type=_bool, help="torch.compile the model (falls back to eager with a warning)")
+    a(
+        "--compile",
+        nargs="?",
+        const=True,
+        type=_bool,
+        help="torch.compile the model (falls back to eager with a warning)",
+    )
     a("--resume", action="store_true", help="continue from the run's checkpoint; start fresh where there is none")
     a("--dry-run", action="store_true", help="print the resolved config (with n_params) as one JSON object and exit")
-    a("--pack", action="store_true",
-      help="train several runs (--runs, or --seeds x --weight-decays) as one batched model; see --pack --help")
+    a(
+        "--pack",
+        action="store_true",
+        help="train several runs (--runs, or --seeds x --weight-decays) as one batched model; see --pack --help",
+    )
     return p
 
 
@@ -92,7 +110,9 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
         saved = read_run_config(probe.run_dir) if safe else None
         if saved is not None:
             if "preset" in vars(args) and saved.get("preset") != args.preset:
-                raise ConfigError(f"--resume: run {probe.run_dir} used preset {saved.get('preset')!r}, not {args.preset!r}")
+                raise ConfigError(
+                    f"--resume: run {probe.run_dir} used preset {saved.get('preset')!r}, not {args.preset!r}"
+                )
             base = {k: v for k, v in saved.items() if k != "meta"}
     if "preset" in vars(args):
         base["preset"] = args.preset

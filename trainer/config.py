@@ -29,19 +29,52 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The canonical study: modular addition mod 97, one layer, ~302K parameters
     # (d_mlp 820 gives 302,260), full-batch AdamW, 3 wd x 30 seeds x 100K steps.
     "canonical": dict(
-        op="add", p=97, train_frac=0.3, n_layers=1, d_model=128, n_heads=4, d_mlp=820,
-        lr=1e-3, beta1=0.9, beta2=0.98, weight_decay=1.0, warmup=10, steps=100_000,
+        op="add",
+        p=97,
+        train_frac=0.3,
+        n_layers=1,
+        d_model=128,
+        n_heads=4,
+        d_mlp=820,
+        lr=1e-3,
+        beta1=0.9,
+        beta2=0.98,
+        weight_decay=1.0,
+        warmup=10,
+        steps=100_000,
     ),
     # Nanda et al.'s widths (d_mlp = 4 d_model) on the same task: 223,104 parameters.
     "nanda": dict(
-        op="add", p=97, train_frac=0.3, n_layers=1, d_model=128, n_heads=4, d_mlp=512,
-        lr=1e-3, beta1=0.9, beta2=0.98, weight_decay=1.0, warmup=10, steps=100_000,
+        op="add",
+        p=97,
+        train_frac=0.3,
+        n_layers=1,
+        d_model=128,
+        n_heads=4,
+        d_mlp=512,
+        lr=1e-3,
+        beta1=0.9,
+        beta2=0.98,
+        weight_decay=1.0,
+        warmup=10,
+        steps=100_000,
     ),
     # A CPU-sized run for the demo and the tests: memorizes by ~90 steps and
     # groks within a few thousand (56,000 parameters, ~10 ms/step on one thread).
     "tiny": dict(
-        op="add", p=47, train_frac=0.4, n_layers=1, d_model=64, n_heads=4, d_mlp=256,
-        lr=3e-3, beta1=0.9, beta2=0.98, weight_decay=1.0, warmup=10, steps=10_000,
+        op="add",
+        p=47,
+        train_frac=0.4,
+        n_layers=1,
+        d_model=64,
+        n_heads=4,
+        d_mlp=256,
+        lr=3e-3,
+        beta1=0.9,
+        beta2=0.98,
+        weight_decay=1.0,
+        warmup=10,
+        steps=10_000,
     ),
 }
 
@@ -49,8 +82,19 @@ from .probes import DEFAULT_PROBES  # noqa: E402  (probes.py picks them, within 
 
 # Fields that fix the trajectory: a resumed run must keep them.
 IDENTITY_FIELDS = (
-    "op", "p", "train_frac", "seed", "n_layers", "d_model", "n_heads", "d_mlp",
-    "lr", "beta1", "beta2", "weight_decay", "warmup",
+    "op",
+    "p",
+    "train_frac",
+    "seed",
+    "n_layers",
+    "d_model",
+    "n_heads",
+    "d_mlp",
+    "lr",
+    "beta1",
+    "beta2",
+    "weight_decay",
+    "warmup",
 )
 
 
@@ -97,13 +141,13 @@ class TrainConfig:
 
     # -- construction --------------------------------------------------------
     @classmethod
-    def from_preset(cls, name: str = "canonical", **overrides: Any) -> "TrainConfig":
+    def from_preset(cls, name: str = "canonical", **overrides: Any) -> TrainConfig:
         if name not in PRESETS:
             raise ConfigError(f"--preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
         return cls.from_dict({**PRESETS[name], "preset": name, **overrides})
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a dict (run.json, a checkpoint); derived and unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
@@ -111,14 +155,18 @@ class TrainConfig:
             kw["probes"] = list(kw["probes"])
         return cls(**kw)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     # -- derived -------------------------------------------------------------
     def model_config(self) -> ModelConfig:
         return ModelConfig(
-            vocab_size=task.vocab_size(self.p), n_ctx=4, n_layers=self.n_layers,
-            d_model=self.d_model, n_heads=self.n_heads, d_mlp=self.d_mlp,
+            vocab_size=task.vocab_size(self.p),
+            n_ctx=4,
+            n_layers=self.n_layers,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            d_mlp=self.d_mlp,
         )
 
     @property
@@ -135,15 +183,20 @@ class TrainConfig:
         n_all = task.n_examples(self.op, self.p)
         n_train = task.n_train(self.op, self.p, self.train_frac)
         d.update(
-            n_params=self.n_params, vocab_size=task.vocab_size(self.p), n_ctx=4,
-            d_head=self.d_model // max(1, self.n_heads), n_train=n_train, n_val=n_all - n_train,
+            n_params=self.n_params,
+            vocab_size=task.vocab_size(self.p),
+            n_ctx=4,
+            d_head=self.d_model // max(1, self.n_heads),
+            n_train=n_train,
+            n_val=n_all - n_train,
             task=f"a {'+-*/'[task.OPS.index(self.op)] if self.op in task.OPS else self.op} b mod {self.p}",
         )
         return d
 
     # -- checks --------------------------------------------------------------
-    def validate(self, check_root: bool = True) -> "TrainConfig":
+    def validate(self, check_root: bool = True) -> TrainConfig:
         """Raise ConfigError (one line naming the flag) for the first problem found."""
+
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
@@ -152,25 +205,36 @@ class TrainConfig:
         need(self.op in task.OPS, f"--op: unknown op {self.op!r}; choose from {', '.join(task.OPS)}")
         need(_is_int(self.p) and self.p >= 2, f"--p must be an integer >= 2, got {self.p!r}")
         if self.op == "div":
-            need(task.is_prime(self.p), f"--op div needs a prime --p (division mod a composite is not defined), got {self.p}")
-        need(_is_num(self.train_frac) and 0.0 < self.train_frac < 1.0,
-             f"--train-frac must be strictly between 0 and 1, got {self.train_frac!r}")
+            need(
+                task.is_prime(self.p),
+                f"--op div needs a prime --p (division mod a composite is not defined), got {self.p}",
+            )
+        need(
+            _is_num(self.train_frac) and 0.0 < self.train_frac < 1.0,
+            f"--train-frac must be strictly between 0 and 1, got {self.train_frac!r}",
+        )
         n_all = task.n_examples(self.op, self.p)
         n_train = task.n_train(self.op, self.p, self.train_frac)
-        need(0 < n_train < n_all,
-             f"--train-frac {self.train_frac} leaves an empty train or validation set ({n_train} of {n_all} examples)")
+        need(
+            0 < n_train < n_all,
+            f"--train-frac {self.train_frac} leaves an empty train or validation set ({n_train} of {n_all} examples)",
+        )
         need(_is_int(self.seed) and self.seed >= 0, f"--seed must be a non-negative integer, got {self.seed!r}")
         for name in ("n_layers", "d_model", "n_heads", "d_mlp"):
             v = getattr(self, name)
             need(_is_int(v) and v > 0, f"--{_flag(name)} must be a positive integer, got {v!r}")
-        need(self.d_model % self.n_heads == 0,
-             f"--d-model ({self.d_model}) must be divisible by --n-heads ({self.n_heads})")
+        need(
+            self.d_model % self.n_heads == 0,
+            f"--d-model ({self.d_model}) must be divisible by --n-heads ({self.n_heads})",
+        )
         need(_is_num(self.lr) and self.lr > 0, f"--lr must be positive, got {self.lr!r}")
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             need(_is_num(v) and 0.0 <= v < 1.0, f"{name} must be in [0, 1), got {v!r}")
-        need(_is_num(self.weight_decay) and self.weight_decay >= 0,
-             f"--weight-decay must be >= 0, got {self.weight_decay!r}")
+        need(
+            _is_num(self.weight_decay) and self.weight_decay >= 0,
+            f"--weight-decay must be >= 0, got {self.weight_decay!r}",
+        )
         need(_is_int(self.warmup) and self.warmup >= 0, f"--warmup must be a non-negative integer, got {self.warmup!r}")
         for name in ("steps", "eval_every", "flush_steps", "checkpoint_every", "threads"):
             v = getattr(self, name)
@@ -178,23 +242,36 @@ class TrainConfig:
         for name in ("keep_every", "probe_every"):
             v = getattr(self, name)
             need(_is_int(v) and v >= 0, f"--{_flag(name)} must be a non-negative integer (0 turns it off), got {v!r}")
-        need(_is_num(self.flush_seconds) and self.flush_seconds > 0,
-             f"--flush-seconds must be positive, got {self.flush_seconds!r}")
+        need(
+            _is_num(self.flush_seconds) and self.flush_seconds > 0,
+            f"--flush-seconds must be positive, got {self.flush_seconds!r}",
+        )
         if self.stop_after_grok is not None:
-            need(_is_int(self.stop_after_grok) and self.stop_after_grok >= 0,
-                 f"--stop-after-grok must be a non-negative integer, got {self.stop_after_grok!r}")
-        from .probes import PROBES  # the registry; light (torch is imported already)
-
+            need(
+                _is_int(self.stop_after_grok) and self.stop_after_grok >= 0,
+                f"--stop-after-grok must be a non-negative integer, got {self.stop_after_grok!r}",
+            )
         from observables.topology import CONSTRUCTIONS
 
-        need(self.h0_construction in CONSTRUCTIONS,
-             f"--h0-construction: unknown construction {self.h0_construction!r}; choose from {', '.join(CONSTRUCTIONS)}")
+        from .probes import PROBES  # the registry; light (torch is imported already)
+
+        need(
+            self.h0_construction in CONSTRUCTIONS,
+            f"--h0-construction: unknown construction {self.h0_construction!r}; choose from {', '.join(CONSTRUCTIONS)}",
+        )
         unknown = [n for n in self.probes if n not in PROBES]
-        need(not unknown, f"--probes: unknown probe {', '.join(map(repr, unknown))}; known: {', '.join(sorted(PROBES)) or 'none'}")
-        need(is_valid_run_id(str(self.run_id)),
-             f"--run-id: unsafe run id {self.run_id!r}: use only letters, digits, '.', '_' and '-'")
-        need(is_valid_run_id(str(self.sweep)),
-             f"--sweep: unsafe sweep name {self.sweep!r}: use only letters, digits, '.', '_' and '-'")
+        need(
+            not unknown,
+            f"--probes: unknown probe {', '.join(map(repr, unknown))}; known: {', '.join(sorted(PROBES)) or 'none'}",
+        )
+        need(
+            is_valid_run_id(str(self.run_id)),
+            f"--run-id: unsafe run id {self.run_id!r}: use only letters, digits, '.', '_' and '-'",
+        )
+        need(
+            is_valid_run_id(str(self.sweep)),
+            f"--sweep: unsafe sweep name {self.sweep!r}: use only letters, digits, '.', '_' and '-'",
+        )
         need(_device_ok(self.device), _device_msg(self.device))
         if check_root:
             problem = _not_writable(Path(self.root))

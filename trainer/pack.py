@@ -61,8 +61,21 @@ from .model import ModelConfig, Transformer
 from .probes import ProbeContext, run_probes
 from .task import loss_and_acc, make_dataset
 from .train import (
-    EXIT_DIVERGED, EXIT_OK, EXIT_PREEMPTED, EXIT_SIGINT, GROK_ACC, SNAPSHOTS_KEPT, check_same_run, flatten_parameters,
-    load_checkpoint, make_optimizer, rebind_views, save_checkpoint, save_snapshot, scan_flushed, status_extras,
+    EXIT_DIVERGED,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_SIGINT,
+    GROK_ACC,
+    SNAPSHOTS_KEPT,
+    check_same_run,
+    flatten_parameters,
+    load_checkpoint,
+    make_optimizer,
+    rebind_views,
+    save_checkpoint,
+    save_snapshot,
+    scan_flushed,
+    status_extras,
 )
 
 log = logging.getLogger("trainer.pack")
@@ -96,7 +109,7 @@ def packed_logits(p: dict[str, torch.Tensor], idx: torch.Tensor, cfg: ModelConfi
     offsets = torch.arange(K, device=idx.device).view(K, 1, 1) * V  # run k's rows of the stacked table
     x = F.embedding(idx + offsets, p["embed.weight"].reshape(K * V, C)) + p["pos"][:, None, :T]  # K B T C
     for i in range(cfg.n_layers):
-        w = {n[len(f"blocks.{i}."):]: t for n, t in p.items() if n.startswith(f"blocks.{i}.")}
+        w = {n[len(f"blocks.{i}.") :]: t for n, t in p.items() if n.startswith(f"blocks.{i}.")}
         last = i == cfg.n_layers - 1
         # Attention (model.Attention.forward)
         k = _linear(x, w["attn.W_K.weight"]).view(K, B, T, H, D).transpose(2, 3)  # K B H T D
@@ -114,8 +127,9 @@ def packed_logits(p: dict[str, torch.Tensor], idx: torch.Tensor, cfg: ModelConfi
         a = _linear(y, w["attn.W_O.weight"])
         # Block.forward
         x = (x[:, :, -1:] if last else x) + a
-        x = x + _linear(F.relu(_linear(x, w["mlp.W_in.weight"], w["mlp.W_in.bias"])),
-                        w["mlp.W_out.weight"], w["mlp.W_out.bias"])
+        x = x + _linear(
+            F.relu(_linear(x, w["mlp.W_in.weight"], w["mlp.W_in.bias"])), w["mlp.W_out.weight"], w["mlp.W_out.bias"]
+        )
     return _linear(x[:, :, -1], p["unembed.weight"])
 
 
@@ -128,8 +142,16 @@ def packed_loss_and_acc(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def adamw_step(T: dict, active: torch.Tensor, lr: float, weight_decays: list[float], beta1: float, beta2: float,
-               fused: bool, rows: list | None = None) -> None:
+def adamw_step(
+    T: dict,
+    active: torch.Tensor,
+    lr: float,
+    weight_decays: list[float],
+    beta1: float,
+    beta2: float,
+    fused: bool,
+    rows: list | None = None,
+) -> None:
     """One AdamW step for every run of the pack, in place on T's [K, P] tensors.
     A run with False in ``active`` (a diverged run, a run waiting for the pack to
     catch up) is left exactly as it was: weights, moments and step count.
@@ -141,15 +163,40 @@ def adamw_step(T: dict, active: torch.Tensor, lr: float, weight_decays: list[flo
     it gets alone. Otherwise :func:`adamw_`, torch's foreach math over [K, P].
     ``rows``: :func:`adam_rows` of T, when the caller keeps them."""
     if not fused:
-        adamw_(T["flat"], T["grad"], T["exp_avg"], T["exp_avg_sq"], T["n"], active, lr,
-               torch.tensor(weight_decays, dtype=torch.float64, device=T["n"].device), beta1, beta2)
+        adamw_(
+            T["flat"],
+            T["grad"],
+            T["exp_avg"],
+            T["exp_avg_sq"],
+            T["n"],
+            active,
+            lr,
+            torch.tensor(weight_decays, dtype=torch.float64, device=T["n"].device),
+            beta1,
+            beta2,
+        )
         return
     rows = rows or adam_rows(T)
     torch.logical_not(active, out=T["skip"])  # 1.0: the kernel skips that run (AMP's found_inf)
     T["n"].add_(1)  # as torch.optim.AdamW: count the step, then undo it where it was skipped
     for (p, g, m, v, n, skip), wd in zip(rows, weight_decays):
-        torch._fused_adamw_([p], [g], [m], [v], [], [n], amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
-                            weight_decay=wd, eps=1e-8, maximize=False, grad_scale=None, found_inf=skip)
+        torch._fused_adamw_(
+            [p],
+            [g],
+            [m],
+            [v],
+            [],
+            [n],
+            amsgrad=False,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=wd,
+            eps=1e-8,
+            maximize=False,
+            grad_scale=None,
+            found_inf=skip,
+        )
     T["n"].sub_(T["skip"])
 
 
@@ -163,8 +210,9 @@ def adam_rows(T: dict) -> list[tuple[torch.Tensor, ...]]:
 
 
 @torch.no_grad()
-def adamw_(param, grad, exp_avg, exp_avg_sq, n, active, lr: float, weight_decay, beta1: float, beta2: float,
-           eps: float = 1e-8) -> None:
+def adamw_(
+    param, grad, exp_avg, exp_avg_sq, n, active, lr: float, weight_decay, beta1: float, beta2: float, eps: float = 1e-8
+) -> None:
     """torch.optim.AdamW's step for K runs at once, in place, in plain tensor
     ops (the same results, bit for bit, as its foreach implementation).
 
@@ -181,8 +229,8 @@ def adamw_(param, grad, exp_avg, exp_avg_sq, n, active, lr: float, weight_decay,
     a, nd = active.to(torch.float64), n.to(torch.float64)
     col = lambda t: t.to(param.dtype)[:, None]  # noqa: E731  per-run scalars as a [K, 1] column
     g = torch.where(active[:, None], grad, 0.0)  # a non-finite grad of a stopped run reaches nothing
-    step_size = torch.where(active, lr / (1 - beta1 ** nd), 0.0)
-    bc2_sqrt = torch.where(active, (1 - beta2 ** nd).sqrt(), 1.0)
+    step_size = torch.where(active, lr / (1 - beta1**nd), 0.0)
+    bc2_sqrt = torch.where(active, (1 - beta2**nd).sqrt(), 1.0)
     param.mul_(col(1 - lr * weight_decay * a))
     exp_avg.lerp_(g, col((1 - beta1) * a))
     exp_avg_sq.mul_(col(torch.where(active, beta2, 1.0))).addcmul_(g, g, value=1 - beta2)
@@ -254,8 +302,11 @@ def train_pack(cfgs: list[TrainConfig]) -> int:
         model = Transformer(mc)
         flat, slices, group_slices = flatten_parameters(model)
         run = Run(cfg)
-        state = {"exp_avg": torch.zeros_like(flat.detach()), "exp_avg_sq": torch.zeros_like(flat.detach()),
-                 "step": torch.tensor(0.0)}
+        state = {
+            "exp_avg": torch.zeros_like(flat.detach()),
+            "exp_avg_sq": torch.zeros_like(flat.detach()),
+            "step": torch.tensor(0.0),
+        }
         delta = torch.zeros_like(flat.detach())
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])  # into flat's views
@@ -294,10 +345,16 @@ def train_pack(cfgs: list[TrainConfig]) -> int:
     with contextlib.ExitStack() as stack, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_LAYOUT_WARNING)
         for run in runs:
-            run.writer = stack.enter_context(RunWriter(
-                run.cfg.run_dir, {**run.cfg.to_dict(), "meta": pack_meta}, flush_steps=c0.flush_steps,
-                flush_seconds=c0.flush_seconds, resume=run.cfg.resume, start_step=run.start,
-            ))
+            run.writer = stack.enter_context(
+                RunWriter(
+                    run.cfg.run_dir,
+                    {**run.cfg.to_dict(), "meta": pack_meta},
+                    flush_steps=c0.flush_steps,
+                    flush_seconds=c0.flush_seconds,
+                    resume=run.cfg.resume,
+                    start_step=run.start,
+                )
+            )
         t0 = (time.perf_counter(), time.process_time())
         for run in [r for r in runs if r.start >= c0.steps]:  # nothing left to train
             run.writer.write_status(force=True, **status_extras(run.metrics, run.start, run.start, t0))
@@ -376,9 +433,13 @@ def train_pack(cfgs: list[TrainConfig]) -> int:
                     gone = flush()
                     ended = [r for r in ended if r not in gone]
                     for run in ended:
-                        finish(run, live.index(run), "completed",
-                               f"stopped {run.cfg.stop_after_grok} steps after val_acc >= {GROK_ACC} "
-                               f"at step {run.metrics['t_grok']}")
+                        finish(
+                            run,
+                            live.index(run),
+                            "completed",
+                            f"stopped {run.cfg.stop_after_grok} steps after val_acc >= {GROK_ACC} "
+                            f"at step {run.metrics['t_grok']}",
+                        )
                     leave(gone + ended)
                     continue
                 step += 1
@@ -413,8 +474,9 @@ def train_pack(cfgs: list[TrainConfig]) -> int:
                 # record, on the device: per-run group norms of grads, weights, update (no .item())
                 norms = torch.stack(torch._foreach_norm(norm_views)).view(-1, 3, G)
                 totals = torch.linalg.vector_norm(norms, dim=2)
-                buf[row, :, :NC] = torch.cat([loss.detach().float().view(-1, 1), acc.view(-1, 1), totals,
-                                              norms[:, :2].flatten(1)], dim=1)
+                buf[row, :, :NC] = torch.cat(
+                    [loss.detach().float().view(-1, 1), acc.view(-1, 1), totals, norms[:, :2].flatten(1)], dim=1
+                )
                 steps_host[row], lr_host[row] = step, lr
                 row += 1
 
@@ -452,8 +514,13 @@ def train_pack(cfgs: list[TrainConfig]) -> int:
             if run in gone:
                 continue
             if stop["signal"]:
-                finish(run, i, "preempted", f"stopped by {stop['signal']} at step {max(step, run.start)}; "
-                                            "resume with --resume", extras[id(run)])
+                finish(
+                    run,
+                    i,
+                    "preempted",
+                    f"stopped by {stop['signal']} at step {max(step, run.start)}; resume with --resume",
+                    extras[id(run)],
+                )
             else:
                 finish(run, i, "completed", None, extras[id(run)])
         if stop["signal"] and any(r not in gone for r in live):
@@ -517,7 +584,8 @@ def run_optimizer(cfg: TrainConfig, flat: torch.nn.Parameter, T: dict, i: int, l
     on_device = bool(opt.defaults.get("fused"))  # fused AdamW keeps its step on the device, the others on the CPU
     opt.state[flat] = {
         "step": T["n"][i].to(torch.float32).to(flat.device if on_device else "cpu").clone(),
-        "exp_avg": T["exp_avg"][i].clone(), "exp_avg_sq": T["exp_avg_sq"][i].clone(),
+        "exp_avg": T["exp_avg"][i].clone(),
+        "exp_avg_sq": T["exp_avg_sq"][i].clone(),
     }
     return opt
 
@@ -526,8 +594,17 @@ def save_run(run: Run, i: int, T: dict, step: int, lr: float, scratch, scratch_f
     """Run i's checkpoint, in trainer.train's format (it resumes alone or packed)."""
     scratch_flat.data.copy_(T["flat"][i])
     opt = run_optimizer(run.cfg, scratch_flat, T, i, lr)
-    save_checkpoint(run.cfg.run_dir / CHECKPOINT, step, run.cfg, scratch, opt, run.metrics, names,
-                    T["delta"][i].clone(), run.snapshots)
+    save_checkpoint(
+        run.cfg.run_dir / CHECKPOINT,
+        step,
+        run.cfg,
+        scratch,
+        opt,
+        run.metrics,
+        names,
+        T["delta"][i].clone(),
+        run.snapshots,
+    )
     run.saved_step = step
 
 
@@ -539,12 +616,24 @@ def probe_run(run: Run, i: int, T: dict, step: int, lr: float, scratch, scratch_
     scratch_flat.grad.zero_()
     device = scratch_flat.device
     ctx = ProbeContext(
-        step=step, model=scratch, params=dict(scratch.named_parameters()), matrices=scratch.matrices(),
-        train_x=T["train_x"][i], train_y=T["train_y"][i], val_x=T["val_x"][i], val_y=T["val_y"][i],
-        loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0], config=cfg, lr=lr,
-        optimizer=run_optimizer(cfg, scratch_flat, T, i, lr), flat_params=scratch_flat.detach(), param_slices=slices,
-        last_update=T["delta"][i].clone(), snapshots=run.snapshots,
-        generator=torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step), device=device,
+        step=step,
+        model=scratch,
+        params=dict(scratch.named_parameters()),
+        matrices=scratch.matrices(),
+        train_x=T["train_x"][i],
+        train_y=T["train_y"][i],
+        val_x=T["val_x"][i],
+        val_y=T["val_y"][i],
+        loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
+        config=cfg,
+        lr=lr,
+        optimizer=run_optimizer(cfg, scratch_flat, T, i, lr),
+        flat_params=scratch_flat.detach(),
+        param_slices=slices,
+        last_update=T["delta"][i].clone(),
+        snapshots=run.snapshots,
+        generator=torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step),
+        device=device,
     )
     values = run_probes(cfg.probes, ctx)
     rebind_views(scratch, scratch_flat, slices)  # in case a probe replaced a .data or a .grad
@@ -675,8 +764,11 @@ def build_pack_parser() -> argparse.ArgumentParser:
             action.help = argparse.SUPPRESS
     a = p.add_argument
     a("--runs", help="the runs, RUN_ID:WEIGHT_DECAY:SEED comma-separated (e.g. wd0.3-s00:0.3:0,wd1.0-s01:1.0:1)")
-    a("--seeds", help="with --weight-decays: every seed x weight decay, run ids wd<WD>-s<SEED:02d>; "
-                      "seeds like 0,1,2 or 0-29 (default 0)")
+    a(
+        "--seeds",
+        help="with --weight-decays: every seed x weight decay, run ids wd<WD>-s<SEED:02d>; "
+        "seeds like 0,1,2 or 0-29 (default 0)",
+    )
     a("--weight-decays", help="comma-separated weight decays (default: the preset's)")
     return p
 
@@ -687,8 +779,10 @@ def resolve_pack(args: argparse.Namespace) -> list[TrainConfig]:
     given = {k: v for k, v in vars(args).items() if k not in ("pack", "runs", "seeds", "weight_decays")}
     for flag in ("run_id", "seed", "weight_decay"):
         if flag in given:
-            raise ConfigError(f"--pack: --{flag.replace('_', '-')} is per run; use --runs RUN_ID:WEIGHT_DECAY:SEED,... "
-                              "or --seeds/--weight-decays")
+            raise ConfigError(
+                f"--pack: --{flag.replace('_', '-')} is per run; use --runs RUN_ID:WEIGHT_DECAY:SEED,... "
+                "or --seeds/--weight-decays"
+            )
     preset = TrainConfig.from_preset(given.get("preset", "canonical"))
     cfgs = []
     for run_id, wd, seed in run_specs(args, preset.weight_decay):

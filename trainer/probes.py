@@ -59,8 +59,9 @@ import logging
 import math
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.optimize  # noqa: F401  (htsr_traps' Marchenko-Pastur fit: imported here, not at the first probe step)
@@ -131,7 +132,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 #: Probes on by default (TrainConfig.probes).
 DEFAULT_PROBES = (
-    "effective_rank", "htsr", "htsr_traps", "h0", "commutator", "hessian", "hessian_trace", "update_cosine", "pca2",
+    "effective_rank",
+    "htsr",
+    "htsr_traps",
+    "h0",
+    "commutator",
+    "hessian",
+    "hessian_trace",
+    "update_cosine",
+    "pca2",
 )
 
 #: Trajectory snapshots the PCA-based columns need (k + 1 for k = 2).
@@ -278,9 +287,15 @@ def htsr(ctx: ProbeContext) -> dict[str, float]:
     for n, w in host_matrices(ctx).items():
         fit = fit_alpha(w)
         if fit.ok:
-            out.update({f"htsr_alpha/{n}": fit.alpha, f"htsr_sigma/{n}": fit.sigma,
-                        f"htsr_ks/{n}": fit.ks_distance, f"htsr_n_tail/{n}": float(fit.n_tail),
-                        f"htsr_n_evals/{n}": float(fit.n_evals)})
+            out.update(
+                {
+                    f"htsr_alpha/{n}": fit.alpha,
+                    f"htsr_sigma/{n}": fit.sigma,
+                    f"htsr_ks/{n}": fit.ks_distance,
+                    f"htsr_n_tail/{n}": float(fit.n_tail),
+                    f"htsr_n_evals/{n}": float(fit.n_evals),
+                }
+            )
     return _finite(out)
 
 
@@ -316,12 +331,25 @@ def h0(ctx: ProbeContext) -> dict[str, float]:
     vec = s.get("vectorize", "auto")
     vec = torch.device(ctx.device).type == "cuda" if vec == "auto" else bool(vec)
     with torch.no_grad():
-        img = loss_slice(loss_of, params, grid=int(s["grid"]), span=float(s["span"]),
-                         seed=probe_seed(ctx, "h0"), chunk=int(s["chunk"]), vectorize=vec)
+        img = loss_slice(
+            loss_of,
+            params,
+            grid=int(s["grid"]),
+            span=float(s["span"]),
+            seed=probe_seed(ctx, "h0"),
+            chunk=int(s["chunk"]),
+            vectorize=vec,
+        )
     construction = s.get("construction") or getattr(ctx.config, "h0_construction", None) or "rips"
     summ = h0_summaries(h0_diagram(img, construction, float(s["span"])))
-    return _finite({"h0_total": summ.total, "h0_effective_count": summ.effective_count,
-                    "h0_median": summ.median, "h0_entropy": summ.entropy})
+    return _finite(
+        {
+            "h0_total": summ.total,
+            "h0_effective_count": summ.effective_count,
+            "h0_median": summ.median,
+            "h0_entropy": summ.entropy,
+        }
+    )
 
 
 @register("commutator")
@@ -365,8 +393,7 @@ def hessian(ctx: ProbeContext) -> dict[str, float]:
     s = settings(ctx, "hessian")
     loss_of, params = train_loss_of(ctx)
     r = hessian_extremes(loss_of, params, iters=int(s["iters"]), seed=probe_seed(ctx, "hessian"))
-    return _finite({"hessian_lambda_max": r.lambda_max, "hessian_lambda_min": r.lambda_min,
-                    "hessian_ratio": r.ratio})
+    return _finite({"hessian_lambda_max": r.lambda_max, "hessian_lambda_min": r.lambda_min, "hessian_ratio": r.ratio})
 
 
 @register("hessian_trace")
@@ -377,8 +404,13 @@ def hessian_trace(ctx: ProbeContext) -> dict[str, float]:
 
     s = settings(ctx, "hessian_trace")
     loss_of, params = train_loss_of(ctx)
-    return _finite({"hessian_trace": hutchinson_trace(loss_of, params, n_samples=int(s["samples"]),
-                                                       seed=probe_seed(ctx, "hessian_trace"))})
+    return _finite(
+        {
+            "hessian_trace": hutchinson_trace(
+                loss_of, params, n_samples=int(s["samples"]), seed=probe_seed(ctx, "hessian_trace")
+            )
+        }
+    )
 
 
 @register("update_cosine")

@@ -47,7 +47,7 @@ class Split:
     val_x: torch.Tensor
     val_y: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(*(t.to(device) for t in (self.train_x, self.train_y, self.val_x, self.val_y)))
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grokwatch.defaults import GROK_VAL_ACC as GROK_ACC  # DESIGN section 4: t_grok and t_mem thresholds
-from grokwatch.defaults import MEM_TRAIN_ACC as MEM_ACC
+from grokwatch.runs.defaults import GROK_VAL_ACC as GROK_ACC  # DESIGN section 4: t_grok and t_mem thresholds
+from grokwatch.runs.defaults import MEM_TRAIN_ACC as MEM_ACC
 from grokwatch.store import CHECKPOINT, SNAPSHOTS_DIR, RunWriter, atomic_write_bytes, read_run_config
 
 from .config import IDENTITY_FIELDS, ConfigError, TrainConfig, check_fresh_run
@@ -98,8 +98,12 @@ def train(cfg: TrainConfig) -> int:
     saved_step = step if ckpt is not None else -1
 
     writer = RunWriter(
-        run_dir, cfg.to_dict(), flush_steps=cfg.flush_steps, flush_seconds=cfg.flush_seconds,
-        resume=cfg.resume, start_step=step,
+        run_dir,
+        cfg.to_dict(),
+        flush_steps=cfg.flush_steps,
+        flush_seconds=cfg.flush_seconds,
+        resume=cfg.resume,
+        start_step=step,
     )
     with writer:
         restore_sigint = install_stop_handlers(writer)
@@ -109,7 +113,9 @@ def train(cfg: TrainConfig) -> int:
                 if writer.stop_signal:
                     break
                 if metrics["stop_at"] is not None and step >= metrics["stop_at"]:
-                    message = f"stopped {cfg.stop_after_grok} steps after val_acc >= {GROK_ACC} at step {metrics['t_grok']}"
+                    message = (
+                        f"stopped {cfg.stop_after_grok} steps after val_acc >= {GROK_ACC} at step {metrics['t_grok']}"
+                    )
                     break
                 step += 1
                 lr = cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
@@ -120,11 +126,24 @@ def train(cfg: TrainConfig) -> int:
                 if cfg.probe_every and cfg.probes and step % cfg.probe_every == 0:
                     snapshots.append((step, flat.detach().clone()))
                     ctx = ProbeContext(
-                        step=step, model=model, params=dict(model.named_parameters()), matrices=model.matrices(),
-                        train_x=data.train_x, train_y=data.train_y, val_x=data.val_x, val_y=data.val_y,
-                        loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0], config=cfg, lr=lr, optimizer=opt,
-                        flat_params=flat.detach(), param_slices=slices, last_update=delta, snapshots=snapshots,
-                        generator=torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step), device=device,
+                        step=step,
+                        model=model,
+                        params=dict(model.named_parameters()),
+                        matrices=model.matrices(),
+                        train_x=data.train_x,
+                        train_y=data.train_y,
+                        val_x=data.val_x,
+                        val_y=data.val_y,
+                        loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
+                        config=cfg,
+                        lr=lr,
+                        optimizer=opt,
+                        flat_params=flat.detach(),
+                        param_slices=slices,
+                        last_update=delta,
+                        snapshots=snapshots,
+                        generator=torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step),
+                        device=device,
                     )
                     writer.log("probes", step, run_probes(cfg.probes, ctx))
                     probe_rows = True
@@ -152,7 +171,7 @@ def train(cfg: TrainConfig) -> int:
                 row += 1
 
                 checkpoint_due = step % cfg.checkpoint_every == 0
-                if (writer.flush_due(row) or checkpoint_due or writer.stop_signal or step == cfg.steps):
+                if writer.flush_due(row) or checkpoint_due or writer.stop_signal or step == cfg.steps:
                     host = flush_scalars(writer, buf, row, steps_host, lr_host, names)  # the one device->host copy
                     row = 0
                     buf[:, K:] = math.nan  # val columns are NaN between evals
@@ -285,8 +304,12 @@ def status_extras(metrics: dict, step: int, step0: int, t0: tuple[float, float])
     n = step - step0
     secs, cpu = time.perf_counter() - t0[0], time.process_time() - t0[1]
     return {
-        "step": step, "t_mem": metrics["t_mem"], "t_grok": metrics["t_grok"],
-        "loop_steps": n, "loop_seconds": round(secs, 4), "loop_cpu_seconds": round(cpu, 4),
+        "step": step,
+        "t_mem": metrics["t_mem"],
+        "t_grok": metrics["t_grok"],
+        "loop_steps": n,
+        "loop_seconds": round(secs, 4),
+        "loop_cpu_seconds": round(cpu, 4),
         "ms_per_step": round(1000 * secs / n, 4) if n else None,
     }
 
@@ -360,7 +383,9 @@ def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def save_checkpoint(path: Path, step: int, cfg: TrainConfig, model, opt, metrics: dict, names, delta, snapshots) -> None:
+def save_checkpoint(
+    path: Path, step: int, cfg: TrainConfig, model, opt, metrics: dict, names, delta, snapshots
+) -> None:
     """Atomically (tmp + fsync + os.replace): a kill leaves the old or the new file."""
     state = {
         "format": CHECKPOINT_FORMAT,

@@ -9,4 +9,13 @@ imported only by :mod:`grokwatch.alerts.notify` when a channel is built.
 from .engine import ActiveAlarm, AlarmEvent, AlertEngine
 from .rules import DEFAULT_RULES, Rule, RuleError, load_rules, parse_duration
 
-__all__ = ["DEFAULT_RULES", "ActiveAlarm", "AlarmEvent", "AlertEngine", "Rule", "RuleError", "load_rules", "parse_duration"]
+__all__ = [
+    "DEFAULT_RULES",
+    "ActiveAlarm",
+    "AlarmEvent",
+    "AlertEngine",
+    "Rule",
+    "RuleError",
+    "load_rules",
+    "parse_duration",
+]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from grokwatch.defaults import STALL_TIMEOUT
+from grokwatch.runs.defaults import STALL_TIMEOUT
 from grokwatch.store import atomic_write_json
 from grokwatch.store.writer import utcnow
 
@@ -84,12 +84,22 @@ class AlertDaemon:
         self.fallback = None
         if opts.fallback:
             self.fallback = Channel(
-                opts.fallback, sweep=self.sweep_dir.name, policy=policy, role="fallback",
-                on_delivered=self._delivered, on_gave_up=self._gave_up,
+                opts.fallback,
+                sweep=self.sweep_dir.name,
+                policy=policy,
+                role="fallback",
+                on_delivered=self._delivered,
+                on_gave_up=self._gave_up,
             )
         self.channels = [
-            Channel(url, sweep=self.sweep_dir.name, policy=policy, fallback=self.fallback,
-                    on_delivered=self._delivered, on_gave_up=self._gave_up)
+            Channel(
+                url,
+                sweep=self.sweep_dir.name,
+                policy=policy,
+                fallback=self.fallback,
+                on_delivered=self._delivered,
+                on_gave_up=self._gave_up,
+            )
             for url in dict.fromkeys(opts.notify)
         ]
         # The daemon is the one process that logs predictions; a restarted
@@ -98,8 +108,9 @@ class AlertDaemon:
         if opts.predict:
             from grokwatch.predict import PredictionLog, SweepPredictor, read_predictions
 
-            self.predictor = SweepPredictor(log=PredictionLog(self.sweep_dir), resume=read_predictions(self.sweep_dir),
-                                            sweep_dir=self.sweep_dir)
+            self.predictor = SweepPredictor(
+                log=PredictionLog(self.sweep_dir), resume=read_predictions(self.sweep_dir), sweep_dir=self.sweep_dir
+            )
         self.watcher = SweepWatcher(
             self.sweep_dir,
             engine=self.engine,
@@ -291,8 +302,15 @@ class AlertDaemon:
                 "runs": len(snap.runs),
                 "firing": firing,
                 "last_cycle_unix": self._last_cycle,
-                "channels": {ch.label: {"pending": ch.pending(), "sent": ch.sent, "failures": ch.failures,
-                                        "last_error": ch.last_error} for ch in self._all_channels()},
+                "channels": {
+                    ch.label: {
+                        "pending": ch.pending(),
+                        "sent": ch.sent,
+                        "failures": ch.failures,
+                        "last_error": ch.last_error,
+                    }
+                    for ch in self._all_channels()
+                },
             },
         )
 
@@ -310,6 +328,9 @@ def send_test(urls: list[str], fallback: str | None, sweep: str) -> list[dict]:
     results = []
     for role, url in [("notify", u) for u in dict.fromkeys(urls)] + ([("fallback", fallback)] if fallback else []):
         ch = Channel(url, sweep=sweep, role=role)
-        ok, _ = ch.send(f"[grokwatch] test notification ({sweep})", f"grokwatch alerts on {socket.gethostname()} can reach this channel.")
+        ok, _ = ch.send(
+            f"[grokwatch] test notification ({sweep})",
+            f"grokwatch alerts on {socket.gethostname()} can reach this channel.",
+        )
         results.append({"test": ch.label, "role": role, "ok": ok, "error": ch.last_error})
     return results

@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ INACTIVE, PENDING, FIRING, SUPPRESSED, DONE = "inactive", "pending", "firing", "
 
 
 def iso_utc(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _num(x: float | None) -> float | None:
@@ -115,7 +116,7 @@ class _State:
         return {k: (_num(v) if k == "value" else v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "_State":
+    def from_dict(cls, d: Mapping[str, Any]) -> _State:
         st = cls()
         for k in st.__dict__:
             if k in d:

@@ -22,8 +22,9 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from grokwatch.store import atomic_write_json, read_json
 from grokwatch.store.layout import WATCHER_DIR

@@ -32,7 +32,11 @@ class LockHeld(RuntimeError):
     def __init__(self, owner: dict | None, path: Path):
         self.owner = owner or {}
         age = time.time() - float(self.owner.get("heartbeat_unix", 0) or 0)
-        who = f"pid {self.owner.get('pid')} on {self.owner.get('host')}, heartbeat {age:.0f} s ago" if owner else "an unreadable owner"
+        who = (
+            f"pid {self.owner.get('pid')} on {self.owner.get('host')}, heartbeat {age:.0f} s ago"
+            if owner
+            else "an unreadable owner"
+        )
         super().__init__(f"another grokwatch alerts holds {path} ({who})")
 
 

@@ -22,9 +22,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 log = logging.getLogger("grokwatch.alerts")
 
@@ -111,7 +111,7 @@ class Channel:
         policy: ChannelPolicy = ChannelPolicy(),
         on_delivered: Delivered | None = None,
         on_gave_up: GaveUp | None = None,
-        fallback: "Channel | None" = None,
+        fallback: Channel | None = None,
         role: str = "notify",
     ):
         self.url = url
@@ -162,7 +162,7 @@ class Channel:
             return len(self._q) + len(self._transient) + (1 if self._busy else 0)
 
     # -- thread -------------------------------------------------------------------------
-    def start(self) -> "Channel":
+    def start(self) -> Channel:
         self._thread = threading.Thread(target=self._run, name=f"grokwatch-notify-{self.key}", daemon=True)
         self._thread.start()
         return self
@@ -252,16 +252,29 @@ class Channel:
             else:
                 delay = retry_after
                 if delay is None:
-                    delay = min(self.policy.backoff_max, self.policy.backoff * 2 ** (tries - 1)) * random.uniform(0.8, 1.2)
+                    delay = min(self.policy.backoff_max, self.policy.backoff * 2 ** (tries - 1)) * random.uniform(
+                        0.8, 1.2
+                    )
                 self._next = time.monotonic() + delay
         if give_up:
-            log.warning("%s: %d alarm(s) not delivered after %d tries; handing them to the fallback", self.label, len(batch), tries)
+            log.warning(
+                "%s: %d alarm(s) not delivered after %d tries; handing them to the fallback",
+                self.label,
+                len(batch),
+                tries,
+            )
             if self.on_gave_up:
                 self.on_gave_up(self, batch, self.last_error or "failed")
             if self.fallback is not None:
                 self.fallback.enqueue(batch)
         else:
-            log.warning("%s: notification failed (try %d of %d); retrying in %.1f s", self.label, tries, self.policy.max_tries, delay)
+            log.warning(
+                "%s: notification failed (try %d of %d); retrying in %.1f s",
+                self.label,
+                tries,
+                self.policy.max_tries,
+                delay,
+            )
 
     def send(self, title: str, body: str, notify_type=None) -> tuple[bool, float | None]:
         """One attempt through apprise; (ok, seconds to wait before a retry if the plugin says)."""
@@ -285,7 +298,7 @@ def _retry_after(plugin) -> float | None:
     reset = getattr(plugin, "ratelimit_reset", None)
     remaining = getattr(plugin, "ratelimit_remaining", None)
     if isinstance(reset, datetime) and (remaining is None or remaining <= 0):
-        now = datetime.now(timezone.utc) if reset.tzinfo else datetime.utcnow()
+        now = datetime.now(UTC) if reset.tzinfo else datetime.utcnow()
         wait = (reset - now).total_seconds()
         if 0 < wait < 3600:
             return wait

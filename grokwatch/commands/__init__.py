@@ -12,7 +12,7 @@ import argparse
 import os
 
 SSH_SOURCE = "ssh://[user@]host[:port]/path"
-# What grokwatch.source's ssh:// resolver reads (also settable by hand).
+# What grokwatch.remote.source's ssh:// resolver reads (also settable by hand).
 TRUST_ENV = "GROKWATCH_TRUST_NEW_HOST_KEY"
 
 
@@ -30,6 +30,9 @@ class _TrustNewHostKey(argparse.Action):
 
 def add_trust_flag(p: argparse.ArgumentParser) -> None:
     """``--trust-new-host-key``, the same for every command that reads a sweep."""
-    p.add_argument("--trust-new-host-key", action=_TrustNewHostKey,
-                   help=f"with {SSH_SOURCE}: accept and save the key of a host not yet in known_hosts "
-                   "(the first connection to it); a changed key is still refused")
+    p.add_argument(
+        "--trust-new-host-key",
+        action=_TrustNewHostKey,
+        help=f"with {SSH_SOURCE}: accept and save the key of a host not yet in known_hosts "
+        "(the first connection to it); a changed key is still refused",
+    )

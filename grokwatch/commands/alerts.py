@@ -6,7 +6,7 @@ import argparse
 import os
 
 from grokwatch.commands import SSH_SOURCE, add_trust_flag
-from grokwatch.defaults import STALL_TIMEOUT
+from grokwatch.runs.defaults import STALL_TIMEOUT
 
 
 def _seconds(text: str) -> float:
@@ -37,15 +37,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="evaluate what is on disk, deliver, exit (for cron)")
     p.add_argument("--poll", action="store_true", help="poll instead of inotify (automatic on NFS, Lustre, GPFS, ...)")
     p.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between polls (default 5)")
-    p.add_argument("--test", action="store_true", help="send a test notification through every channel; exit 1 if one fails")
-    p.add_argument("--stall-timeout", type=_seconds, default=STALL_TIMEOUT, metavar="DUR", help=f"a running run without heartbeat this long is stalled (default {STALL_TIMEOUT:g}s)")
-    p.add_argument("--watchdog-every", type=_seconds, metavar="DUR", help="also notify 'watcher alive' this often (e.g. 6h)")
-    p.add_argument("--heartbeat-every", type=_seconds, default=10.0, metavar="DUR", help="refresh .grokwatch/heartbeat.json this often (default 10s)")
-    p.add_argument("--max-tries", type=int, default=8, metavar="N", help="attempts before a notification goes to --fallback (default 8); without one, retries go on every 5 min")
-    p.add_argument("--backoff", type=_seconds, default=2.0, metavar="DUR", help="first retry delay, doubled per failure (default 2s)")
-    p.add_argument("--rate", type=float, default=30.0, metavar="N", help="messages per minute per channel; more alarms are batched (default 30)")
-    p.add_argument("--no-predict", action="store_true", help="no onset predictions (by default logged to .grokwatch/predictions.arrow and fed to rules on predicted_onset_in)")
-    p.add_argument("--deliver-timeout", type=_seconds, default=60.0, metavar="DUR", help="--once: how long to keep trying to deliver (default 60s)")
+    p.add_argument(
+        "--test", action="store_true", help="send a test notification through every channel; exit 1 if one fails"
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=_seconds,
+        default=STALL_TIMEOUT,
+        metavar="DUR",
+        help=f"a running run without heartbeat this long is stalled (default {STALL_TIMEOUT:g}s)",
+    )
+    p.add_argument(
+        "--watchdog-every", type=_seconds, metavar="DUR", help="also notify 'watcher alive' this often (e.g. 6h)"
+    )
+    p.add_argument(
+        "--heartbeat-every",
+        type=_seconds,
+        default=10.0,
+        metavar="DUR",
+        help="refresh .grokwatch/heartbeat.json this often (default 10s)",
+    )
+    p.add_argument(
+        "--max-tries",
+        type=int,
+        default=8,
+        metavar="N",
+        help="attempts before a notification goes to --fallback (default 8); without one, retries go on every 5 min",
+    )
+    p.add_argument(
+        "--backoff",
+        type=_seconds,
+        default=2.0,
+        metavar="DUR",
+        help="first retry delay, doubled per failure (default 2s)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=30.0,
+        metavar="N",
+        help="messages per minute per channel; more alarms are batched (default 30)",
+    )
+    p.add_argument(
+        "--no-predict",
+        action="store_true",
+        help="no onset predictions (by default logged to .grokwatch/predictions.arrow and fed to rules on predicted_onset_in)",
+    )
+    p.add_argument(
+        "--deliver-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="DUR",
+        help="--once: how long to keep trying to deliver (default 60s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -60,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from grokwatch.alerts.lock import LockHeld
     from grokwatch.alerts.notify import ChannelPolicy
     from grokwatch.alerts.rules import RuleError
-    from grokwatch.cli import UsageError
-    from grokwatch.source import resolve_source
+    from grokwatch.errors import UsageError
+    from grokwatch.remote.source import resolve_source
 
     sweep = resolve_source(args.source)
     urls = list(args.notify) + os.environ.get("GROKWATCH_NOTIFY", "").split()
@@ -132,8 +176,10 @@ def _say_why_nothing(sweep, known: int, fresh: int, journal) -> None:
     if n_runs == 0:
         msg = f"no runs under {sweep} yet (no <run>/run.json); nothing to watch"
     elif known:
-        msg = (f"{known} alarm{'s' if known != 1 else ''} already delivered, nothing new "
-               f"({n_runs} run{'s' if n_runs != 1 else ''} checked; the earlier ones are in {journal})")
+        msg = (
+            f"{known} alarm{'s' if known != 1 else ''} already delivered, nothing new "
+            f"({n_runs} run{'s' if n_runs != 1 else ''} checked; the earlier ones are in {journal})"
+        )
     else:
         msg = f"no alarms: {n_runs} run{'s' if n_runs != 1 else ''} checked, no rule fired"
     print(f"grokwatch alerts: {msg}", file=sys.stderr)

@@ -18,19 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds per weight decay (default 3)")
     p.add_argument("--steps", type=int, default=8000, help="step budget per run (default 8000)")
     p.add_argument("--jobs", type=int, help="trainers at once (default: the number of cores)")
-    p.add_argument("--tui", action=argparse.BooleanOptionalAction, default=None,
-                   help="show the dashboard (default: when stdout is a terminal and not --headless)")
+    p.add_argument(
+        "--tui",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the dashboard (default: when stdout is a terminal and not --headless)",
+    )
     p.add_argument("--config", type=Path, help="dashboard config (TOML), with --tui")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-    from ..extras import training_extra_error
+    from grokwatch.errors import UsageError
+    from grokwatch.integrations.extras import training_extra_error
 
     if err := training_extra_error("grokwatch demo"):
         raise UsageError(err)
-    from ..demo import run_demo
+    from grokwatch.sim.demo import run_demo
 
     try:
         wds = tuple(float(x) for x in args.weight_decays.split(",") if x.strip())
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_tui(args: argparse.Namespace, wds: tuple[float, ...]) -> int:
-    """The demo's trainers driven by a thread (grokwatch.demo.Demo), the dashboard on their sweep.
+    """The demo's trainers driven by a thread (grokwatch.sim.demo.Demo), the dashboard on their sweep.
 
     Quitting the dashboard (q, Ctrl-C) or a SIGTERM/SIGHUP/SIGINT stops the
     trainers the same way Ctrl-C does in the plain mode (SIGTERM: they
@@ -62,7 +66,8 @@ def run_tui(args: argparse.Namespace, wds: tuple[float, ...]) -> int:
     """
     import signal
 
-    from ..demo import Demo, plan_demo
+    from grokwatch.sim.demo import Demo, plan_demo
+
     from .tui import load_tui_config, run_dashboard
 
     cfg = load_tui_config(args.config)
@@ -109,7 +114,9 @@ def run_tui(args: argparse.Namespace, wds: tuple[float, ...]) -> int:
             driver.join(60)
         if not demo.done and not demo.stopped:
             if any(r.proc is not None and r.proc.poll() is None for r in plan.runs):
-                print("grokwatch demo: stopping the trainers (they checkpoint and flush)...", file=sys.stderr, flush=True)
+                print(
+                    "grokwatch demo: stopping the trainers (they checkpoint and flush)...", file=sys.stderr, flush=True
+                )
             demo.stop()
         demo.poll()  # the last shards; a stopped demo starts nothing
 
@@ -129,21 +136,25 @@ def run_tui(args: argparse.Namespace, wds: tuple[float, ...]) -> int:
     if not demo.done:
         code = 128 + signalled[0] if signalled else 130
         finished = sum(r.returncode == 0 for r in plan.runs)
-        print(f"grokwatch demo: interrupted; {finished}/{len(plan.runs)} runs finished, "
-              f"{len(plan.runs) - len(demo.not_started)} started; shards kept under {sweep_dir}")
+        print(
+            f"grokwatch demo: interrupted; {finished}/{len(plan.runs)} runs finished, "
+            f"{len(plan.runs) - len(demo.not_started)} started; shards kept under {sweep_dir}"
+        )
         return rc if rc not in (0, code) else code  # a crashed dashboard keeps its own code
     grokked = sum(1 for r in plan.runs if r.t_grok is not None)
     print(f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; data under {sweep_dir}")
     failed = [r for r in plan.runs if r.returncode != 0]
     for r in failed:
-        print(f"grokwatch demo: {r.run_id} exited {r.returncode}; see {sweep_dir / '.demo-logs' / (r.run_id + '.log')}",
-              file=sys.stderr)
+        print(
+            f"grokwatch demo: {r.run_id} exited {r.returncode}; see {sweep_dir / '.demo-logs' / (r.run_id + '.log')}",
+            file=sys.stderr,
+        )
     return rc or (1 if failed else 0)
 
 
 def _check_root(root: Path | None) -> None:
     """A --root that cannot hold the sweep is a one-line error, before anything starts."""
-    from ..cli import UsageError
+    from grokwatch.errors import UsageError
 
     if root is None:
         return

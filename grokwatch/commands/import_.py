@@ -6,11 +6,15 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="import runs logged elsewhere (TensorBoard event files)",
-                       description="Import runs logged by another tool as grokwatch runs.")
+    p = sub.add_parser(
+        "import",
+        help="import runs logged elsewhere (TensorBoard event files)",
+        description="Import runs logged by another tool as grokwatch runs.",
+    )
     kinds = p.add_subparsers(dest="import_kind", metavar="KIND", required=True)
     tb = kinds.add_parser(
-        "tensorboard", help="event files written by torch.utils.tensorboard.SummaryWriter",
+        "tensorboard",
+        help="event files written by torch.utils.tensorboard.SummaryWriter",
         description=(
             "Read TensorBoard event files (one run per subdirectory of LOGDIR, or LOGDIR itself when it "
             "holds event files) and write them as runs of ROOT/SWEEP. Tags map to grokwatch columns by "
@@ -21,18 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     tb.add_argument("logdir", metavar="LOGDIR", help="the SummaryWriter log directory")
     tb.add_argument("--root", required=True, help="root of the sweeps to write into")
     tb.add_argument("--sweep", required=True, help="sweep name (a directory under --root)")
-    tb.add_argument("--map", action="append", default=[], metavar="TAG=COLUMN",
-                    help="map a tag to a column (repeatable); TAG=- drops the tag")
-    tb.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="add KEY to every run's run.json (VALUE read as JSON when it parses, e.g. weight_decay=1.0)")
+    tb.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="TAG=COLUMN",
+        help="map a tag to a column (repeatable); TAG=- drops the tag",
+    )
+    tb.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add KEY to every run's run.json (VALUE read as JSON when it parses, e.g. weight_decay=1.0)",
+    )
     tb.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from grokwatch.cli import UsageError
-    from grokwatch.tbimport import ImportProblem, import_tensorboard, parse_map
+    from grokwatch.errors import UsageError
+    from grokwatch.integrations.tensorboard import ImportProblem, import_tensorboard, parse_map
 
     config = {}
     for item in args.set:

@@ -19,8 +19,12 @@ from grokwatch.commands import SSH_SOURCE, add_trust_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict each run's grokking step; --replay a finished sweep",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="predict each run's grokking step; --replay a finished sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("source", metavar="SOURCE", help=f"a sweep directory, or {SSH_SOURCE}")
     add_trust_flag(p)
     p.add_argument("--replay", action="store_true", help="replay the sweep in step order and log every prediction")
@@ -28,16 +32,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-write", action="store_true", help="with --replay: write nothing")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--every", type=int, metavar="N", help="predict every N steps (default: budget / 400 per run)")
-    p.add_argument("--methods", metavar="LIST",
-                   help="t_grok methods in fallback order (default wnorm-analog,wnorm-extrapolation,plateau-ratio)")
-    p.add_argument("--min-calibrators", type=int, default=3, metavar="K",
-                   help="grokked runs a method needs before it answers (default 3)")
-    p.add_argument("--prior", action="append", default=[], metavar="SOURCE",
-                   help=f"a finished earlier sweep (a directory, or {SSH_SOURCE}) whose runs calibrate from the "
-                   "start (repeatable)")
-    p.add_argument("--no-preset-prior", action="store_true",
-                   help="do not use the runs' preset prior (shipped with grokwatch, and learned from finished "
-                   "sweeps under the same root): predict from the sweep's own runs and --prior only")
+    p.add_argument(
+        "--methods",
+        metavar="LIST",
+        help="t_grok methods in fallback order (default wnorm-analog,wnorm-extrapolation,plateau-ratio)",
+    )
+    p.add_argument(
+        "--min-calibrators",
+        type=int,
+        default=3,
+        metavar="K",
+        help="grokked runs a method needs before it answers (default 3)",
+    )
+    p.add_argument(
+        "--prior",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help=f"a finished earlier sweep (a directory, or {SSH_SOURCE}) whose runs calibrate from the "
+        "start (repeatable)",
+    )
+    p.add_argument(
+        "--no-preset-prior",
+        action="store_true",
+        help="do not use the runs' preset prior (shipped with grokwatch, and learned from finished "
+        "sweeps under the same root): predict from the sweep's own runs and --prior only",
+    )
     p.set_defaults(func=run)
 
 
@@ -45,12 +65,18 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from grokwatch.cli import UsageError
+    from grokwatch.errors import UsageError
     from grokwatch.predict import (
-        METHODS, PredictConfig, PredictionLog, SweepPredictor, load_sweep, replay, write_predictions,
+        METHODS,
+        PredictConfig,
+        PredictionLog,
+        SweepPredictor,
+        load_sweep,
+        replay,
+        write_predictions,
     )
     from grokwatch.predict.score import fate_scores, plateau_errors
-    from grokwatch.source import resolve_source
+    from grokwatch.remote.source import resolve_source
 
     sweep = resolve_source(args.source)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
@@ -80,10 +106,17 @@ def run(args: argparse.Namespace) -> int:
             r = runs[rid]
             p, f = latest.get(rid), fate.get(rid)
             e = r.events()
-            rows.append({
-                "run": rid, "weight_decay": r.weight_decay, "step": r.last_step, "t_mem": e.t_mem, "t_grok": e.t_grok,
-                "prediction": p.to_record() if p else None, "will_grok": f.to_record() if f else None,
-            })
+            rows.append(
+                {
+                    "run": rid,
+                    "weight_decay": r.weight_decay,
+                    "step": r.last_step,
+                    "t_mem": e.t_mem,
+                    "t_grok": e.t_grok,
+                    "prediction": p.to_record() if p else None,
+                    "will_grok": f.to_record() if f else None,
+                }
+            )
         if args.json:
             json.dump({"sweep": str(sweep), "config": cfg.to_dict(), "runs": rows}, sys.stdout, indent=1)
             print()
@@ -112,9 +145,12 @@ def run(args: argparse.Namespace) -> int:
     for v in errors.values():
         v.pop("errors")
     summary = {
-        "sweep": str(sweep), "written": path, "predictions": len(preds),
+        "sweep": str(sweep),
+        "written": path,
+        "predictions": len(preds),
         "methods": _count(p.method for p in preds if p.kind == "t_grok"),
-        "prediction_error": errors, "will_grok": fate_scores(preds, runs),
+        "prediction_error": errors,
+        "will_grok": fate_scores(preds, runs),
     }
     if args.json:
         json.dump(summary, sys.stdout, indent=1)
@@ -132,8 +168,10 @@ def run(args: argparse.Namespace) -> int:
     if fs["n"]:
         auc = "-" if fs["auc"] is None else f"{fs['auc']:.2f}"
         when = "" if fs["made_vs_t_mem"] is None else f", made a median {fs['made_vs_t_mem']:+.0f} steps from t_mem"
-        print(f"will-grok (first prediction per run{when}): {fs['n']} runs scored, accuracy {fs['accuracy']:.0%}, "
-              f"Brier {fs['brier']:.3f}, AUC {auc}")
+        print(
+            f"will-grok (first prediction per run{when}): {fs['n']} runs scored, accuracy {fs['accuracy']:.0%}, "
+            f"Brier {fs['brier']:.3f}, AUC {auc}"
+        )
     else:
         print("will-grok: no run got a prediction (too few finished runs of each outcome; see --prior)")
     return 0
@@ -167,5 +205,7 @@ def _table(rows: list[dict]) -> None:
         method = p["method"] if p else ("grokked" if r["t_grok"] is not None else "-")
         pg = f"{f['p_grok']:.2f}" if f and f["p_grok"] is not None else "-"
         wd = "-" if r["weight_decay"] is None else f"{r['weight_decay']:g}"
-        print(f"{r['run']:<16} {wd:>5} {r['step'] or 0:>7} {r['t_mem'] or '-':>6} {r['t_grok'] or '-':>7}  "
-              f"{pred:<24} {method:<20} {pg:>7}")
+        print(
+            f"{r['run']:<16} {wd:>5} {r['step'] or 0:>7} {r['t_mem'] or '-':>6} {r['t_grok'] or '-':>7}  "
+            f"{pred:<24} {method:<20} {pg:>7}"
+        )

@@ -16,11 +16,18 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("probe", help="compute probes post hoc over a run's kept weight snapshots",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "probe",
+        help="compute probes post hoc over a run's kept weight snapshots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (<root>/<sweep>/<run_id>) with snapshots/")
-    p.add_argument("--probes", metavar="LIST",
-                   help="comma-separated probe names (default: the trainer's default probes but update_cosine)")
+    p.add_argument(
+        "--probes",
+        metavar="LIST",
+        help="comma-separated probe names (default: the trainer's default probes but update_cosine)",
+    )
     p.add_argument("--grid", type=int, metavar="G", help="H0 loss-slice grid size G (G x G forwards; default 15)")
     p.add_argument("--every", type=int, metavar="N", help="only snapshots whose step is a multiple of N (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
@@ -34,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from grokwatch.cli import UsageError
-    from grokwatch.extras import training_extra_error
+    from grokwatch.errors import UsageError
+    from grokwatch.integrations.extras import training_extra_error
 
     if err := training_extra_error("grokwatch probe"):
         raise UsageError(err)
-    from grokwatch.probe_offline import ProbeError, probe_run
+    from trainer.probe_offline import ProbeError, probe_run
 
     if args.threads < 1:
         raise UsageError("--threads must be >= 1")
@@ -50,17 +57,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"grokwatch probe: {i}/{n} snapshot step {step}", file=sys.stderr, flush=True)
 
     try:
-        res = probe_run(args.run_dir, probes, grid=args.grid, every=args.every, device=args.device,
-                        threads=args.threads, progress=progress)
+        res = probe_run(
+            args.run_dir,
+            probes,
+            grid=args.grid,
+            every=args.every,
+            device=args.device,
+            threads=args.threads,
+            progress=progress,
+        )
     except ProbeError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(res.as_dict(), sort_keys=True))
     else:
         first, last = (res.steps[0], res.steps[-1]) if res.steps else (None, None)
-        print(f"{res.run_dir}: {len(res.steps)} snapshots probed (rows at steps {first}..{last}), "
-              f"{len(res.columns)} columns, {len(res.shards)} shards of attempt {res.attempt} "
-              f"in {res.seconds:.1f} s")
+        print(
+            f"{res.run_dir}: {len(res.steps)} snapshots probed (rows at steps {first}..{last}), "
+            f"{len(res.columns)} columns, {len(res.shards)} shards of attempt {res.attempt} "
+            f"in {res.seconds:.1f} s"
+        )
         for path in res.shards:
             print(f"  {path}")
     return 0

@@ -18,9 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("target", metavar="RUN|RULE", nargs="?", help="a run id or a rule name")
-    p.add_argument("--for", dest="duration", default="2h", metavar="DUR", help="how long, e.g. 30m, 2h, 1d (default 2h)")
-    p.add_argument("--source", default=".", metavar="SOURCE",
-                   help=f"the sweep directory (default: the current one), or {SSH_SOURCE}")
+    p.add_argument(
+        "--for", dest="duration", default="2h", metavar="DUR", help="how long, e.g. 30m, 2h, 1d (default 2h)"
+    )
+    p.add_argument(
+        "--source",
+        default=".",
+        metavar="SOURCE",
+        help=f"the sweep directory (default: the current one), or {SSH_SOURCE}",
+    )
     add_trust_flag(p)
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--run", dest="kind", action="store_const", const="run", help="TARGET is a run id")
@@ -37,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from grokwatch.alerts.rules import RuleError, load_rules, parse_duration
     from grokwatch.alerts.silences import add_silence, load_silences, remove_silence
-    from grokwatch.cli import UsageError
-    from grokwatch.source import resolve_source
+    from grokwatch.errors import UsageError
+    from grokwatch.remote.source import resolve_source
     from grokwatch.store import is_valid_run_id
 
     sweep = resolve_source(args.source)

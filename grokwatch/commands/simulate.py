@@ -23,7 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sweep seed (same seed, same sweep)")
     p.add_argument("--sweep", default="sim", metavar="NAME", help="sweep name (default sim)")
     p.add_argument("--shard-steps", type=int, default=1000, metavar="N", help="steps per shard (default 1000)")
-    p.add_argument("--flush-seconds", type=float, default=1.0, metavar="S", help="live mode: a shard per run this often (default 1)")
+    p.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="live mode: a shard per run this often (default 1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -32,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from grokwatch.cli import UsageError
-    from grokwatch.simulate import simulate_sweep
+    from grokwatch.errors import UsageError
+    from grokwatch.sim.simulate import simulate_sweep
     from grokwatch.store import is_valid_run_id
 
     if args.runs < 1 or args.steps < 200:
@@ -65,8 +71,15 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         simulate_sweep(
-            args.root, args.sweep, runs=args.runs, steps=args.steps, seed=args.seed, speed=args.speed,
-            shard_steps=args.shard_steps, flush_seconds=args.flush_seconds, stop=stop,
+            args.root,
+            args.sweep,
+            runs=args.runs,
+            steps=args.steps,
+            seed=args.seed,
+            speed=args.speed,
+            shard_steps=args.shard_steps,
+            flush_seconds=args.flush_seconds,
+            stop=stop,
             on_progress=progress if sys.stderr.isatty() else None,
         )
     except KeyboardInterrupt:

@@ -15,14 +15,18 @@ import argparse
 import os
 import sys
 
-from grokwatch.cli import UsageError
 from grokwatch.commands import add_trust_flag
-from grokwatch.defaults import STALL_TIMEOUT
+from grokwatch.errors import UsageError
+from grokwatch.runs.defaults import STALL_TIMEOUT
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("sweep", help="plan, submit and follow a sweep as a SLURM job array",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "sweep",
+        help="plan, submit and follow a sweep as a SLURM job array",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="sweep_command", metavar="ACTION")
     sub.required = True
     plan = sub.add_parser("plan", help="print the sbatch array script and write the sweep manifest")
@@ -35,9 +39,14 @@ def register(subparsers) -> None:
     status.add_argument("--root", required=True, help="store root (a path, or ssh://[user@]host[:port]/path)")
     status.add_argument("--sweep", required=True, help="sweep name (a directory under ROOT)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    status.add_argument("--stall-seconds", type=float, default=STALL_TIMEOUT, metavar="T",
-                        help=f"a running run without a heartbeat for T seconds is stalled (default {STALL_TIMEOUT:g}, "
-                        "as the dashboard and grokwatch alerts)")
+    status.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=STALL_TIMEOUT,
+        metavar="T",
+        help=f"a running run without a heartbeat for T seconds is stalled (default {STALL_TIMEOUT:g}, "
+        "as the dashboard and grokwatch alerts)",
+    )
     add_trust_flag(status)
     status.set_defaults(func=run_status)
 
@@ -46,32 +55,57 @@ def _plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", required=True, help="store root on the cluster's shared filesystem")
     p.add_argument("--sweep", required=True, help="sweep name: letters, digits, '.', '_', '-'")
     p.add_argument("--seeds", type=int, default=30, metavar="N", help="seeds 0..N-1 per weight decay (default 30)")
-    p.add_argument("--weight-decays", default="0.1,0.3,1.0", metavar="LIST",
-                   help="comma-separated weight decays (default 0.1,0.3,1.0)")
+    p.add_argument(
+        "--weight-decays",
+        default="0.1,0.3,1.0",
+        metavar="LIST",
+        help="comma-separated weight decays (default 0.1,0.3,1.0)",
+    )
     p.add_argument("--preset", default="canonical", help="trainer preset (default canonical)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="training steps (default: the preset's)")
-    p.add_argument("--gpus-per-task", type=int, default=1, metavar="G",
-                   help="GPUs per array task; 0 gives a CPU-only script (default 1)")
+    p.add_argument(
+        "--gpus-per-task",
+        type=int,
+        default=1,
+        metavar="G",
+        help="GPUs per array task; 0 gives a CPU-only script (default 1)",
+    )
     p.add_argument("--partition", help="SLURM partition(s), comma-separated")
     p.add_argument("--account", help="SLURM account")
     p.add_argument("--cpus", type=int, metavar="N", help="CPUs per task (--cpus-per-task)")
     p.add_argument("--mem", help="memory per node, e.g. 8G")
     p.add_argument("--time", help="time limit per attempt, e.g. 4:00:00 or 1-00:00:00")
     p.add_argument("--max-concurrent", type=int, metavar="K", help="run at most K array tasks at once (--array=...%%K)")
-    p.add_argument("--python", default=sys.executable, metavar="PATH",
-                   help="python that runs the trainer on the nodes (default: this one)")
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        metavar="PATH",
+        help="python that runs the trainer on the nodes (default: this one)",
+    )
     p.add_argument("--pack", type=int, default=1, metavar="K", help="runs per array task (default 1)")
-    p.add_argument("--signal-seconds", type=int, default=300, metavar="S",
-                   help="USR1 this long before the time limit: checkpoint and requeue (default 300)")
-    p.add_argument("--max-restarts", type=int, default=50, metavar="N",
-                   help="stop requeueing a task after N restarts (default 50)")
+    p.add_argument(
+        "--signal-seconds",
+        type=int,
+        default=300,
+        metavar="S",
+        help="USR1 this long before the time limit: checkpoint and requeue (default 300)",
+    )
+    p.add_argument(
+        "--max-restarts", type=int, default=50, metavar="N", help="stop requeueing a task after N restarts (default 50)"
+    )
     p.add_argument("--checkpoint-every", type=int, metavar="K", help="passed to the trainer")
     p.add_argument("--flush-steps", type=int, metavar="N", help="passed to the trainer")
     p.add_argument("--flush-seconds", type=float, metavar="T", help="passed to the trainer")
-    p.add_argument("--workdir", default=None, metavar="DIR",
-                   help="directory the jobs run in (default: the current one)")
-    p.add_argument("--trainer-arg", action="append", default=[], metavar="ARG",
-                   help="extra argument for the trainer (repeatable; quoted as given)")
+    p.add_argument(
+        "--workdir", default=None, metavar="DIR", help="directory the jobs run in (default: the current one)"
+    )
+    p.add_argument(
+        "--trainer-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for the trainer (repeatable; quoted as given)",
+    )
 
 
 # -- plan / submit -------------------------------------------------------------
@@ -87,16 +121,32 @@ def _plan(args):
     if args.root.startswith("ssh://"):
         raise UsageError("--root: plan and submit run on the cluster; give a path there, not an ssh:// URL")
     try:
-        opts = validate(SweepOptions(
-            root=os.path.abspath(args.root), sweep=args.sweep, seeds=args.seeds,
-            weight_decays=parse_weight_decays(args.weight_decays), preset=args.preset, steps=args.steps,
-            gpus_per_task=args.gpus_per_task, partition=args.partition, account=args.account, cpus=args.cpus,
-            mem=args.mem, time=args.time, max_concurrent=args.max_concurrent, python=args.python,
-            pack=args.pack, signal_seconds=args.signal_seconds, max_restarts=args.max_restarts,
-            checkpoint_every=args.checkpoint_every, flush_steps=args.flush_steps,
-            flush_seconds=args.flush_seconds, workdir=os.path.abspath(args.workdir or os.getcwd()),
-            trainer_args=tuple(args.trainer_arg),
-        ))
+        opts = validate(
+            SweepOptions(
+                root=os.path.abspath(args.root),
+                sweep=args.sweep,
+                seeds=args.seeds,
+                weight_decays=parse_weight_decays(args.weight_decays),
+                preset=args.preset,
+                steps=args.steps,
+                gpus_per_task=args.gpus_per_task,
+                partition=args.partition,
+                account=args.account,
+                cpus=args.cpus,
+                mem=args.mem,
+                time=args.time,
+                max_concurrent=args.max_concurrent,
+                python=args.python,
+                pack=args.pack,
+                signal_seconds=args.signal_seconds,
+                max_restarts=args.max_restarts,
+                checkpoint_every=args.checkpoint_every,
+                flush_steps=args.flush_steps,
+                flush_seconds=args.flush_seconds,
+                workdir=os.path.abspath(args.workdir or os.getcwd()),
+                trainer_args=tuple(args.trainer_arg),
+            )
+        )
         runs = plan_runs(opts, run_id_for)
         _check_trainer(opts, runs)
         sweep_dir = Path(opts.root) / opts.sweep
@@ -121,8 +171,9 @@ def _check_trainer(opts, runs) -> None:
         from trainer.__main__ import build_parser, resolve
         from trainer.config import PRESETS, ConfigError
     except ImportError as exc:  # e.g. no torch on this machine: the nodes will say
-        logging.getLogger("grokwatch").warning("cannot import the trainer here (%s): preset and trainer flags "
-                                               "are not checked", exc)
+        logging.getLogger("grokwatch").warning(
+            "cannot import the trainer here (%s): preset and trainer flags are not checked", exc
+        )
         return
     if opts.preset not in PRESETS:
         raise UsageError(f"--preset {opts.preset!r}: no such trainer preset; choose from {', '.join(PRESETS)}")
@@ -166,8 +217,11 @@ def run_plan(args) -> int:
     opts, manifest, sweep_dir, _, script = _plan(args)
     _write(sweep_dir, manifest, script)
     sys.stdout.write(script)
-    print(f"grokwatch: planned {len(manifest['tasks'])} runs as array {manifest['array']}; "
-          f"manifest {sweep_dir / 'sweep.json'}", file=sys.stderr)
+    print(
+        f"grokwatch: planned {len(manifest['tasks'])} runs as array {manifest['array']}; "
+        f"manifest {sweep_dir / 'sweep.json'}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -179,11 +233,14 @@ def run_submit(args) -> int:
 
     opts, manifest, sweep_dir, previous, script = _plan(args)
     if previous and previous.get("submissions"):
-        live = [ts for ts in QueueState(cache_seconds=0).for_manifest(previous).values()
-                if ts.state in ACTIVE_SLURM_STATES]
+        live = [
+            ts for ts in QueueState(cache_seconds=0).for_manifest(previous).values() if ts.state in ACTIVE_SLURM_STATES
+        ]
         if live:
-            raise UsageError(f"sweep {opts.sweep!r} still has {len(live)} queued or running task(s) in array job "
-                             f"{live[0].array_job_id}; wait for them or scancel {live[0].array_job_id} first")
+            raise UsageError(
+                f"sweep {opts.sweep!r} still has {len(live)} queued or running task(s) in array job "
+                f"{live[0].array_job_id}; wait for them or scancel {live[0].array_job_id} first"
+            )
     _write(sweep_dir, manifest, script)
     try:
         job_id = sbatch(sweep_dir / SCRIPT)
@@ -192,8 +249,10 @@ def run_submit(args) -> int:
     manifest = record_submission(manifest, job_id)
     _write(sweep_dir, manifest)
     print(job_id)
-    print(f"grokwatch: submitted {len(manifest['tasks'])} runs of sweep {opts.sweep} as array job {job_id}",
-          file=sys.stderr)
+    print(
+        f"grokwatch: submitted {len(manifest['tasks'])} runs of sweep {opts.sweep} as array job {job_id}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -201,14 +260,15 @@ def run_submit(args) -> int:
 COLUMNS = ("task", "run_id", "wd", "seed", "slurm", "job", "restarts", "state", "phase", "step", "beat")
 
 
-def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = STALL_TIMEOUT, now: float | None = None
-               ) -> list[dict]:
+def sweep_rows(
+    sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = STALL_TIMEOUT, now: float | None = None
+) -> list[dict]:
     """One dict per run: manifest entry + SLURM task state + status.json + phase."""
     import time
     from pathlib import Path
 
-    from grokwatch.lifecycle import attempt_reach_from_shards, restarted_from_scratch
-    from grokwatch.phases import phase_of
+    from grokwatch.runs.lifecycle import attempt_reach_from_shards, restarted_from_scratch
+    from grokwatch.runs.phases import phase_of
     from grokwatch.store import SHARDS_DIR, RunReader, is_valid_run_id, list_runs, read_status
     from slurm.states import display_state
 
@@ -247,31 +307,43 @@ def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float 
                 except OSError:
                     reach = {}
                 every = (reader.config or {}).get("checkpoint_every")
-                scratch = restarted_from_scratch(sc, status.get("attempts"), attempt_reach=reach,
-                                                 checkpoint_every=every if isinstance(every, int) and every > 0 else None)
+                scratch = restarted_from_scratch(
+                    sc,
+                    status.get("attempts"),
+                    attempt_reach=reach,
+                    checkpoint_every=every if isinstance(every, int) and every > 0 else None,
+                )
         beat = status.get("heartbeat_unix")
         age = now - float(beat) if isinstance(beat, (int, float)) else None
         ts = tasks.get(run_id)
-        rows.append({
-            "task": t.get("index"),
-            "run_id": run_id,
-            "wd": t.get("weight_decay"),
-            "seed": t.get("seed"),
-            "slurm": ts.state if ts else None,
-            "job": f"{ts.array_job_id}_{ts.task_id}" if ts else None,
-            "exit_code": ts.exit_code if ts else None,
-            "restarts": ts.restarts if ts else status.get("restarts"),
-            "reason": ts.reason if ts else None,
-            "run_state": status.get("state"),
-            "state": display_state(ts.state if ts else None, ts.exit_code if ts else None,
-                                   ts.restarts if ts else 0, status.get("state"), age, stall_seconds=stall_seconds,
-                                   started=(run_dir / "run.json").exists(),
-                                   submitted=bool((manifest or {}).get("submissions"))),
-            "phase": phase,
-            "step": step if step is not None else status.get("last_step"),
-            "heartbeat_age": round(age, 1) if age is not None else None,
-            "restarted_from_scratch": scratch,
-        })
+        rows.append(
+            {
+                "task": t.get("index"),
+                "run_id": run_id,
+                "wd": t.get("weight_decay"),
+                "seed": t.get("seed"),
+                "slurm": ts.state if ts else None,
+                "job": f"{ts.array_job_id}_{ts.task_id}" if ts else None,
+                "exit_code": ts.exit_code if ts else None,
+                "restarts": ts.restarts if ts else status.get("restarts"),
+                "reason": ts.reason if ts else None,
+                "run_state": status.get("state"),
+                "state": display_state(
+                    ts.state if ts else None,
+                    ts.exit_code if ts else None,
+                    ts.restarts if ts else 0,
+                    status.get("state"),
+                    age,
+                    stall_seconds=stall_seconds,
+                    started=(run_dir / "run.json").exists(),
+                    submitted=bool((manifest or {}).get("submissions")),
+                ),
+                "phase": phase,
+                "step": step if step is not None else status.get("last_step"),
+                "heartbeat_age": round(age, 1) if age is not None else None,
+                "restarted_from_scratch": scratch,
+            }
+        )
     return rows
 
 
@@ -288,8 +360,9 @@ def run_status(args) -> int:
     if args.root.startswith("ssh://"):
         from grokwatch.remote import resolve_remote
 
-        sweep_dir, mirror = resolve_remote(f"{args.root.rstrip('/')}/{args.sweep}", start=False,
-                                           trust_new_host_key=args.trust_new_host_key)
+        sweep_dir, mirror = resolve_remote(
+            f"{args.root.rstrip('/')}/{args.sweep}", start=False, trust_new_host_key=args.trust_new_host_key
+        )
         runner = mirror.runner
     else:
         sweep_dir = Path(args.root) / args.sweep
@@ -308,13 +381,17 @@ def run_status(args) -> int:
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     if args.json:
-        json.dump({
-            "sweep": args.sweep,
-            "array_job_id": (manifest or {}).get("array_job_id"),
-            "squeue_error": queue.last_error,
-            "counts": counts,
-            "runs": rows,
-        }, sys.stdout, indent=1)
+        json.dump(
+            {
+                "sweep": args.sweep,
+                "array_job_id": (manifest or {}).get("array_job_id"),
+                "squeue_error": queue.last_error,
+                "counts": counts,
+                "runs": rows,
+            },
+            sys.stdout,
+            indent=1,
+        )
         sys.stdout.write("\n")
         return 0
     print(format_table(rows))

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from grokwatch.commands import SSH_SOURCE, add_trust_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the dashboard on a sweep directory")
-    p.add_argument("source", metavar="SOURCE", help="a sweep directory (<root>/<sweep>), a root holding one sweep, "
-                   f"or {SSH_SOURCE}")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help=f"a sweep directory (<root>/<sweep>), a root holding one sweep, or {SSH_SOURCE}",
+    )
     add_trust_flag(p)
-    p.add_argument("--rules", metavar="FILE", type=Path,
-                   help="alarm rules (TOML) merged over the defaults, as `grokwatch alerts --rules` reads them; "
-                   "while a `grokwatch alerts` runs on the sweep, the dashboard shows its alarms instead")
+    p.add_argument(
+        "--rules",
+        metavar="FILE",
+        type=Path,
+        help="alarm rules (TOML) merged over the defaults, as `grokwatch alerts --rules` reads them; "
+        "while a `grokwatch alerts` runs on the sweep, the dashboard shows its alarms instead",
+    )
     p.add_argument("--config", type=Path, help="dashboard config (TOML; default ~/.config/grokwatch/tui.toml)")
     p.add_argument("--interval", type=float, help="seconds between polls of the sweep (overrides the config)")
     p.add_argument("--no-follow", action="store_true", help="read the sweep once; do not follow it")
@@ -28,7 +35,8 @@ def load_tui_config(path: Path | None, **overrides):
     """The config file (or defaults) with command-line overrides; errors are usage errors."""
     from dataclasses import replace
 
-    from ..cli import UsageError
+    from grokwatch.errors import UsageError
+
     from ..tui.columns import COLUMNS
     from ..tui.config import ConfigError, load_config
 
@@ -43,8 +51,9 @@ def load_rules_file(path: Path | None) -> None:
     """Check a ``--rules`` file the way ``grokwatch alerts`` reads it; a bad one is a usage error."""
     if path is None:
         return
+    from grokwatch.errors import UsageError
+
     from ..alerts import RuleError, load_rules
-    from ..cli import UsageError
 
     try:
         load_rules(path)
@@ -52,8 +61,13 @@ def load_rules_file(path: Path | None) -> None:
         raise UsageError(" ".join(str(exc).split())) from None
 
 
-def run_dashboard(source, config, before_exit: Callable[[], None] | None = None,
-                  on_app: Callable[[object], None] | None = None, rules: Path | None = None) -> int:
+def run_dashboard(
+    source,
+    config,
+    before_exit: Callable[[], None] | None = None,
+    on_app: Callable[[object], None] | None = None,
+    rules: Path | None = None,
+) -> int:
     """Run the app; a crash restores the terminal, prints the error and exits non-zero.
     ``on_app`` gets the app before it runs (the demo closes it on SIGTERM).
     A watcher that cannot be loaded is one line on stderr and exit 1."""
@@ -82,7 +96,7 @@ def run_dashboard(source, config, before_exit: Callable[[], None] | None = None,
 
 def run(args: argparse.Namespace) -> int:
     if args.interval is not None and args.interval <= 0:
-        from ..cli import UsageError
+        from grokwatch.errors import UsageError
 
         raise UsageError("--interval must be positive")
     cfg = load_tui_config(args.config, interval=args.interval, follow=False if args.no_follow else None)

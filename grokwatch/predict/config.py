@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from grokwatch.phases import Thresholds
+from grokwatch.runs.phases import Thresholds
 
 T_GROK = "t_grok"  # kind of a prediction of the grokking step
 WILL_GROK = "will_grok"  # kind of a prediction of whether the run groks within its budget
@@ -118,7 +118,14 @@ class Prediction:
     def to_record(self) -> dict:
         num = lambda x: None if x is None or not math.isfinite(x) else float(x)  # noqa: E731
         return {
-            "run": self.run, "step": int(self.step), "kind": self.kind, "method": self.method,
-            "t_grok_pred": num(self.t_grok_pred), "lo": num(self.lo), "hi": num(self.hi),
-            "p_grok": num(self.p_grok), "n_calib": int(self.n_calib), "source": self.source,
+            "run": self.run,
+            "step": int(self.step),
+            "kind": self.kind,
+            "method": self.method,
+            "t_grok_pred": num(self.t_grok_pred),
+            "lo": num(self.lo),
+            "hi": num(self.hi),
+            "p_grok": num(self.p_grok),
+            "n_calib": int(self.n_calib),
+            "source": self.source,
         }

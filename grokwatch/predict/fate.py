@@ -37,10 +37,16 @@ def features(run: RunSeries, t: int, cfg: PredictConfig) -> np.ndarray | None:
         return None
     s = signature(loss, first=n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.array([
-            np.log(s["activity"]), s["mobility"], s["complexity"],
-            np.log(s["energy_total"]), s["energy_low_fraction"],
-        ], dtype=np.float64)
+        x = np.array(
+            [
+                np.log(s["activity"]),
+                s["mobility"],
+                s["complexity"],
+                np.log(s["energy_total"]),
+                s["energy_low_fraction"],
+            ],
+            dtype=np.float64,
+        )
     return x if np.all(np.isfinite(x)) else None
 
 
@@ -59,7 +65,9 @@ class FeatureCache:
         return x
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def fit_logistic(
+    X: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """(weights, bias, mean, scale): ridge logistic regression on standardized X."""
     mu = X.mean(axis=0)
     sd = X.std(axis=0)
@@ -118,8 +126,13 @@ def training_set(runs, t: int, cfg: PredictConfig, cache: FeatureCache | None = 
     return ids, np.asarray(X).reshape(len(X), len(FEATURES)), np.asarray(y)
 
 
-def fit_fate(runs, t: int, cfg: PredictConfig = PredictConfig(), cache: FeatureCache | None = None,
-             previous: FateModel | None = None) -> FateModel:
+def fit_fate(
+    runs,
+    t: int,
+    cfg: PredictConfig = PredictConfig(),
+    cache: FeatureCache | None = None,
+    previous: FateModel | None = None,
+) -> FateModel:
     """The classifier at step t (``previous`` is reused when its training set is the same)."""
     ids, X, y = training_set(runs, t, cfg, cache)
     key = (tuple(ids), tuple(float(v) for v in y))

@@ -23,8 +23,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pyarrow as pa
 
@@ -39,18 +39,20 @@ PREDICTIONS = "predictions.arrow"
 PARTS = "predictions.parts"
 LOCK = "predictions.lock"
 
-SCHEMA = pa.schema([
-    ("run", pa.string()),
-    ("step", pa.int64()),
-    ("kind", pa.string()),
-    ("method", pa.string()),
-    ("t_grok_pred", pa.float64()),
-    ("lo", pa.float64()),
-    ("hi", pa.float64()),
-    ("p_grok", pa.float64()),
-    ("n_calib", pa.int32()),
-    ("source", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("run", pa.string()),
+        ("step", pa.int64()),
+        ("kind", pa.string()),
+        ("method", pa.string()),
+        ("t_grok_pred", pa.float64()),
+        ("lo", pa.float64()),
+        ("hi", pa.float64()),
+        ("p_grok", pa.float64()),
+        ("n_calib", pa.int32()),
+        ("source", pa.string()),
+    ]
+)
 
 
 def predictions_path(sweep_dir: Path | str) -> Path:
@@ -93,11 +95,20 @@ def _read_file(path: Path) -> list[Prediction]:
     out = []
     for r in table.to_pylist():
         try:
-            out.append(Prediction(
-                run=str(r["run"]), step=int(r["step"]), kind=str(r.get("kind") or T_GROK), method=str(r["method"]),
-                t_grok_pred=r.get("t_grok_pred"), lo=r.get("lo"), hi=r.get("hi"), p_grok=r.get("p_grok"),
-                n_calib=int(r.get("n_calib") or 0), source=str(r.get("source") or ""),
-            ))
+            out.append(
+                Prediction(
+                    run=str(r["run"]),
+                    step=int(r["step"]),
+                    kind=str(r.get("kind") or T_GROK),
+                    method=str(r["method"]),
+                    t_grok_pred=r.get("t_grok_pred"),
+                    lo=r.get("lo"),
+                    hi=r.get("hi"),
+                    p_grok=r.get("p_grok"),
+                    n_calib=int(r.get("n_calib") or 0),
+                    source=str(r.get("source") or ""),
+                )
+            )
         except (KeyError, TypeError, ValueError):
             continue
     return out

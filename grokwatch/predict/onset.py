@@ -93,8 +93,16 @@ def calibrator(run: RunSeries, t: int) -> Calibrator | None:
     wmin = np.minimum.accumulate(np.where(finite, w, np.inf)) if len(w) else np.zeros(0)
     tail = w[finite][-3:]
     return Calibrator(
-        run.run_id, run.weight_decay, e.t_mem, e.t_grok, run.steps[a:b], wmin, -wmin,
-        float(np.mean(tail)) if len(tail) else float("nan"), isinstance(run, PriorRun), twin_key(run),
+        run.run_id,
+        run.weight_decay,
+        e.t_mem,
+        e.t_grok,
+        run.steps[a:b],
+        wmin,
+        -wmin,
+        float(np.mean(tail)) if len(tail) else float("nan"),
+        isinstance(run, PriorRun),
+        twin_key(run),
     )
 
 
@@ -283,8 +291,11 @@ def predict_onset(
         return None
     twin = twin_key(target)
     # never the target itself, nor a prior run that is its twin (no peeking at its own future)
-    calibs = [c for c in calibrators_at(runs, t, cache)
-              if c.run_id != target.run_id and not (c.prior and twin is not None and c.twin == twin)]
+    calibs = [
+        c
+        for c in calibrators_at(runs, t, cache)
+        if c.run_id != target.run_id and not (c.prior and twin is not None and c.twin == twin)
+    ]
     same = [c for c in calibs if _same_wd(c.weight_decay, target.weight_decay)]
     for method in cfg.methods:
         groups = [same, calibs] if cfg.same_wd_first and len(same) < len(calibs) else [calibs]
@@ -309,6 +320,7 @@ def predict_onset(
             hi = max(hi, mid + cfg.min_rel_width * (mid - t))
             n_prior = sum(c.prior for c in group)
             source = "prior" if n_prior == len(group) else "sweep" if n_prior == 0 else "prior+sweep"
-            return Prediction(target.run_id, t, T_GROK, method, float(mid), float(lo), float(hi), None, len(est),
-                              source)
+            return Prediction(
+                target.run_id, t, T_GROK, method, float(mid), float(lo), float(hi), None, len(est), source
+            )
     return Prediction(target.run_id, t, T_GROK, INSUFFICIENT, n_calib=len(calibs))

@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -50,18 +50,28 @@ def _keep_rows(run: RunSeries, stride: int) -> np.ndarray:
     for t in (e.t_mem, e.t_grok, e.t_diverged):
         if t is not None:
             i = int(np.searchsorted(run.steps, t))
-            keep[max(0, i - 3): i + 1] = True  # the exact event row and the rows w_crit averages
+            keep[max(0, i - 3) : i + 1] = True  # the exact event row and the rows w_crit averages
     return keep
 
 
-def write_prior(path: Path | str, runs: Iterable[tuple[str, RunSeries, str]], meta: Mapping | None = None,
-                stride: int = STRIDE) -> int:
+def write_prior(
+    path: Path | str, runs: Iterable[tuple[str, RunSeries, str]], meta: Mapping | None = None, stride: int = STRIDE
+) -> int:
     """Write ``runs`` ((sweep name, series, preset) triples) as one prior file; returns the rows written."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    cols: dict[str, list] = {"sweep": [], "run": [], "preset": [], "seed": [], "weight_decay": [],
-                             "total_steps": [], "state": [], "step": [], **{c: [] for c in COLUMNS}}
+    cols: dict[str, list] = {
+        "sweep": [],
+        "run": [],
+        "preset": [],
+        "seed": [],
+        "weight_decay": [],
+        "total_steps": [],
+        "state": [],
+        "step": [],
+        **{c: [] for c in COLUMNS},
+    }
     for sweep, r, preset in runs:
         keep = _keep_rows(r, stride)
         m = int(keep.sum())
@@ -75,17 +85,19 @@ def write_prior(path: Path | str, runs: Iterable[tuple[str, RunSeries, str]], me
         cols["step"] += r.steps[keep].tolist()
         for c in COLUMNS:
             cols[c] += np.asarray(r.cols[c], dtype=np.float32)[keep].tolist()
-    table = pa.table({
-        "sweep": pa.array(cols["sweep"], pa.string()).dictionary_encode(),
-        "run": pa.array(cols["run"], pa.string()).dictionary_encode(),
-        "preset": pa.array(cols["preset"], pa.string()).dictionary_encode(),
-        "seed": pa.array(cols["seed"], pa.int64()),
-        "weight_decay": pa.array(cols["weight_decay"], pa.float64()),
-        "total_steps": pa.array(cols["total_steps"], pa.int64()),
-        "state": pa.array(cols["state"], pa.string()).dictionary_encode(),
-        "step": pa.array(cols["step"], pa.int64()),
-        **{c: pa.array(cols[c], pa.float32()) for c in COLUMNS},
-    })
+    table = pa.table(
+        {
+            "sweep": pa.array(cols["sweep"], pa.string()).dictionary_encode(),
+            "run": pa.array(cols["run"], pa.string()).dictionary_encode(),
+            "preset": pa.array(cols["preset"], pa.string()).dictionary_encode(),
+            "seed": pa.array(cols["seed"], pa.int64()),
+            "weight_decay": pa.array(cols["weight_decay"], pa.float64()),
+            "total_steps": pa.array(cols["total_steps"], pa.int64()),
+            "state": pa.array(cols["state"], pa.string()).dictionary_encode(),
+            "step": pa.array(cols["step"], pa.int64()),
+            **{c: pa.array(cols[c], pa.float32()) for c in COLUMNS},
+        }
+    )
     table = table.replace_schema_metadata({"grokwatch_prior": json.dumps(dict(meta or {}))})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,13 +134,28 @@ def read_prior(path: Path | str) -> tuple[list[tuple[str, PriorRun]], dict]:
         seed = None if seed is None or (isinstance(seed, float) and not np.isfinite(seed)) else int(seed)
         preset = d["preset"][i0] if "preset" in d else None
         series = RunSeries(
-            run_id=f"prior:{sweep}/{rid}", steps=np.asarray(d["step"][idx], dtype=np.int64),
+            run_id=f"prior:{sweep}/{rid}",
+            steps=np.asarray(d["step"][idx], dtype=np.int64),
             cols={c: np.asarray(d[c][idx], dtype=np.float64) for c in COLUMNS},
             weight_decay=None if wd is None or not np.isfinite(wd) else float(wd),
-            total_steps=None if total is None else int(total), state=d["state"][i0],
+            total_steps=None if total is None else int(total),
+            state=d["state"][i0],
         )
-        out.append((str(sweep), PriorRun(series.run_id, series.steps, series.cols, series.weight_decay,
-                                          series.total_steps, series.state, preset=preset, seed=seed)))
+        out.append(
+            (
+                str(sweep),
+                PriorRun(
+                    series.run_id,
+                    series.steps,
+                    series.cols,
+                    series.weight_decay,
+                    series.total_steps,
+                    series.state,
+                    preset=preset,
+                    seed=seed,
+                ),
+            )
+        )
     return out, meta
 
 

@@ -16,7 +16,7 @@ both outcomes occur.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -43,8 +43,9 @@ def latest_before(preds: list[Prediction], step: float) -> Prediction | None:
     return preds[i - 1] if i else None
 
 
-def plateau_errors(preds: Iterable[Prediction], runs: Mapping[str, RunSeries],
-                   fractions: Iterable[float] = FRACTIONS) -> dict[str, dict]:
+def plateau_errors(
+    preds: Iterable[Prediction], runs: Mapping[str, RunSeries], fractions: Iterable[float] = FRACTIONS
+) -> dict[str, dict]:
     """Per fraction (keys "25", "50", "75"): n_runs, n_predicted, coverage,
     median_rel_error, within_20 (share of predicted runs within 20%),
     interval_coverage (share with lo <= t_grok <= hi), errors {run: rel error},
@@ -124,8 +125,14 @@ def fate_scores(preds: Iterable[Prediction], runs: Mapping[str, RunSeries]) -> d
         if t_mem is not None:
             rel.append(q.step - t_mem)
     y_arr, p_arr = np.array(y), np.array(p)
-    res = {"n": len(y), "n_grokked": int(y_arr.sum()) if len(y) else 0, "accuracy": None, "brier": None, "auc": None,
-           "made_vs_t_mem": float(np.median(rel)) if rel else None}
+    res = {
+        "n": len(y),
+        "n_grokked": int(y_arr.sum()) if len(y) else 0,
+        "accuracy": None,
+        "brier": None,
+        "auc": None,
+        "made_vs_t_mem": float(np.median(rel)) if rel else None,
+    }
     if len(y):
         res["accuracy"] = float(np.mean((p_arr >= 0.5) == (y_arr == 1)))
         res["brier"] = float(np.mean((p_arr - y_arr) ** 2))

@@ -4,20 +4,21 @@ A :class:`RunSeries` holds *all* rows read so far; every predictor asks for
 what was known at a step ``t`` (``events_at(t)``, ``upto(t)``) and never
 reads a row past it. Events are first occurrences (t_mem, t_grok,
 divergence), so computing them once on all rows and dropping those after
-``t`` gives exactly what :func:`grokwatch.phases.phase_of` says of the rows
+``t`` gives exactly what :func:`grokwatch.runs.phases.phase_of` says of the rows
 up to ``t`` (tests check this against truncated data).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from grokwatch.phases import Thresholds, phase_of
+from grokwatch.runs.phases import Thresholds, phase_of
 from grokwatch.store import config_value
 
 COLUMNS = ("train_loss", "train_acc", "val_acc", "weight_norm")
@@ -62,7 +63,7 @@ class RunSeries:
         config: Mapping[str, Any] | None = None,
         state: str | None = None,
         thresholds: Thresholds = Thresholds(),
-    ) -> "RunSeries":
+    ) -> RunSeries:
         steps = np.asarray(scalars.get("step", np.zeros(0)), dtype=np.int64)
         n = len(steps)
         cols = {}
@@ -87,14 +88,14 @@ class RunSeries:
         )
 
     @classmethod
-    def from_reader(cls, reader, thresholds: Thresholds = Thresholds()) -> "RunSeries":
+    def from_reader(cls, reader, thresholds: Thresholds = Thresholds()) -> RunSeries:
         """From a refreshed :class:`grokwatch.store.RunReader`."""
         return cls.from_columns(
             reader.run_id, reader.scalars, reader.config, (reader.status or {}).get("state"), thresholds
         )
 
     @classmethod
-    def from_view(cls, view, thresholds: Thresholds = Thresholds()) -> "RunSeries":
+    def from_view(cls, view, thresholds: Thresholds = Thresholds()) -> RunSeries:
         """From a watcher :class:`grokwatch.watch.RunView` (zero-copy where the dtypes allow)."""
         return cls.from_columns(view.run_id, view.scalars, view.config, view.status, thresholds)
 
@@ -110,12 +111,17 @@ class RunSeries:
         """Number of rows with step <= t."""
         return int(np.searchsorted(self.steps, t, side="right"))
 
-    def upto(self, t: int) -> "RunSeries":
+    def upto(self, t: int) -> RunSeries:
         """The run as it was at step ``t`` (rows with step <= t; views, no copies)."""
         k = self.rows_upto(t)
         return RunSeries(
-            self.run_id, self.steps[:k], {c: v[:k] for c, v in self.cols.items()},
-            self.weight_decay, self.total_steps, self.state_at(t), self.thresholds,
+            self.run_id,
+            self.steps[:k],
+            {c: v[:k] for c, v in self.cols.items()},
+            self.weight_decay,
+            self.total_steps,
+            self.state_at(t),
+            self.thresholds,
         )
 
     def weight_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -184,9 +190,18 @@ class PriorRun(RunSeries):
     collide with a run of the sweep."""
 
     @classmethod
-    def of(cls, run: RunSeries) -> "PriorRun":
-        return cls(f"prior:{run.run_id}", run.steps, run.cols, run.weight_decay, run.total_steps, run.state,
-                   run.thresholds, preset=run.preset, seed=run.seed)
+    def of(cls, run: RunSeries) -> PriorRun:
+        return cls(
+            f"prior:{run.run_id}",
+            run.steps,
+            run.cols,
+            run.weight_decay,
+            run.total_steps,
+            run.state,
+            run.thresholds,
+            preset=run.preset,
+            seed=run.seed,
+        )
 
     def events_at(self, t: int) -> Events:
         return self.events()
@@ -199,7 +214,6 @@ class PriorRun(RunSeries):
 
     def on_plateau_at(self, t: int) -> bool:
         return False
-
 
 
 def _float(x: Any) -> float | None:

@@ -21,8 +21,8 @@ p_grok to 1e-6), so the log stays small.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -50,9 +50,15 @@ class SweepPredictor:
     from finished sweeps), loaded at the first update that names a preset.
     """
 
-    def __init__(self, config: PredictConfig | None = None, log: PredictionLog | None = None,
-                 resume: Iterable[Prediction] = (), prior: Iterable[RunSeries] = (),
-                 sweep_dir=None, auto_prior: bool = True):
+    def __init__(
+        self,
+        config: PredictConfig | None = None,
+        log: PredictionLog | None = None,
+        resume: Iterable[Prediction] = (),
+        prior: Iterable[RunSeries] = (),
+        sweep_dir=None,
+        auto_prior: bool = True,
+    ):
         self.cfg = config or PredictConfig()
         self.prior = [p if isinstance(p, PriorRun) else PriorRun.of(p) for p in prior]
         self.sweep_dir = sweep_dir
@@ -80,15 +86,16 @@ class SweepPredictor:
         first = (self._done.get(run.run_id, 0) // c + 1) * c
         return list(range(first, last + 1, c))
 
-    def update(self, runs: Mapping[str, RunSeries], backfill: bool = True,
-               pause: Callable[[], object] | None = None) -> list[Prediction]:
+    def update(
+        self, runs: Mapping[str, RunSeries], backfill: bool = True, pause: Callable[[], object] | None = None
+    ) -> list[Prediction]:
         """Make (and log) the predictions due; return them, in step order.
 
         ``backfill=False``: only each run's newest due step (a watcher that
         starts on a sweep far along and wants an answer now; its log then
         skips the steps in between, unlike a replay's). ``pause`` (optional)
         is called before each run's prediction: a dashboard in the same
-        process lets its key presses go first (:mod:`grokwatch.quiet`)."""
+        process lets its key presses go first (:mod:`grokwatch.watch.quiet`)."""
         with self._lock:
             if self._auto_prior:
                 self._load_auto_prior(runs)
@@ -137,8 +144,9 @@ class SweepPredictor:
             self.prior += got
             self.prior_sources.append(f"preset prior {preset!r} ({len(got)} runs)")
 
-    def update_views(self, views: Mapping[str, object], backfill: bool = True,
-                     pause: Callable[[], object] | None = None) -> list[Prediction]:
+    def update_views(
+        self, views: Mapping[str, object], backfill: bool = True, pause: Callable[[], object] | None = None
+    ) -> list[Prediction]:
         """:meth:`update` from a watcher snapshot's ``runs`` (RunView by run id);
         a view seen before (the same object) is not converted again."""
         runs = {}
@@ -193,8 +201,13 @@ def _changed(old: Prediction | None, new: Prediction) -> bool:
     return abs(a - b) > 1e-6
 
 
-def replay(runs: Mapping[str, RunSeries], config: PredictConfig | None = None,
-           prior: Iterable[RunSeries] = (), sweep_dir=None, auto_prior: bool = True) -> list[Prediction]:
+def replay(
+    runs: Mapping[str, RunSeries],
+    config: PredictConfig | None = None,
+    prior: Iterable[RunSeries] = (),
+    sweep_dir=None,
+    auto_prior: bool = True,
+) -> list[Prediction]:
     """Every prediction a live watcher would have made over the sweep, in step order."""
     return SweepPredictor(config, prior=prior, sweep_dir=sweep_dir, auto_prior=auto_prior).update(runs, backfill=True)
 

@@ -1,7 +1,7 @@
 """Remote sources: ``ssh://[user@]host[:port]/path`` mirrored over SFTP.
 
 - :func:`resolve_remote` (url) -> (local path, :class:`Mirror`): what
-  ``grokwatch.source`` calls for an ``ssh://`` SOURCE; or :func:`open_source`
+  ``grokwatch.remote.source`` calls for an ``ssh://`` SOURCE; or :func:`open_source`
   (url) -> local path, a drop-in ``RESOLVERS["ssh"]`` that keeps the mirror
   running until :func:`close_sources` (atexit), with :func:`runner_for`
   (local path) -> its SSH runner for ``QueueState``.
@@ -14,7 +14,7 @@
 - :mod:`.progress`: :class:`SyncProgress` and :class:`StderrProgress`, the
   progress lines of a first sync; :mod:`.cache`: the cache's cap
   (``$GROKWATCH_SSH_CACHE_MB``), its LRU index and which shards it keeps.
-- :class:`RemoteError` (a :class:`grokwatch.cli.UsageError`: one line, exit
+- :class:`RemoteError` (a :class:`grokwatch.errors.UsageError`: one line, exit
   2) and :class:`HostKeyError` for unknown or changed host keys.
 
 paramiko is imported only when a mirror is made: ``import grokwatch.remote``
@@ -23,18 +23,52 @@ stays cheap.
 
 from __future__ import annotations
 
-from .url import ConnectionLost, HostKeyError, RemoteError, SshUrl, cache_path, default_cache_root, is_ssh_url, parse_ssh_url
+from .url import (
+    ConnectionLost,
+    HostKeyError,
+    RemoteError,
+    SshUrl,
+    cache_path,
+    default_cache_root,
+    is_ssh_url,
+    parse_ssh_url,
+)
 
 __all__ = [
-    "ConnectionLost", "HostKeyError", "Mirror", "RemoteError", "SSHRunner", "SshUrl", "SyncResult", "cache_path",
-    "StderrProgress", "SyncProgress", "close_sources", "default_cache_root", "is_ssh_url", "notice_for",
-    "open_source", "parse_ssh_url", "resolve_remote", "runner_for",
+    "ConnectionLost",
+    "HostKeyError",
+    "Mirror",
+    "RemoteError",
+    "SSHRunner",
+    "SshUrl",
+    "SyncResult",
+    "cache_path",
+    "StderrProgress",
+    "SyncProgress",
+    "close_sources",
+    "default_cache_root",
+    "is_ssh_url",
+    "notice_for",
+    "open_source",
+    "parse_ssh_url",
+    "resolve_remote",
+    "runner_for",
 ]
 
-_LAZY = {"Mirror": "mirror", "SyncResult": "mirror", "resolve_remote": "mirror", "open_source": "mirror",
-         "runner_for": "mirror", "close_sources": "mirror", "notice_for": "mirror", "SSHRunner": "ssh",
-         "SyncProgress": "progress", "StderrProgress": "progress",
-         "Connection": "ssh", "resolve_settings": "ssh"}
+_LAZY = {
+    "Mirror": "mirror",
+    "SyncResult": "mirror",
+    "resolve_remote": "mirror",
+    "open_source": "mirror",
+    "runner_for": "mirror",
+    "close_sources": "mirror",
+    "notice_for": "mirror",
+    "SSHRunner": "ssh",
+    "SyncProgress": "progress",
+    "StderrProgress": "progress",
+    "Connection": "ssh",
+    "resolve_settings": "ssh",
+}
 
 
 def __getattr__(name: str):

@@ -24,9 +24,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from .url import RemoteError
 
@@ -143,8 +143,12 @@ def evict(others: list[CachedSweep], need: int, now: float | None = None) -> lis
         others.remove(c)
         removed.append(c)
         freed += c.size
-        log.warning("removed the cached copy of %s (%s, last used %s ago) to keep the ssh:// cache under its cap",
-                    c.url, _mb(c.size), _ago(now - c.last_used))
+        log.warning(
+            "removed the cached copy of %s (%s, last used %s ago) to keep the ssh:// cache under its cap",
+            c.url,
+            _mb(c.size),
+            _ago(now - c.last_used),
+        )
     return removed
 
 

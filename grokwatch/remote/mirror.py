@@ -39,9 +39,9 @@ import stat
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from grokwatch.store.atomic import read_json
 from grokwatch.store.layout import RUN_JSON, SHARDS_DIR, STATUS_JSON, ShardName, is_valid_run_id
@@ -146,11 +146,15 @@ class Mirror:
         self.on_sync = on_sync
         self.on_error = on_error
         self.on_progress = on_progress
-        settings = resolve_settings(self.url, ssh_config=ssh_config, known_hosts=known_hosts,
-                                    key_filename=key_filename)
-        self.connection = Connection(settings, trust_new_host_key=trust_new_host_key, allow_agent=allow_agent,
-                                     look_for_keys=look_for_keys, connect_timeout=connect_timeout,
-                                     io_timeout=io_timeout)
+        settings = resolve_settings(self.url, ssh_config=ssh_config, known_hosts=known_hosts, key_filename=key_filename)
+        self.connection = Connection(
+            settings,
+            trust_new_host_key=trust_new_host_key,
+            allow_agent=allow_agent,
+            look_for_keys=look_for_keys,
+            connect_timeout=connect_timeout,
+            io_timeout=io_timeout,
+        )
         self.runner = SSHRunner(self.connection)
         # Counters: completed fetches and tries per relative path; passes.
         self.fetch_counts: Counter[str] = Counter()
@@ -192,7 +196,7 @@ class Mirror:
         return settings.display if settings.hostname == self.url.host else f"{self.url.host} ({settings.display})"
 
     # -- thread mode -----------------------------------------------------------
-    def start(self) -> "Mirror":
+    def start(self) -> Mirror:
         if self._thread is not None:
             return self
         self._stop.clear()
@@ -211,7 +215,7 @@ class Mirror:
         with self._cond:
             self._cond.notify_all()
 
-    def __enter__(self) -> "Mirror":
+    def __enter__(self) -> Mirror:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -225,14 +229,18 @@ class Mirror:
         """Block until a pass that started after this call has ended (True), or timeout."""
         with self._cond:
             target = self._started_passes + 1
-            return self._cond.wait_for(lambda: self._done_passes >= target or self._stop.is_set(), timeout) \
+            return (
+                self._cond.wait_for(lambda: self._done_passes >= target or self._stop.is_set(), timeout)
                 and self._done_passes >= target
+            )
 
     def wait_complete(self, timeout: float | None = None) -> bool:
         """Block until a pass has brought everything (True), the thread stopped, or timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: self.complete or self._stop.is_set() or self.error is not None,
-                                       timeout) and self.complete
+            return (
+                self._cond.wait_for(lambda: self.complete or self._stop.is_set() or self.error is not None, timeout)
+                and self.complete
+            )
 
     def notice(self) -> str | None:
         """One line for a status bar while the mirror is not simply in sync: the first
@@ -243,7 +251,9 @@ class Mirror:
             return f"{self.last_error}; reconnecting"
         p = self.progress
         if not self.complete and p.stage != "done":
-            return describe(p) if p.stage != "newest" else f"newest data of all {p.runs_total:,} runs; syncing older rows"
+            return (
+                describe(p) if p.stage != "newest" else f"newest data of all {p.runs_total:,} runs; syncing older rows"
+            )
         return self.capped
 
     def _loop(self) -> None:
@@ -320,8 +330,12 @@ class Mirror:
         self._check_stop()
         self._pass_fetches = 0
         connected = self.connection.connected
-        p = self.progress = SyncProgress(url=self.progress.url, host=self.progress.host, note=self._capped_note,
-                                         stage="listing" if connected else "connecting")
+        p = self.progress = SyncProgress(
+            url=self.progress.url,
+            host=self.progress.host,
+            note=self._capped_note,
+            stage="listing" if connected else "connecting",
+        )
         if not connected:
             self._report()  # "connecting to ..."
             p.stage = "listing"
@@ -336,8 +350,11 @@ class Mirror:
             for name in SWEEP_FILES:
                 if name in entries and stat.S_ISREG(entries[name].st_mode or 0):
                     self._maybe_fetch(sftp, f"{root}/{name}", name, entries[name], result)
-            names = sorted(n for n, a in entries.items() if not n.startswith(".") and stat.S_ISDIR(a.st_mode or 0)
-                           and is_valid_run_id(n))
+            names = sorted(
+                n
+                for n, a in entries.items()
+                if not n.startswith(".") and stat.S_ISDIR(a.st_mode or 0) and is_valid_run_id(n)
+            )
             remotes = {n: (f"{root}/{n}", self.local_path / n) for n in names}
             for gone in set(self._shards) - {f"{n}/" for n in names}:
                 self._shards.pop(gone, None)  # removed on the server: it no longer counts
@@ -393,8 +410,11 @@ class Mirror:
         if force or now - self._touched >= cache.TOUCH_SECONDS:
             self._touched = now
             size = sum(s.size for s in self._seen.values()) + sum(
-                int(a.st_size or 0) for prefix, table in self._shards.items() for name, (_p, a) in table.items()
-                if f"{prefix}{SHARDS_DIR}/{name}" in self._shards_done)
+                int(a.st_size or 0)
+                for prefix, table in self._shards.items()
+                for name, (_p, a) in table.items()
+                if f"{prefix}{SHARDS_DIR}/{name}" in self._shards_done
+            )
             cache.touch_index(self.cache_root, self.local_path, str(self.url), size)
 
     def _resolve_root(self, sftp) -> str:
@@ -553,8 +573,9 @@ class Mirror:
                     return
                 self._report()
 
-        threads = [threading.Thread(target=work, args=(c,), name="grokwatch-mirror-fetch", daemon=True)
-                   for c in clients[1:]]
+        threads = [
+            threading.Thread(target=work, args=(c,), name="grokwatch-mirror-fetch", daemon=True) for c in clients[1:]
+        ]
         for t in threads:
             t.start()
         try:
@@ -572,11 +593,15 @@ class Mirror:
 
     def _plan(self) -> list[cache.ShardRef]:
         """The shards to have locally, in fetch order; drops (and deletes) the oldest beyond the cap."""
-        ranked = cache.rank_shards({
-            prefix: [(name, parsed.kind, (parsed.attempt, parsed.last_step), int(a.st_size or 0))
-                     for name, (parsed, a) in table.items()]
-            for prefix, table in self._shards.items()
-        })
+        ranked = cache.rank_shards(
+            {
+                prefix: [
+                    (name, parsed.kind, (parsed.attempt, parsed.last_step), int(a.st_size or 0))
+                    for name, (parsed, a) in table.items()
+                ]
+                for prefix, table in self._shards.items()
+            }
+        )
         if self.cap is None:
             return ranked
         total = sum(s.size for s in ranked) + sum(s.size for s in self._seen.values())
@@ -599,9 +624,11 @@ class Mirror:
         self.progress.kept_shards, self.progress.dropped_shards = len(kept), len(dropped)
         if dropped:
             runs = len(self._shards) or 1
-            note = (f"cache cap {mb(self.cap)} (${cache.CACHE_MB_ENV}) reached: keeping each run's newest "
-                    f"~{len(kept) // runs:,} shards ({mb(sum(s.size for s in kept))}), leaving out the "
-                    f"{len(dropped):,} oldest ({mb(sum(s.size for s in dropped))})")
+            note = (
+                f"cache cap {mb(self.cap)} (${cache.CACHE_MB_ENV}) reached: keeping each run's newest "
+                f"~{len(kept) // runs:,} shards ({mb(sum(s.size for s in kept))}), leaving out the "
+                f"{len(dropped):,} oldest ({mb(sum(s.size for s in dropped))})"
+            )
             if self._capped_note is None:
                 if self.on_progress is not None:
                     self.progress.note = note  # the progress printer says it, on its own line
@@ -609,8 +636,10 @@ class Mirror:
                 elif self.log_notes:
                     log.warning("%s; cache in %s", note, self.cache_root)
             self._capped_note = note
-            self.capped = (f"cache cap {mb(self.cap)}: newest ~{len(kept) // runs:,} shards per run kept, "
-                           f"{len(dropped):,} older left out")
+            self.capped = (
+                f"cache cap {mb(self.cap)}: newest ~{len(kept) // runs:,} shards per run kept, "
+                f"{len(dropped):,} older left out"
+            )
         else:
             self._capped_note = self.capped = None
         return kept
@@ -689,10 +718,16 @@ class Mirror:
         """Hook called after each chunk written (tests cut the link here)."""
 
 
-def resolve_remote(url: str, cache_dir: str | os.PathLike | None = None, *, start: bool = True,
-                   initial_sync: bool = True, newest_only: bool = False,
-                   progress: Callable[[SyncProgress], None] | bool | None = None,
-                   **kwargs) -> tuple[Path, Mirror]:
+def resolve_remote(
+    url: str,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    start: bool = True,
+    initial_sync: bool = True,
+    newest_only: bool = False,
+    progress: Callable[[SyncProgress], None] | bool | None = None,
+    **kwargs,
+) -> tuple[Path, Mirror]:
     """Local directory that mirrors an ``ssh://`` SOURCE, and its :class:`Mirror`.
 
     With ``initial_sync`` one pass runs before returning (so the directory
@@ -737,7 +772,7 @@ _OPEN_LOCK = threading.Lock()
 
 
 def open_source(url: str, **kwargs) -> Path:
-    """Resolver for ``grokwatch.source.RESOLVERS["ssh"]``: the local mirror of
+    """Resolver for ``grokwatch.remote.source.RESOLVERS["ssh"]``: the local mirror of
     ``url``, synced once and then kept in sync by a thread until
     :func:`close_sources` (registered with atexit). Opening the same URL again
     reuses its mirror (waiting for its first whole sync unless
@@ -790,7 +825,7 @@ def close_sources() -> None:
 def _home(path: Path) -> str:
     home = os.path.expanduser("~")
     s = str(path)
-    return "~" + s[len(home):] if home not in ("", "/") and (s == home or s.startswith(home + "/")) else s
+    return "~" + s[len(home) :] if home not in ("", "/") and (s == home or s.startswith(home + "/")) else s
 
 
 def _matches(local: Path, attrs) -> bool:

@@ -76,8 +76,10 @@ def describe(p: SyncProgress) -> str:
     if p.stage == "backfill":
         return f"syncing {p.files:,} of {p.files_todo:,} files ({_of_mb(p.bytes, p.bytes_todo)}){_left(p)}"
     if p.stage == "newest":
-        return (f"newest data of all {p.runs_total:,} runs in {p.seconds:.1f} s ({p.files:,} files, {mb(p.bytes)}); "
-                "older rows follow in the background")
+        return (
+            f"newest data of all {p.runs_total:,} runs in {p.seconds:.1f} s ({p.files:,} files, {mb(p.bytes)}); "
+            "older rows follow in the background"
+        )
     if not p.files:
         return f"up to date in {p.seconds:.1f} s"
     return f"synced {p.files:,} files ({mb(p.bytes)}) in {p.seconds:.1f} s"
@@ -95,8 +97,13 @@ class StderrProgress:
     ``abort()`` clears a half line before an error is printed.
     """
 
-    def __init__(self, stream: IO[str] | None = None, every: float | None = None, prefix: str = "grokwatch: ",
-                 connect_delay: float = 2.0):
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        every: float | None = None,
+        prefix: str = "grokwatch: ",
+        connect_delay: float = 2.0,
+    ):
         self.stream = stream if stream is not None else sys.stderr
         try:
             self.tty = bool(self.stream.isatty())
@@ -159,8 +166,10 @@ class StderrProgress:
         if p.stage != "listing" and self._stage in ("connecting", "listing", None):
             # Every run's latest state is here: worth its own line (unless nothing came).
             if p.files and p.runs_total:
-                self._write(f"newest data of all {p.runs_total:,} runs in {p.seconds:.1f} s "
-                            f"({p.files:,} files, {mb(p.bytes)})", True)
+                self._write(
+                    f"newest data of all {p.runs_total:,} runs in {p.seconds:.1f} s ({p.files:,} files, {mb(p.bytes)})",
+                    True,
+                )
             self._stage = "newest"
         if p.note and p.note not in self._notes:
             self._notes.add(p.note)

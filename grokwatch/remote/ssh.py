@@ -16,9 +16,9 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import paramiko
 
@@ -51,9 +51,13 @@ class SshSettings:
         return f"{self.username + '@' if self.username else ''}{self.hostname}:{self.port}"
 
 
-def resolve_settings(url: SshUrl, *, ssh_config: str | os.PathLike | None = None,
-                     known_hosts: str | os.PathLike | None = None,
-                     key_filename: str | os.PathLike | Sequence[str] | None = None) -> SshSettings:
+def resolve_settings(
+    url: SshUrl,
+    *,
+    ssh_config: str | os.PathLike | None = None,
+    known_hosts: str | os.PathLike | None = None,
+    key_filename: str | os.PathLike | Sequence[str] | None = None,
+) -> SshSettings:
     """Connection settings for ``url`` from the SSH config file and the URL."""
     path = Path(ssh_config).expanduser() if ssh_config else Path("~/.ssh/config").expanduser()
     found: dict = {}
@@ -86,8 +90,16 @@ def resolve_settings(url: SshUrl, *, ssh_config: str | os.PathLike | None = None
 class Connection:
     """A lazily (re)connected SSH client with one SFTP session. Thread-safe."""
 
-    def __init__(self, settings: SshSettings, *, trust_new_host_key: bool = False, allow_agent: bool = True,
-                 look_for_keys: bool = True, connect_timeout: float = 15.0, io_timeout: float = 30.0):
+    def __init__(
+        self,
+        settings: SshSettings,
+        *,
+        trust_new_host_key: bool = False,
+        allow_agent: bool = True,
+        look_for_keys: bool = True,
+        connect_timeout: float = 15.0,
+        io_timeout: float = 30.0,
+    ):
         self.settings = settings
         self.trust_new_host_key = trust_new_host_key
         self.allow_agent = allow_agent
@@ -144,14 +156,23 @@ class Connection:
                 client.load_host_keys(s.known_hosts)
             except (OSError, paramiko.SSHException) as exc:
                 raise RemoteError(f"cannot read known_hosts {s.known_hosts}: {_one_line(exc)}") from None
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if self.trust_new_host_key else paramiko.RejectPolicy())
+        client.set_missing_host_key_policy(
+            paramiko.AutoAddPolicy() if self.trust_new_host_key else paramiko.RejectPolicy()
+        )
         known_before = client.get_host_keys().lookup(s.host_key_name) is not None
         sock = paramiko.ProxyCommand(s.proxy_command) if s.proxy_command else None
         try:
             client.connect(
-                s.hostname, port=s.port, username=s.username, key_filename=s.key_filenames or None,
-                allow_agent=self.allow_agent, look_for_keys=self.look_for_keys, timeout=self.connect_timeout,
-                banner_timeout=self.connect_timeout, auth_timeout=self.connect_timeout, sock=sock,
+                s.hostname,
+                port=s.port,
+                username=s.username,
+                key_filename=s.key_filenames or None,
+                allow_agent=self.allow_agent,
+                look_for_keys=self.look_for_keys,
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                sock=sock,
             )
         except paramiko.BadHostKeyException as exc:
             client.close()
@@ -228,7 +249,9 @@ class Connection:
                     if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
                     if time.monotonic() > deadline:
-                        return CommandResult(124, out.decode(errors="replace"), f"{argv[0]}: timed out after {timeout:g} s")
+                        return CommandResult(
+                            124, out.decode(errors="replace"), f"{argv[0]}: timed out after {timeout:g} s"
+                        )
                     time.sleep(0.005)
             code = chan.recv_exit_status()
         except TRANSIENT as exc:

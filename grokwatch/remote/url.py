@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from grokwatch.cli import UsageError
+from grokwatch.errors import UsageError
 
 
 class RemoteError(UsageError):

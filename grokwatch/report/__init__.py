@@ -22,8 +22,14 @@ import json
 from pathlib import Path
 
 
-def make_report(sweep_dir: Path | str, out_dir: Path | str, fmt: str = "md", onsets: str = "auto",
-                rules: Path | str | None = None, predictions: str = "auto") -> dict:
+def make_report(
+    sweep_dir: Path | str,
+    out_dir: Path | str,
+    fmt: str = "md",
+    onsets: str = "auto",
+    rules: Path | str | None = None,
+    predictions: str = "auto",
+) -> dict:
     """Write the report for ``sweep_dir`` into ``out_dir``; return its JSON numbers.
 
     fmt "md": report.md, the PNG figures and report.json; "json": report.json only.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -42,8 +42,8 @@ def counts(runs: Mapping[str, RunData]) -> dict:
 def _probe_series(run: RunData, name: str) -> np.ndarray | None:
     pr = run.probes
     if name == "htsr_alpha_min":
-        from grokwatch.watch.scores import htsr_summary
         from grokwatch.watch import ScoreConfig
+        from grokwatch.watch.scores import htsr_summary
 
         if not any(k.startswith("htsr_alpha/") for k in pr) or "step" not in pr:
             return None
@@ -95,7 +95,11 @@ def redundancy(runs: Mapping[str, RunData]) -> dict:
         med, ci = median_ci(list(rhos.values()))
         vals = np.array(list(rhos.values()))
         out[name] = {
-            "title": title, "family": family, "n": len(rhos), "rho_median": med, "rho_ci": ci,
+            "title": title,
+            "family": family,
+            "n": len(rhos),
+            "rho_median": med,
+            "rho_ci": ci,
             "abs_rho_over_0.8": float(np.mean(np.abs(vals) > 0.8)) if len(vals) else None,
             "rho": rhos,
         }
@@ -123,8 +127,11 @@ def prediction_section(sweep_dir: Path, runs: Mapping[str, RunData], predictions
     detail = {}
     for k, v in errs.items():
         med, ci = median_ci(list(v["errors"].values()))
-        detail[k] = {**{kk: vv for kk, vv in v.items() if kk != "errors"}, "median_rel_error_ci": ci,
-                     "errors": v["errors"]}
+        detail[k] = {
+            **{kk: vv for kk, vv in v.items() if kk != "errors"},
+            "median_rel_error_ci": ci,
+            "errors": v["errors"],
+        }
     by_lead = error_by_lead(preds, series)
     return {
         "source": source,
@@ -153,23 +160,30 @@ def build(sweep_dir: Path, runs: Mapping[str, RunData], onsets: Onsets, predicti
         g = score(tables["grokking"], fir, av)
         a = score(tables["anti_grokking"], fir, av)
         entry = {
-            "title": s.title, "family": s.family, "source": onsets.source[s.name],
+            "title": s.title,
+            "family": s.family,
+            "source": onsets.source[s.name],
             "present": bool(onsets.has_data[s.name]),
-            "n": g["n"], "lead_time_median": g["lead_time_median"], "precision": g["precision"], "recall": g["recall"],
-            "grokking": g, "anti_grokking": a,
+            "n": g["n"],
+            "lead_time_median": g["lead_time_median"],
+            "precision": g["precision"],
+            "recall": g["recall"],
+            "grokking": g,
+            "anti_grokking": a,
         }
         if s.name != "weight_norm_crossing":
             wn = "weight_norm_crossing"
-            entry["vs_weight_norm"] = paired_gain(tables["grokking"], fir, onsets.firings[wn], av,
-                                                  onsets.available[wn])
+            entry["vs_weight_norm"] = paired_gain(tables["grokking"], fir, onsets.firings[wn], av, onsets.available[wn])
         signals[s.name] = entry
     pred = prediction_section(Path(sweep_dir), runs, predictions)
     return {
         "sweep": str(sweep_dir),
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "counts": counts(runs),
-        "events": {k: {"n_positive": sum(v[0] for v in t.values()), "n_negative": sum(not v[0] for v in t.values())}
-                   for k, t in tables.items()},
+        "events": {
+            k: {"n_positive": sum(v[0] for v in t.values()), "n_negative": sum(not v[0] for v in t.values())}
+            for k, t in tables.items()
+        },
         "signals": signals,
         "redundancy": redundancy(runs),
         "prediction_error": {k: v["median_rel_error"] for k, v in pred["detail"].items()},
@@ -186,7 +200,9 @@ def to_json(numbers: dict) -> dict:
     bl = pred.pop("by_lead")
     pred["by_lead"] = {k: [round(float(x), 6) for x in v] for k, v in bl.items()}
     out["prediction"] = pred
-    out["weight_norm_threshold"] = {k: (None if not np.isfinite(v) else v) for k, v in out["weight_norm_threshold"].items()}
+    out["weight_norm_threshold"] = {
+        k: (None if not np.isfinite(v) else v) for k, v in out["weight_norm_threshold"].items()
+    }
     return _plain(out)
 
 

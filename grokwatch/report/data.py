@@ -9,14 +9,15 @@ computed here are the ones the daemon would have raised.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from grokwatch.phases import PhaseInfo, Thresholds, phase_of
 from grokwatch.predict import RunSeries
+from grokwatch.runs.phases import PhaseInfo, Thresholds, phase_of
 
 log = logging.getLogger("grokwatch.report")
 
@@ -58,7 +59,7 @@ class RunData:
 
     @property
     def outcome(self) -> str:
-        """The run's phase (:func:`grokwatch.phases.phase_of`, the one definition
+        """The run's phase (:func:`grokwatch.runs.phases.phase_of`, the one definition
         the watcher, the alarms, ``sweep status`` and the dashboard use) as an
         outcome: diverged (a non-finite loss, whether or not it had grokked
         before) / anti-grokked (phase anti-grokking: grokked, then val acc fell
@@ -81,8 +82,11 @@ class RunData:
     def over(self) -> bool:
         """The run's data is final (it cannot grok or anti-grok any more)."""
         total = self.series.total_steps if self.series else None
-        return (self.state in ("completed", "diverged") or self.outcome == DIVERGED
-                or (total is not None and self.last_step is not None and self.last_step >= total))
+        return (
+            self.state in ("completed", "diverged")
+            or self.outcome == DIVERGED
+            or (total is not None and self.last_step is not None and self.last_step >= total)
+        )
 
 
 def load_runs(sweep_dir: Path | str, thresholds: Thresholds = Thresholds()) -> dict[str, RunData]:

@@ -8,8 +8,8 @@ so in the picture rather than failing.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -18,8 +18,12 @@ from .onsets import SIGNALS
 
 OUTCOME_COLORS = {GROKKED: "#2a9d8f", ANTI: "#e76f51", NEVER: "#8d99ae", DIVERGED: "#222222", CENSORED: "#e9c46a"}
 SIGNAL_COLORS = {
-    "gai_spike": "#1d3557", "persistence_entropy_shift": "#6a4c93", "htsr_alpha_below_2": "#e63946",
-    "correlation_trap": "#f4a261", "commutator_defect": "#2a9d8f", "effective_rank_drop": "#0077b6",
+    "gai_spike": "#1d3557",
+    "persistence_entropy_shift": "#6a4c93",
+    "htsr_alpha_below_2": "#e63946",
+    "correlation_trap": "#f4a261",
+    "commutator_defect": "#2a9d8f",
+    "effective_rank_drop": "#0077b6",
     "weight_norm_crossing": "#6c757d",
 }
 DPI = 100
@@ -57,8 +61,9 @@ def phase_grid(runs: Mapping[str, RunData], out: Path) -> str:
     if not wds or any(r.weight_decay is None for r in runs.values()):
         wds.append(None)  # a run without a weight decay gets a column of its own ("?")
     seeds = sorted({r.seed for r in runs.values() if r.seed is not None}) or [None]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, max(3.5, 0.28 * len(seeds) + 1.5)),
-                                  gridspec_kw={"width_ratios": [1, 1.3]})
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(12, max(3.5, 0.28 * len(seeds) + 1.5)), gridspec_kw={"width_ratios": [1, 1.3]}
+    )
     if not runs:
         _empty(ax, "no runs")
         _empty(ax2, "no runs")
@@ -83,8 +88,14 @@ def phase_grid(runs: Mapping[str, RunData], out: Path) -> str:
     ax.set_ylabel("seed")
     ax.set_title(f"outcome per run (t_grok in k steps); {len(placed)} of {len(runs)} runs placed")
     present = sorted({r.outcome for r in runs.values()}, key=list(OUTCOME_COLORS).index)
-    ax.legend(handles=[Patch(color=OUTCOME_COLORS[o], label=o) for o in present], loc="upper center",
-              bbox_to_anchor=(0.5, -0.08 if len(seeds) > 10 else -0.15), ncol=len(present), fontsize=8, frameon=False)
+    ax.legend(
+        handles=[Patch(color=OUTCOME_COLORS[o], label=o) for o in present],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.08 if len(seeds) > 10 else -0.15),
+        ncol=len(present),
+        fontsize=8,
+        frameon=False,
+    )
     # t_grok against weight decay
     xs, ys, cs = [], [], []
     top = max([r.last_step or 0 for r in runs.values()] + [1])
@@ -119,16 +130,36 @@ def lead_times(numbers: dict, out: Path) -> str:
         leads = np.array(list(sig[name]["grokking"]["lead_times"].values()), dtype=float)
         y = len(names) - 1 - k
         if not sig[name]["present"]:
-            ax.text(0.01, y, "no data in this sweep", va="center", fontsize=8, color="#888888",
-                    transform=ax.get_yaxis_transform())
+            ax.text(
+                0.01,
+                y,
+                "no data in this sweep",
+                va="center",
+                fontsize=8,
+                color="#888888",
+                transform=ax.get_yaxis_transform(),
+            )
             continue
         if not len(leads):
-            ax.text(0.01, y, "never warned before t_grok", va="center", fontsize=8, color="#888888",
-                    transform=ax.get_yaxis_transform())
+            ax.text(
+                0.01,
+                y,
+                "never warned before t_grok",
+                va="center",
+                fontsize=8,
+                color="#888888",
+                transform=ax.get_yaxis_transform(),
+            )
             continue
         any_data = True
-        ax.scatter(np.maximum(leads, 1), y + rng.uniform(-0.18, 0.18, len(leads)), s=10,
-                   color=SIGNAL_COLORS.get(name, "k"), alpha=0.7, edgecolor="none")
+        ax.scatter(
+            np.maximum(leads, 1),
+            y + rng.uniform(-0.18, 0.18, len(leads)),
+            s=10,
+            color=SIGNAL_COLORS.get(name, "k"),
+            alpha=0.7,
+            edgecolor="none",
+        )
         med = sig[name]["lead_time_median"]
         if med is not None:
             ax.plot([max(med, 1)] * 2, [y - 0.3, y + 0.3], color="k", lw=2)
@@ -210,8 +241,15 @@ def prediction_error(numbers: dict, out: Path) -> str:
         _empty(ax, "no numeric t_grok prediction for a run that grokked")
     else:
         floor = 1e-4
-        sc = ax.scatter(np.maximum(lead, 1), np.maximum(err, floor), c=np.clip(bl["plateau_share"], 0, 1), s=6,
-                        cmap="viridis", alpha=0.6, edgecolor="none")
+        sc = ax.scatter(
+            np.maximum(lead, 1),
+            np.maximum(err, floor),
+            c=np.clip(bl["plateau_share"], 0, 1),
+            s=6,
+            cmap="viridis",
+            alpha=0.6,
+            edgecolor="none",
+        )
         fig.colorbar(sc, ax=ax, label="share of the plateau elapsed")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -229,14 +267,25 @@ def prediction_error(numbers: dict, out: Path) -> str:
     else:
         x = np.arange(len(keys))
         vals = [np.nan if m is None else m for m in meds]
-        lo = [0 if m is None or det[k]["median_rel_error_ci"][0] is None else m - det[k]["median_rel_error_ci"][0]
-              for k, m in zip(keys, meds)]
-        hi = [0 if m is None or det[k]["median_rel_error_ci"][1] is None else det[k]["median_rel_error_ci"][1] - m
-              for k, m in zip(keys, meds)]
+        lo = [
+            0 if m is None or det[k]["median_rel_error_ci"][0] is None else m - det[k]["median_rel_error_ci"][0]
+            for k, m in zip(keys, meds)
+        ]
+        hi = [
+            0 if m is None or det[k]["median_rel_error_ci"][1] is None else det[k]["median_rel_error_ci"][1] - m
+            for k, m in zip(keys, meds)
+        ]
         ax2.bar(x, vals, yerr=[lo, hi], color="#457b9d", capsize=4)
         for xi, k in zip(x, keys):
-            ax2.text(xi, 0, f"n={det[k]['n_predicted']}/{det[k]['n_runs']}", ha="center", va="bottom", fontsize=8,
-                     color="white" if det[k]["n_predicted"] else "k")
+            ax2.text(
+                xi,
+                0,
+                f"n={det[k]['n_predicted']}/{det[k]['n_runs']}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="white" if det[k]["n_predicted"] else "k",
+            )
         ax2.set_xticks(x, [f"{k}%" for k in keys])
         ax2.set_xlabel("prediction made at this share of the plateau")
         ax2.set_ylabel("median relative error (95% CI)")
@@ -275,7 +324,7 @@ def small_multiples(runs: Mapping[str, RunData], numbers: dict, onsets, out: Pat
         ncol = min(6, len(ids))
         nrow = math.ceil(len(ids) / ncol)
         fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 1.9 * nrow + 0.8), squeeze=False)
-        for ax in axes.flat[len(ids):]:
+        for ax in axes.flat[len(ids) :]:
             ax.axis("off")
         for ax, rid in zip(axes.flat, ids):
             r = runs[rid]
@@ -321,14 +370,26 @@ def small_multiples(runs: Mapping[str, RunData], numbers: dict, onsets, out: Pat
             ax.set_title(f"{rid} ({r.outcome})", fontsize=8, color=OUTCOME_COLORS[r.outcome])
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color="#8d99ae", label="train acc"), Line2D([], [], color="#2a9d8f", label="val acc"),
-                   Line2D([], [], color="#6c757d", ls=":", label="weight norm (min-max)"),
-                   Line2D([], [], color="#2a9d8f", ls="--", label="t_grok"),
-                   Line2D([], [], color="#e63946", marker="D", ls="-", ms=4, label="t_grok predicted at 50% plateau")]
-        handles += [Line2D([], [], color=SIGNAL_COLORS[s.name], marker="v", ls="", label=s.title) for s in SIGNALS
-                    if any(onsets.firings[s.name].get(rid) for rid in ids)]
-        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False,
-                   bbox_to_anchor=(0.5, -0.02))
+        handles = [
+            Line2D([], [], color="#8d99ae", label="train acc"),
+            Line2D([], [], color="#2a9d8f", label="val acc"),
+            Line2D([], [], color="#6c757d", ls=":", label="weight norm (min-max)"),
+            Line2D([], [], color="#2a9d8f", ls="--", label="t_grok"),
+            Line2D([], [], color="#e63946", marker="D", ls="-", ms=4, label="t_grok predicted at 50% plateau"),
+        ]
+        handles += [
+            Line2D([], [], color=SIGNAL_COLORS[s.name], marker="v", ls="", label=s.title)
+            for s in SIGNALS
+            if any(onsets.firings[s.name].get(rid) for rid in ids)
+        ]
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(6, len(handles)),
+            fontsize=7,
+            frameon=False,
+            bbox_to_anchor=(0.5, -0.02),
+        )
         fig.suptitle(f"weight decay {_wd_label(wd)}: {len(ids)} runs (markers: first firing after t_mem)", fontsize=10)
         fig.tight_layout(rect=(0, 0.05, 1, 0.97))
         names.append(_save(fig, out, f"runs_wd{_wd_label(wd)}.png"))

@@ -34,9 +34,9 @@ with rules of the same shape:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -54,8 +54,13 @@ class Signal:
 
 SIGNALS = (
     Signal("gai_spike", "GAI spike", "gradient", ("grad_norm",), "gai_spike"),
-    Signal("persistence_entropy_shift", "persistence-entropy shift", "topological", ("h0_entropy",),
-           "persistence_entropy_shift"),
+    Signal(
+        "persistence_entropy_shift",
+        "persistence-entropy shift",
+        "topological",
+        ("h0_entropy",),
+        "persistence_entropy_shift",
+    ),
     Signal("htsr_alpha_below_2", "HTSR alpha < 2", "spectral", ("htsr_alpha/",), "htsr_alpha_below_2"),
     Signal("correlation_trap", "correlation traps", "spectral", ("htsr_traps/",), "correlation_trap"),
     Signal("commutator_defect", "commutator defect", "geometric", ("commutator_defect",)),
@@ -112,10 +117,22 @@ def _probe_z_rules(run: RunData) -> dict[str, list[int]]:
     if not signals:
         return {}
     rules = [
-        Rule(name="commutator_defect", signal="commutator_defect_z", comparison=">", threshold=Z_THRESHOLD,
-             when="memorized", cooldown_steps=5000),
-        Rule(name="effective_rank_drop", signal="effective_rank_z", comparison="<", threshold=-Z_THRESHOLD,
-             when="memorized", cooldown_steps=5000),
+        Rule(
+            name="commutator_defect",
+            signal="commutator_defect_z",
+            comparison=">",
+            threshold=Z_THRESHOLD,
+            when="memorized",
+            cooldown_steps=5000,
+        ),
+        Rule(
+            name="effective_rank_drop",
+            signal="effective_rank_z",
+            comparison="<",
+            threshold=-Z_THRESHOLD,
+            when="memorized",
+            cooldown_steps=5000,
+        ),
     ]
     gates = {"memorized": (steps >= run.info.t_mem).astype(float)}
     out: dict[str, list[int]] = {}
@@ -153,7 +170,9 @@ def critical_weight_norms(runs: Mapping[str, RunData]) -> dict[str, float]:
     out = {}
     for rid, r in runs.items():
         others = [(wd, w) for k, (wd, w) in at_grok.items() if k != rid]
-        same = [w for wd, w in others if wd is not None and r.weight_decay is not None and np.isclose(wd, r.weight_decay)]
+        same = [
+            w for wd, w in others if wd is not None and r.weight_decay is not None and np.isclose(wd, r.weight_decay)
+        ]
         pool = same if len(same) >= MIN_CALIBRATORS else [w for _, w in others]
         out[rid] = float(np.median(pool)) if pool else float("nan")
     return out
@@ -208,8 +227,9 @@ class Onsets:
     has_data: dict[str, set[str]]
 
 
-def compute_onsets(sweep_dir: Path | str, runs: Mapping[str, RunData], source: str = "auto",
-                   rules_path: Path | str | None = None) -> Onsets:
+def compute_onsets(
+    sweep_dir: Path | str, runs: Mapping[str, RunData], source: str = "auto", rules_path: Path | str | None = None
+) -> Onsets:
     """Firings of every signal in every run. ``source``: "auto" (alarms.jsonl
     when present), "alarms" or "computed"."""
     from grokwatch.alerts import load_rules

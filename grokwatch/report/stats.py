@@ -17,7 +17,7 @@ percentile bootstrap over runs (2,000 resamples, fixed seed), 95%.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -77,8 +77,9 @@ def first_in(steps: list[int], lo: int, hi: int, inclusive: bool) -> int | None:
     return None
 
 
-def score(table: dict[str, tuple[bool, int, int]], firings: dict[str, list[int]], available: set[str],
-          seed: int = SEED) -> dict:
+def score(
+    table: dict[str, tuple[bool, int, int]], firings: dict[str, list[int]], available: set[str], seed: int = SEED
+) -> dict:
     """Precision, recall and lead times of one signal for one event, with bootstrap CIs."""
     ids = sorted(r for r in table if r in available)
     pos = np.array([table[r][0] for r in ids], dtype=bool)
@@ -94,10 +95,18 @@ def score(table: dict[str, tuple[bool, int, int]], firings: dict[str, list[int]]
             if is_pos:
                 lead[k] = hi - s
     res = {
-        "n": len(ids), "n_positive": int(pos.sum()), "n_negative": int((~pos).sum()),
-        "tp": int((pos & fired).sum()), "fp": int((~pos & fired).sum()), "fn": int((pos & ~fired).sum()),
-        "precision": None, "recall": None, "lead_time_median": None,
-        "precision_ci": [None, None], "recall_ci": [None, None], "lead_time_ci": [None, None],
+        "n": len(ids),
+        "n_positive": int(pos.sum()),
+        "n_negative": int((~pos).sum()),
+        "tp": int((pos & fired).sum()),
+        "fp": int((~pos & fired).sum()),
+        "fn": int((pos & ~fired).sum()),
+        "precision": None,
+        "recall": None,
+        "lead_time_median": None,
+        "precision_ci": [None, None],
+        "recall_ci": [None, None],
+        "lead_time_ci": [None, None],
         "lead_times": {r: float(lead[k]) for k, r in enumerate(ids) if np.isfinite(lead[k])},
         "onsets": onset,
     }
@@ -153,9 +162,16 @@ def paired_gain(table, firings_a, firings_b, available_a, available_b, seed: int
     lead gain (lead_A - lead_B on positives where both warned; > 0: A warns earlier),
     precision and recall gains (A - B) with paired bootstrap CIs."""
     ids = sorted(r for r in table if r in available_a and r in available_b)
-    res = {"n": len(ids), "n_pairs": 0, "lead_gain_median": None, "lead_gain_ci": [None, None],
-           "precision_gain": None, "precision_gain_ci": [None, None],
-           "recall_gain": None, "recall_gain_ci": [None, None]}
+    res = {
+        "n": len(ids),
+        "n_pairs": 0,
+        "lead_gain_median": None,
+        "lead_gain_ci": [None, None],
+        "precision_gain": None,
+        "precision_gain_ci": [None, None],
+        "recall_gain": None,
+        "recall_gain_ci": [None, None],
+    }
     if not ids:
         return res
     pos = np.array([table[r][0] for r in ids], dtype=bool)

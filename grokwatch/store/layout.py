@@ -60,7 +60,7 @@ class ShardName:
         return f"{self.kind}-{self.last_step:09d}{suffix}.arrow"
 
     @classmethod
-    def parse(cls, name: str) -> "ShardName | None":
+    def parse(cls, name: str) -> ShardName | None:
         m = _SHARD.match(name)
         if not m:
             return None

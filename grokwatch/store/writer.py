@@ -14,9 +14,10 @@ import os
 import signal
 import socket
 import time
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +39,7 @@ class StopRequested(Exception):
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def slurm_ids() -> dict[str, str]:
@@ -119,7 +120,7 @@ class RunWriter:
         self._closed = False
 
     # -- lifecycle -----------------------------------------------------------
-    def open(self) -> "RunWriter":
+    def open(self) -> RunWriter:
         run_json = self.run_dir / RUN_JSON
         previous = read_json(self.run_dir / STATUS_JSON) or {}
         if run_json.exists() and not self.resume:
@@ -135,7 +136,9 @@ class RunWriter:
             atomic_write_json(run_json, {**self.config, "meta": {**self.config.get("meta", {}), **meta}})
         attempts = list(previous.get("attempts", []))
         self.attempt = (attempts[-1]["attempt"] + 1) if attempts else 0
-        attempts.append({"attempt": self.attempt, "start_step": self.start_step, "started": utcnow(), "slurm": slurm_ids()})
+        attempts.append(
+            {"attempt": self.attempt, "start_step": self.start_step, "started": utcnow(), "slurm": slurm_ids()}
+        )
         self._status = {
             "state": "running",
             "last_step": self.start_step,
@@ -151,7 +154,7 @@ class RunWriter:
         self.write_status(force=True)
         return self
 
-    def __enter__(self) -> "RunWriter":
+    def __enter__(self) -> RunWriter:
         if not self._opened:
             self.open()
         return self

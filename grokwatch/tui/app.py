@@ -24,7 +24,8 @@ from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 
-from ..quiet import QuietWindow
+from grokwatch.watch.quiet import QuietWindow
+
 from .config import TuiConfig
 from .help import help_markdown
 from .messages import JumpToAlarm, ModelReady, OpenRun, SourceFailed
@@ -88,8 +89,12 @@ class GrokwatchApp(App):
         self.sub_title = str(getattr(self.source, "sweep_dir", ""))
         if self.config.follow:
             self.feed = ModelFeed(
-                self.source.model, self._post_model, min_interval=self.config.redraw,
-                wait_ready=self._queue_drained, on_error=self._post_error, pause=self.quiet.pause,
+                self.source.model,
+                self._post_model,
+                min_interval=self.config.redraw,
+                wait_ready=self._queue_drained,
+                on_error=self._post_error,
+                pause=self.quiet.pause,
             )
             self.feed.start()
             self.source.start(self.feed.notify)
@@ -224,14 +229,21 @@ class GrokwatchApp(App):
         return names.get(key, key)
 
 
-def make_app(source: SweepSource | str | os.PathLike, config: TuiConfig | None = None,
-             rules: str | os.PathLike | None = None) -> GrokwatchApp:
+def make_app(
+    source: SweepSource | str | os.PathLike, config: TuiConfig | None = None, rules: str | os.PathLike | None = None
+) -> GrokwatchApp:
     """The dashboard over SOURCE (a sweep directory, or a ready source object);
     ``rules``: a rules file merged over the defaults, as ``grokwatch alerts --rules``."""
     config = config or TuiConfig()
     quiet = QuietWindow()
     if isinstance(source, (str, os.PathLike, Path)):
         clock = (lambda: config.clock) if config.clock is not None else time.time
-        source = open_source(source, stall_timeout=config.stall_timeout, interval=config.interval, clock=clock,
-                             pause=quiet.pause, rules=rules)
+        source = open_source(
+            source,
+            stall_timeout=config.stall_timeout,
+            interval=config.interval,
+            clock=clock,
+            pause=quiet.pause,
+            rules=rules,
+        )
     return GrokwatchApp(source, config, quiet=quiet)

@@ -97,8 +97,9 @@ def _fill_gaps(d, points: bool):
     return lo, hi, first, last
 
 
-def rasterize(panel: Panel, markers: tuple[Marker, ...] | list[Marker], x_range: tuple[float, float],
-              width: int, height: int) -> list[Row]:
+def rasterize(
+    panel: Panel, markers: tuple[Marker, ...] | list[Marker], x_range: tuple[float, float], width: int, height: int
+) -> list[Row]:
     """Rows of styled runs for a plot of ``width`` x ``height`` cells (title, plot, x axis)."""
     rows: list[Row] = []
     width, height = max(1, width), max(1, height)
@@ -168,7 +169,7 @@ def rasterize(panel: Panel, markers: tuple[Marker, ...] | list[Marker], x_range:
         mask = (rr >= top[None, :]) & (rr <= bot[None, :]) & ok[None, :]
         paint(mask, s.color)
     text = (codes + 0x2800).astype("<u4").tobytes().decode("utf-32-le")
-    chars = [list(text[r * pw:(r + 1) * pw]) for r in range(ph)]
+    chars = [list(text[r * pw : (r + 1) * pw]) for r in range(ph)]
     ckeys: list[list[int | str | None]] = [[(c if c != -9 else None) for c in row] for row in color.tolist()]
     # vertical markers where the column is empty
     for m in markers:
@@ -187,8 +188,8 @@ def rasterize(panel: Panel, markers: tuple[Marker, ...] | list[Marker], x_range:
     for r in range(ph):
         v = labels.get(r)
         if v is not None:
-            lab = fmt_value(10 ** v if log else v)
-            gutter = (lab[: GUTTER - 1].rjust(GUTTER - 1) + "┤")
+            lab = fmt_value(10**v if log else v)
+            gutter = lab[: GUTTER - 1].rjust(GUTTER - 1) + "┤"
         else:
             gutter = " " * (GUTTER - 1) + "│"
         row: Row = [Run(gutter, AXIS)]

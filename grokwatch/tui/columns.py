@@ -14,12 +14,14 @@ on a 100k-step sweep, its minimum width), and only a text longer than
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 
-from ..defaults import GROK_VAL_ACC, MEM_TRAIN_ACC
+from grokwatch.runs.defaults import GROK_VAL_ACC, MEM_TRAIN_ACC
+
 from .model import PHASE_ORDER, STATE_ORDER, RunRow
 from .series import sparkline
 from .style import phase_badge, state_text
@@ -96,35 +98,93 @@ COLUMNS: dict[str, Column] = {
         Column("mark", " ", 1, lambda r: DASH, None, "marked for overlay (space)"),
         Column("run", "run", 10, lambda r: r.run_id, lambda r: r.run_id, "run id", max_width=40),
         Column("seed", "seed", 4, lambda r: DASH if r.seed is None else str(r.seed), lambda r: r.seed, "seed"),
-        Column("wd", "wd", 4, lambda r: DASH if r.weight_decay is None else f"{r.weight_decay:g}",
-               lambda r: r.weight_decay, "weight decay"),
+        Column(
+            "wd",
+            "wd",
+            4,
+            lambda r: DASH if r.weight_decay is None else f"{r.weight_decay:g}",
+            lambda r: r.weight_decay,
+            "weight decay",
+        ),
         Column("step", "step", 9, _step_total, lambda r: r.progress if r.total_steps else r.step, "step / total"),
-        Column("phase", "phase", 9, lambda r: phase_badge(r.phase), lambda r: PHASE_ORDER.index(r.phase)
-               if r.phase in PHASE_ORDER else len(PHASE_ORDER), "phase (DESIGN section 4)"),
-        Column("state", "state", 9, lambda r: state_text(r.state), lambda r: (
-            STATE_ORDER.index(r.state) if r.state in STATE_ORDER else len(STATE_ORDER)) if r.state else None,
+        Column(
+            "phase",
+            "phase",
+            9,
+            lambda r: phase_badge(r.phase),
+            lambda r: PHASE_ORDER.index(r.phase) if r.phase in PHASE_ORDER else len(PHASE_ORDER),
+            "phase (DESIGN section 4)",
+        ),
+        Column(
+            "state",
+            "state",
+            9,
+            lambda r: state_text(r.state),
+            lambda r: (STATE_ORDER.index(r.state) if r.state in STATE_ORDER else len(STATE_ORDER)) if r.state else None,
             "what the run is doing: planned, submitted, pending, requeued, running, stalled, preempted, "
-            "completed, diverged, failed, ... (SLURM, status.json and heartbeat, as `grokwatch sweep status`)"),
+            "completed, diverged, failed, ... (SLURM, status.json and heartbeat, as `grokwatch sweep status`)",
+        ),
         Column("train", "train", 5, lambda r: _num(r.train_acc, ".3f"), lambda r: r.train_acc, "train accuracy"),
         Column("val", "val", 5, lambda r: _num(r.val_acc, ".3f"), lambda r: r.val_acc, "val accuracy"),
-        Column("spark", "val acc", 10, lambda r: sparkline(r.val_spark) or DASH, lambda r: r.val_acc,
-               "val accuracy over the run"),
-        Column("gai_z", "GAI z", 5, lambda r: _z(r.gai_z, "gai_z" in r.over), lambda r: r.gai_z,
-               "latest GAI z-score"),
-        Column("alpha_min", "α min", 5, lambda r: _alpha(r.alpha_min, "alpha_min" in r.over), lambda r: r.alpha_min,
-               "smallest reliable HTSR alpha"),
-        Column("h0_z", "H0 z", 5, lambda r: _z(r.h0_entropy_z, "h0_entropy_z" in r.over), lambda r: r.h0_entropy_z,
-               "robust z of H0 persistence entropy"),
+        Column(
+            "spark",
+            "val acc",
+            10,
+            lambda r: sparkline(r.val_spark) or DASH,
+            lambda r: r.val_acc,
+            "val accuracy over the run",
+        ),
+        Column("gai_z", "GAI z", 5, lambda r: _z(r.gai_z, "gai_z" in r.over), lambda r: r.gai_z, "latest GAI z-score"),
+        Column(
+            "alpha_min",
+            "α min",
+            5,
+            lambda r: _alpha(r.alpha_min, "alpha_min" in r.over),
+            lambda r: r.alpha_min,
+            "smallest reliable HTSR alpha",
+        ),
+        Column(
+            "h0_z",
+            "H0 z",
+            5,
+            lambda r: _z(r.h0_entropy_z, "h0_entropy_z" in r.over),
+            lambda r: r.h0_entropy_z,
+            "robust z of H0 persistence entropy",
+        ),
         Column("alarms", "alarms", 18, _alarms, lambda r: len(r.alarms) or None, "alarms firing", max_width=28),
-        Column("t_mem", "t_mem", 5, lambda r: _steps(r.t_mem), lambda r: r.t_mem,
-               f"first step train acc >= {MEM_TRAIN_ACC:g}"),
-        Column("t_grok", "t_grok", 6, lambda r: _steps(r.t_grok), lambda r: r.t_grok,
-               f"first step val acc >= {GROK_VAL_ACC:g}"),
-        Column("pred", "pred t_grok", 16, _pred, lambda r: r.prediction.step if r.prediction else None,
-               "predicted t_grok [interval]"),
+        Column(
+            "t_mem",
+            "t_mem",
+            5,
+            lambda r: _steps(r.t_mem),
+            lambda r: r.t_mem,
+            f"first step train acc >= {MEM_TRAIN_ACC:g}",
+        ),
+        Column(
+            "t_grok",
+            "t_grok",
+            6,
+            lambda r: _steps(r.t_grok),
+            lambda r: r.t_grok,
+            f"first step val acc >= {GROK_VAL_ACC:g}",
+        ),
+        Column(
+            "pred",
+            "pred t_grok",
+            16,
+            _pred,
+            lambda r: r.prediction.step if r.prediction else None,
+            "predicted t_grok [interval]",
+        ),
         Column("slurm", "slurm", 9, lambda r: r.slurm_state or DASH, lambda r: r.slurm_state, "SLURM job state"),
-        Column("restarts", "rst", 3, lambda r: str(r.restarts) if r.restarts else DASH, lambda r: r.restarts or None,
-               "requeues / restarts"),
+        Column(
+            "restarts",
+            "rst",
+            3,
+            lambda r: str(r.restarts) if r.restarts else DASH,
+            lambda r: r.restarts or None,
+            "requeues / restarts",
+        ),
     ]
 }
 

@@ -13,7 +13,7 @@ A missing default file is fine; a bad file is an error naming the key::
     [refresh]
     interval = 1.0        # seconds between polls of the sweep when idle
     redraw = 0.25         # at most one model rebuild per this many seconds
-    stall_timeout = 600   # seconds without a heartbeat before a run is "stalled" (grokwatch.defaults)
+    stall_timeout = 600   # seconds without a heartbeat before a run is "stalled" (grokwatch.runs.defaults)
 
     [plot]
     smoothing = 0.005     # moving-average window as a fraction of the series; 0 = off
@@ -29,15 +29,30 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from ..defaults import STALL_TIMEOUT
+from grokwatch.runs.defaults import STALL_TIMEOUT
 
 DEFAULT_COLUMNS = (
-    "mark", "run", "wd", "seed", "step", "phase", "state", "train", "val", "spark",
-    "alarms", "gai_z", "alpha_min", "h0_z", "pred", "slurm",
+    "mark",
+    "run",
+    "wd",
+    "seed",
+    "step",
+    "phase",
+    "state",
+    "train",
+    "val",
+    "spark",
+    "alarms",
+    "gai_z",
+    "alpha_min",
+    "h0_z",
+    "pred",
+    "slurm",
 )
 
 # The frozen clock of the test configuration: 2024-01-02 03:04:05 UTC.
@@ -68,7 +83,7 @@ class TuiConfig:
     path: str | None = None  # the file it came from
 
     @classmethod
-    def for_tests(cls, **overrides: Any) -> "TuiConfig":
+    def for_tests(cls, **overrides: Any) -> TuiConfig:
         """Frozen time and host name, no live following, no blinking or animation."""
         base = cls(follow=False, clock=FROZEN_TIME, hostname="testhost", cursor_blink=False, animations=False)
         return replace(base, **overrides)
@@ -89,7 +104,11 @@ def default_path() -> Path:
 
 _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
     "table": {"columns": ("columns", list), "sort": ("sort", str), "reverse": ("reverse", bool)},
-    "refresh": {"interval": ("interval", float), "redraw": ("redraw", float), "stall_timeout": ("stall_timeout", float)},
+    "refresh": {
+        "interval": ("interval", float),
+        "redraw": ("redraw", float),
+        "stall_timeout": ("stall_timeout", float),
+    },
     "plot": {"smoothing": ("smoothing", float)},
     "ui": {"theme": ("theme", str)},
 }
@@ -110,7 +129,9 @@ def load_config(path: str | os.PathLike | None = None, *, known_columns: tuple[s
     return config_from_dict(data, source=str(p), known_columns=known_columns)
 
 
-def config_from_dict(data: Mapping[str, Any], source: str = "<config>", known_columns: tuple[str, ...] | None = None) -> TuiConfig:
+def config_from_dict(
+    data: Mapping[str, Any], source: str = "<config>", known_columns: tuple[str, ...] | None = None
+) -> TuiConfig:
     kw: dict[str, Any] = {"path": source}
     for section, value in data.items():
         if section == "keys":

@@ -10,8 +10,8 @@ off the UI thread.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -39,8 +39,9 @@ def _series(label: str, cols: Mapping[str, np.ndarray], name: str, smoothing: fl
     return Series(label, x, y, color)
 
 
-def build_series(runs: Sequence[RunData], smoothing: float = 0.0, generation: int = 0,
-                 alpha_line: float | None = None) -> RunSeries:
+def build_series(
+    runs: Sequence[RunData], smoothing: float = 0.0, generation: int = 0, alpha_line: float | None = None
+) -> RunSeries:
     """Panels and markers for one run (every curve) or an overlay (one curve per run).
     ``alpha_line``: the horizontal line on the HTSR alpha panels (the threshold of the
     alpha alarm rule; None: no line)."""
@@ -74,7 +75,9 @@ def _single(d: RunData, smoothing: float, generation: int, alpha_hlines: tuple) 
     panels = []
 
     def add(key, title, specs, cols, **kw):
-        ss = [s for s in (_series(lbl, cols, name, smoothing, i) for i, (lbl, name) in enumerate(specs)) if s is not None]
+        ss = [
+            s for s in (_series(lbl, cols, name, smoothing, i) for i, (lbl, name) in enumerate(specs)) if s is not None
+        ]
         panels.append(Panel(key, title, tuple(ss), **kw))
 
     add("acc", "accuracy", [("train", "train_acc"), ("val", "val_acc")], sc, y_range=(0.0, 1.0))
@@ -87,8 +90,14 @@ def _single(d: RunData, smoothing: float, generation: int, alpha_hlines: tuple) 
         gs.append(Series("GAI spike", np.asarray(d.gai_spikes, dtype=np.float64), ys, 3, points=True))
     panels.append(Panel("gnorm", "grad norm (log), GAI spikes", tuple(gs), log=True))
     alphas = sorted(k for k in pr if k.startswith("htsr_alpha/"))
-    add("alpha", "HTSR alpha per matrix", [(k.split("/", 1)[1], k) for k in alphas], pr,
-        hlines=alpha_hlines, note="no HTSR probes")
+    add(
+        "alpha",
+        "HTSR alpha per matrix",
+        [(k.split("/", 1)[1], k) for k in alphas],
+        pr,
+        hlines=alpha_hlines,
+        note="no HTSR probes",
+    )
     add("h0", "H0 persistence entropy", [("entropy", "h0_entropy")], pr, note="no H0 probes")
     add("h0n", "H0 effective features", [("effective count", "h0_effective_count")], pr, note="no H0 probes")
     total = d.row.total_steps or 0
@@ -127,8 +136,14 @@ def _overlay(runs: Sequence[RunData], smoothing: float, generation: int, alpha_h
         if "step" in d.scalars and len(d.scalars["step"]):
             x_hi = max(x_hi, float(d.scalars["step"][-1]))
         x_hi = max(x_hi, float(d.row.total_steps or 0))
-    return RunSeries(tuple(d.row.run_id for d in runs), tuple(panels), tuple(markers), (0.0, x_hi),
-                     tuple(d.row for d in runs), generation)
+    return RunSeries(
+        tuple(d.row.run_id for d in runs),
+        tuple(panels),
+        tuple(markers),
+        (0.0, x_hi),
+        tuple(d.row for d in runs),
+        generation,
+    )
 
 
 def _alpha_min(probes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,11 +1,11 @@
 """The runs filter: ``/`` then words, all of which a run must match.
 
-    phase:mem            phase starts with "mem" (memorized); phase:grokked,anti
-    wd:0.3               weight decay 0.3 (several: wd:0.3,1)
-    seed:7               seed 7
-    state:running        status.json state
-    has:alarm            at least one alarm firing
-    wd3                  any other word: a substring of the run id, phase or state
+phase:mem            phase starts with "mem" (memorized); phase:grokked,anti
+wd:0.3               weight decay 0.3 (several: wd:0.3,1)
+seed:7               seed 7
+state:running        status.json state
+has:alarm            at least one alarm firing
+wd3                  any other word: a substring of the run id, phase or state
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ class RunFilter:
     def matches(self, r: RunRow) -> bool:
         if self.phases and not any(r.phase.startswith(p) for p in self.phases):
             return False
-        if self.wds and (r.weight_decay is None or not any(abs(r.weight_decay - w) <= 1e-9 * max(1, abs(w)) for w in self.wds)):
+        if self.wds and (
+            r.weight_decay is None or not any(abs(r.weight_decay - w) <= 1e-9 * max(1, abs(w)) for w in self.wds)
+        ):
             return False
         if self.seeds and r.seed not in self.seeds:
             return False
@@ -76,4 +78,6 @@ def parse_filter(text: str) -> RunFilter:
             has_alarm = True
         else:
             words.append(tok)
-    return RunFilter(text, tuple(phases), tuple(wds), tuple(seeds), tuple(states), has_alarm, tuple(words), tuple(errors))
+    return RunFilter(
+        text, tuple(phases), tuple(wds), tuple(seeds), tuple(states), has_alarm, tuple(words), tuple(errors)
+    )

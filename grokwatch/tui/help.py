@@ -6,7 +6,7 @@ binding id (the name to remap it under ``[keys]`` in the config file).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from textual.binding import Binding
 
@@ -55,8 +55,11 @@ def _bindings(cls: type) -> list[Binding]:
     return out
 
 
-def help_markdown(sections: Iterable[tuple[str, type]], keymap: Mapping[str, str] | None = None,
-                  key_display: Callable[[str], str] | None = None) -> str:
+def help_markdown(
+    sections: Iterable[tuple[str, type]],
+    keymap: Mapping[str, str] | None = None,
+    key_display: Callable[[str], str] | None = None,
+) -> str:
     """Markdown for ``sections``: (title, class with BINDINGS) pairs."""
     keymap = keymap or {}
     show = key_display or (lambda k: k)

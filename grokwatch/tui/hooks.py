@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
-from ..defaults import STALL_TIMEOUT
+from grokwatch.runs.defaults import STALL_TIMEOUT
+
 from .model import Prediction, RunRow
 
 log = logging.getLogger("grokwatch.tui")
@@ -135,8 +136,9 @@ class PredictionHook:
         if p is None or p.t_grok_pred is None or not np.isfinite(p.t_grok_pred):
             return None
         as_int = lambda v: None if v is None or not np.isfinite(v) else int(round(v))  # noqa: E731
-        return Prediction(step=int(round(p.t_grok_pred)), lo=as_int(p.lo), hi=as_int(p.hi), method=p.method,
-                          made_at=int(p.step))
+        return Prediction(
+            step=int(round(p.t_grok_pred)), lo=as_int(p.lo), hi=as_int(p.hi), method=p.method, made_at=int(p.step)
+        )
 
     def from_views(self, views, pause: Callable[[], object] | None = None) -> dict[str, Prediction]:
         if self._mod is None:
@@ -162,8 +164,15 @@ class PredictionHook:
 # --- what a run is doing: the state column ------------------------------------
 
 
-def run_state(task=None, status: str | None = None, heartbeat_age: float | None = None, *,
-              started: bool = True, submitted: bool = False, stall_timeout: float = STALL_TIMEOUT) -> str:
+def run_state(
+    task=None,
+    status: str | None = None,
+    heartbeat_age: float | None = None,
+    *,
+    started: bool = True,
+    submitted: bool = False,
+    stall_timeout: float = STALL_TIMEOUT,
+) -> str:
     """One word (:data:`~grokwatch.tui.model.STATE_ORDER`) for the state column:
     :func:`slurm.states.display_state` of the run's SLURM task (``task``, a
     ``slurm.queue.TaskState`` or None), its ``status.json`` state and heartbeat
@@ -173,9 +182,16 @@ def run_state(task=None, status: str | None = None, heartbeat_age: float | None 
     """
     from slurm.states import display_state
 
-    return display_state(getattr(task, "state", None), getattr(task, "exit_code", None),
-                         getattr(task, "restarts", 0) or 0, status, heartbeat_age, stall_seconds=stall_timeout,
-                         started=started, submitted=submitted)
+    return display_state(
+        getattr(task, "state", None),
+        getattr(task, "exit_code", None),
+        getattr(task, "restarts", 0) or 0,
+        status,
+        heartbeat_age,
+        stall_seconds=stall_timeout,
+        started=started,
+        submitted=submitted,
+    )
 
 
 def planned_rows(planned, have: set[str], tasks: Mapping[str, object], submitted: bool) -> list[RunRow]:
@@ -185,6 +201,15 @@ def planned_rows(planned, have: set[str], tasks: Mapping[str, object], submitted
     for rid, p in planned.items():
         if rid in have:
             continue
-        out.append(RunRow(run_id=rid, seed=p.seed, weight_decay=p.weight_decay, step=0, total_steps=p.total_steps,
-                          phase="waiting", state=run_state(tasks.get(rid), started=False, submitted=submitted)))
+        out.append(
+            RunRow(
+                run_id=rid,
+                seed=p.seed,
+                weight_decay=p.weight_decay,
+                step=0,
+                total_steps=p.total_steps,
+                phase="waiting",
+                state=run_state(tasks.get(rid), started=False, submitted=submitted),
+            )
+        )
     return out

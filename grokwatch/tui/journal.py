@@ -23,8 +23,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -51,8 +51,14 @@ def alarm_daemon(sweep_dir: Path | str) -> dict | None:
 def describe_daemon(owner: dict | None) -> str:
     """``grokwatch alerts (pid 4242 on login1)``: which daemon, as its lock names it."""
     owner = owner or {}
-    who = " ".join(x for x in (f"pid {owner['pid']}" if owner.get("pid") is not None else "",
-                               f"on {owner['host']}" if owner.get("host") else "") if x)
+    who = " ".join(
+        x
+        for x in (
+            f"pid {owner['pid']}" if owner.get("pid") is not None else "",
+            f"on {owner['host']}" if owner.get("host") else "",
+        )
+        if x
+    )
     return f"grokwatch alerts ({who})" if who else "grokwatch alerts"
 
 
@@ -113,11 +119,15 @@ def parse_alarm(line: bytes | str, seq: int) -> AlarmRow | None:
         return None
     step = rec.get("step")
     return AlarmRow(
-        run_id=str(run), rule=str(rule),
+        run_id=str(run),
+        rule=str(rule),
         step=int(step) if isinstance(step, (int, float)) and np.isfinite(step) else None,
-        value=fin(rec.get("value")), threshold=fin(rec.get("threshold")),
-        severity=rec.get("severity"), state=str(rec.get("state") or rec.get("status") or "firing"),
-        time=rec.get("time") or rec.get("ts"), seq=seq,
+        value=fin(rec.get("value")),
+        threshold=fin(rec.get("threshold")),
+        severity=rec.get("severity"),
+        state=str(rec.get("state") or rec.get("status") or "firing"),
+        time=rec.get("time") or rec.get("ts"),
+        seq=seq,
     )
 
 
@@ -214,8 +224,7 @@ class DaemonJournal:
 
     # -- the thread ---------------------------------------------------------------------
     def start(self, on_change: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=self._loop, args=(on_change,), name="grokwatch-tui-journal",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(on_change,), name="grokwatch-tui-journal", daemon=True)
         self._thread.start()
 
     def _loop(self, on_change: Callable[[], None]) -> None:

@@ -16,23 +16,39 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from ..defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
+from grokwatch.runs.defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
 
 # Phases of DESIGN section 4, plus "waiting" (planned, queued or pending: no
 # data yet) and states a run can end in before its phase settles.
 PHASE_ORDER = (
-    "waiting", "learning", "memorized", "grokking", "grokked", "anti-grokking",
-    "diverged", "stalled", "failed", "preempted",
+    "waiting",
+    "learning",
+    "memorized",
+    "grokking",
+    "grokked",
+    "anti-grokking",
+    "diverged",
+    "stalled",
+    "failed",
+    "preempted",
 )
 # Single letters for the status bar and the sweep grid, so they read without colour too.
 PHASE_LETTER = {
-    "waiting": ".", "learning": "l", "memorized": "M", "grokking": "g", "grokked": "G",
-    "anti-grokking": "A", "diverged": "D", "stalled": "S", "failed": "F", "preempted": "P",
+    "waiting": ".",
+    "learning": "l",
+    "memorized": "M",
+    "grokking": "g",
+    "grokked": "G",
+    "anti-grokking": "A",
+    "diverged": "D",
+    "stalled": "S",
+    "failed": "F",
+    "preempted": "P",
 }
 # What each phase means (the help screen's legend of the letters).
 PHASE_MEANING = {
@@ -42,7 +58,7 @@ PHASE_MEANING = {
     "grokking": f"validation accuracy past {GROKKING_VAL_ACC:g}, not yet {GROK_VAL_ACC:g}",
     "grokked": f"validation accuracy reached {GROK_VAL_ACC:g} after memorizing",
     "anti-grokking": f"after grokking, validation accuracy fell below {ANTI_VAL_ACC:g} while train accuracy stays "
-                     f">= {MEM_TRAIN_ACC:g}",
+    f">= {MEM_TRAIN_ACC:g}",
     "diverged": "a non-finite training loss",
     "stalled": "running, but no heartbeat within the stall timeout",
     "failed": "the trainer failed (status.json)",
@@ -52,8 +68,22 @@ PHASE_MEANING = {
 # slurm.states.display_state's words: "planned" (in the sweep manifest, never
 # submitted), "submitted" (the queue does not say more), "pending", ...
 STATE_ORDER = (
-    "planned", "submitted", "pending", "requeued", "running", "suspended", "stalled",
-    "preempted", "timeout", "completed", "diverged", "cancelled", "node-fail", "oom", "failed", "unknown",
+    "planned",
+    "submitted",
+    "pending",
+    "requeued",
+    "running",
+    "suspended",
+    "stalled",
+    "preempted",
+    "timeout",
+    "completed",
+    "diverged",
+    "cancelled",
+    "node-fail",
+    "oom",
+    "failed",
+    "unknown",
 )
 
 
@@ -142,7 +172,7 @@ class SweepModel:
     def run_ids(self) -> tuple[str, ...]:
         return tuple(r.run_id for r in self.rows)
 
-    def changed_since(self, prev: "SweepModel | None") -> set[str]:
+    def changed_since(self, prev: SweepModel | None) -> set[str]:
         """Run ids whose row differs from ``prev`` (added ones included)."""
         if prev is None:
             return set(self._by_id)
@@ -322,7 +352,7 @@ class ModelFeed:
         self.builds = 0
         self.build_seconds: list[float] = []
 
-    def start(self) -> "ModelFeed":
+    def start(self) -> ModelFeed:
         self._thread = threading.Thread(target=self._loop, name="grokwatch-tui-feed", daemon=True)
         self._thread.start()
         return self
@@ -368,4 +398,6 @@ class ModelFeed:
 def newest_first(alarms: Iterable[AlarmRow]) -> tuple[AlarmRow, ...]:
     """Newest first: by the time the event was recorded, then by step (a backfill
     records many events at once), then by arrival."""
-    return tuple(sorted(alarms, key=lambda a: (a.time or "", a.step if a.step is not None else -1, a.seq), reverse=True))
+    return tuple(
+        sorted(alarms, key=lambda a: (a.time or "", a.step if a.step is not None else -1, a.seq), reverse=True)
+    )

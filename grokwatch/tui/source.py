@@ -24,10 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
-from ..defaults import STALL_TIMEOUT
+from grokwatch.runs.defaults import STALL_TIMEOUT
+
 from .model import RunSeries, SweepModel
 
 log = logging.getLogger("grokwatch.tui")
@@ -49,18 +51,24 @@ class WatcherUnavailable(RuntimeError):
 
 
 def resolve_sweep(source: str | os.PathLike) -> Path:
-    """The local sweep directory SOURCE names (:func:`grokwatch.source.resolve_source`:
+    """The local sweep directory SOURCE names (:func:`grokwatch.remote.source.resolve_source`:
     a path, ``file://``, and remote schemes as they are registered)."""
-    from ..source import resolve_source
+    from grokwatch.remote.source import resolve_source
 
     return resolve_source(str(source), early=True)  # a remote sweep shows once every run's newest data is here
 
 
-def open_source(source: str | os.PathLike, *, stall_timeout: float = STALL_TIMEOUT, interval: float = 1.0,
-                clock: Callable[[], float] = time.time, pause: Callable[[], object] | None = None,
-                rules: str | os.PathLike | None = None) -> SweepSource:
+def open_source(
+    source: str | os.PathLike,
+    *,
+    stall_timeout: float = STALL_TIMEOUT,
+    interval: float = 1.0,
+    clock: Callable[[], float] = time.time,
+    pause: Callable[[], object] | None = None,
+    rules: str | os.PathLike | None = None,
+) -> SweepSource:
     """The watcher's view of SOURCE. ``pause``: called by the watcher's thread
-    between runs (the dashboard's :class:`grokwatch.quiet.QuietWindow`), so key
+    between runs (the dashboard's :class:`grokwatch.watch.quiet.QuietWindow`), so key
     presses repaint first. ``rules``: a rules file merged over the defaults
     (as ``grokwatch alerts --rules``). Raises :class:`WatcherUnavailable` when
     the watcher does not import (with the reason)."""

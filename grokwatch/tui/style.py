@@ -29,10 +29,20 @@ PHASE_FG = {"grokking": "#000000", "memorized": "#000000", "grokked": "#000000"}
 # The state column: live runs green, trouble red, not started grey; over: plain.
 STATE_STYLE = {
     "running": "#00af5f",
-    "planned": "dim", "submitted": "dim", "pending": "#8a8a8a", "requeued": "#8787af", "suspended": "#8787af",
-    "preempted": "#d78700", "timeout": "#d78700",
-    "stalled": "bold #d62728", "failed": "bold #d62728", "diverged": "bold #d62728", "cancelled": "#d62728",
-    "node-fail": "bold #d62728", "oom": "bold #d62728", "unknown": "dim",
+    "planned": "dim",
+    "submitted": "dim",
+    "pending": "#8a8a8a",
+    "requeued": "#8787af",
+    "suspended": "#8787af",
+    "preempted": "#d78700",
+    "timeout": "#d78700",
+    "stalled": "bold #d62728",
+    "failed": "bold #d62728",
+    "diverged": "bold #d62728",
+    "cancelled": "#d62728",
+    "node-fail": "bold #d62728",
+    "oom": "bold #d62728",
+    "unknown": "dim",
 }
 
 

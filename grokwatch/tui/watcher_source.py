@@ -49,14 +49,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from grokwatch.runs.defaults import STALL_TIMEOUT
+
 from ..alerts import AlertEngine, Rule, load_rules
-from ..defaults import STALL_TIMEOUT
 from ..store import read_status
 from ..watch import ScoreConfig, SweepWatcher
 from .curves import RunData, build_series
@@ -71,9 +72,17 @@ HIGHLIGHTED = {"gai_z": "gai_z", "alpha_min": "htsr_alpha_min", "h0_entropy_z": 
 
 
 class WatcherSource:
-    def __init__(self, sweep_dir: Path | str, *, stall_timeout: float = STALL_TIMEOUT, interval: float = 1.0,
-                 clock: Callable[[], float] = time.time, rules: str | os.PathLike | None = None,
-                 poll: bool | None = None, pause: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        sweep_dir: Path | str,
+        *,
+        stall_timeout: float = STALL_TIMEOUT,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        rules: str | os.PathLike | None = None,
+        poll: bool | None = None,
+        pause: Callable[[], object] | None = None,
+    ):
         """``rules``: a rules file merged over the defaults, as ``grokwatch alerts
         --rules`` reads it (a bad one raises :class:`grokwatch.alerts.RuleError`)."""
         self.sweep_dir = Path(sweep_dir)
@@ -89,12 +98,19 @@ class WatcherSource:
         # The table's red: a value past the threshold of an enabled rule on its signal (the rule's
         # comparison, threshold and `absolute`; whether it fires -- for_steps, when -- is the alarm column's).
         self.highlight: dict[str, list[Rule]] = {
-            field: [r for r in self.rules.values() if r.signal == sig] for field, sig in HIGHLIGHTED.items()}
+            field: [r for r in self.rules.values() if r.signal == sig] for field, sig in HIGHLIGHTED.items()
+        }
         alpha = self.rules.get("htsr_alpha_below_2")
         self.alpha_line = alpha.threshold if alpha is not None else None  # the detail view's alpha line
         self.watcher = SweepWatcher(
-            self.sweep_dir, engine=self.engine, config=ScoreConfig(stall_timeout=stall_timeout), poll=poll,
-            interval=interval, on_update=self._on_update, on_alarms=self._on_alarms, pause=pause,
+            self.sweep_dir,
+            engine=self.engine,
+            config=ScoreConfig(stall_timeout=stall_timeout),
+            poll=poll,
+            interval=interval,
+            on_update=self._on_update,
+            on_alarms=self._on_alarms,
+            pause=pause,
         )
         self.pause = pause
         self.slurm = SlurmHook(self.sweep_dir, stall_timeout=stall_timeout)
@@ -147,10 +163,19 @@ class WatcherSource:
             return
         with self._lock:
             for e in events:
-                self._events.append(AlarmRow(
-                    run_id=e.run, rule=e.rule, step=int(e.step), value=fin(e.value), threshold=fin(e.threshold),
-                    severity=e.severity, state=e.state, time=e.time, seq=len(self._events),
-                ))
+                self._events.append(
+                    AlarmRow(
+                        run_id=e.run,
+                        rule=e.rule,
+                        step=int(e.step),
+                        value=fin(e.value),
+                        threshold=fin(e.threshold),
+                        severity=e.severity,
+                        state=e.state,
+                        time=e.time,
+                        seq=len(self._events),
+                    )
+                )
             self._alarms = newest_first(self._events)
 
     # -- the view-model (feed thread or a worker) ------------------------------------------
@@ -162,10 +187,16 @@ class WatcherSource:
         if steps is not None and len(steps) and "val_acc" in sc:
             spark = sparkline_values(steps, sc["val_acc"], SPARK_WIDTH)
         sig = view.signals
-        values = {"gai_z": fin(sig.get("gai_z")), "alpha_min": fin(sig.get("htsr_alpha_min")),
-                  "h0_entropy_z": fin(sig.get("h0_entropy_z"))}
-        over = tuple(f for f, v in values.items()
-                     if v is not None and any(bool(r.test(np.array([v]))[0]) for r in self.highlight[f]))
+        values = {
+            "gai_z": fin(sig.get("gai_z")),
+            "alpha_min": fin(sig.get("htsr_alpha_min")),
+            "h0_entropy_z": fin(sig.get("h0_entropy_z")),
+        }
+        over = tuple(
+            f
+            for f, v in values.items()
+            if v is not None and any(bool(r.test(np.array([v]))[0]) for r in self.highlight[f])
+        )
         phase = view.phase
         if view.status == "failed" and phase != "diverged":
             phase = "failed"
@@ -216,8 +247,9 @@ class WatcherSource:
         self._rows = cache
         if self.daemon.following:  # the alarm daemon's journal says which rules fire
             active = self.daemon.active()
-            rows = [r if r.alarms == active.get(r.run_id, ()) else replace(r, alarms=active.get(r.run_id, ()))
-                    for r in rows]
+            rows = [
+                r if r.alarms == active.get(r.run_id, ()) else replace(r, alarms=active.get(r.run_id, ())) for r in rows
+            ]
         slurm = self.slurm.states()
         tasks = self.slurm.tasks()
         if tasks:  # the state column joins the SLURM task with the run's own record
@@ -240,9 +272,14 @@ class WatcherSource:
         if self._started and not self._closed and not self.watcher.alive:
             errors += ("the watcher thread stopped",)
         return SweepModel(
-            sweep=self.sweep_dir.name, path=str(self.sweep_dir), rows=tuple(rows), alarms=alarms,
-            generation=snap.version, updated=self._updated if self._updated is not None else (self.clock() if snap.version else None),
-            errors=errors, alarm_source=self.alarm_source,
+            sweep=self.sweep_dir.name,
+            path=str(self.sweep_dir),
+            rows=tuple(rows),
+            alarms=alarms,
+            generation=snap.version,
+            updated=self._updated if self._updated is not None else (self.clock() if snap.version else None),
+            errors=errors,
+            alarm_source=self.alarm_source,
         )
 
     @property
@@ -271,6 +308,13 @@ class WatcherSource:
             steps = view.scalars.get("step")
             if self.gai_spike is not None and z is not None and steps is not None and len(z) == len(steps):
                 spikes = np.asarray(steps[self.gai_spike.test(z)], dtype=np.float64)
-            data.append(RunData(row, view.scalars, view.probes, gai_spikes=spikes,
-                                alarms=[e for e in events if e.run_id == rid and e.state == "firing"]))
+            data.append(
+                RunData(
+                    row,
+                    view.scalars,
+                    view.probes,
+                    gai_spikes=spikes,
+                    alarms=[e for e in events if e.run_id == rid and e.state == "firing"],
+                )
+            )
         return build_series(data, smoothing, snap.version, alpha_line=self.alpha_line)

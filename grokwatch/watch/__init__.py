@@ -71,6 +71,17 @@ from .snapshot import EMPTY_SNAPSHOT, RunView, SweepSnapshot
 from .watcher import SweepWatcher
 
 __all__ = [
-    "EMPTY_SNAPSHOT", "NETWORK_FS", "SCALAR_COLUMNS", "Batch", "PhaseTracker", "RunState", "RunView",
-    "ScoreConfig", "SweepSnapshot", "SweepWatcher", "gai_function", "is_network_fs", "mount_of",
+    "EMPTY_SNAPSHOT",
+    "NETWORK_FS",
+    "SCALAR_COLUMNS",
+    "Batch",
+    "PhaseTracker",
+    "RunState",
+    "RunView",
+    "ScoreConfig",
+    "SweepSnapshot",
+    "SweepWatcher",
+    "gai_function",
+    "is_network_fs",
+    "mount_of",
 ]

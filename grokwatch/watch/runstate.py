@@ -9,21 +9,29 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from grokwatch.lifecycle import attempt_reach_from_shards, restarted_from_scratch
+from grokwatch.runs.lifecycle import attempt_reach_from_shards, restarted_from_scratch
 from grokwatch.store import config_value
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
 from .fastread import BatchReader
 from .scores import (
-    AlphaCrossing, GrowBuf, PhaseTracker, PlateauRise, ScoreConfig, gai_tail, htsr_summary, robust_z_tail,
+    AlphaCrossing,
+    GrowBuf,
+    PhaseTracker,
+    PlateauRise,
+    ScoreConfig,
+    gai_tail,
+    htsr_summary,
+    robust_z_tail,
     trainer_matrix_evals,
 )
 from .snapshot import RunView
@@ -84,12 +92,12 @@ class RunState:
         self.traps = GrowBuf()
 
     def critical_norm(self) -> float | None:
-        """The preset's critical weight norm (grokwatch.presets), looked up once the config is read."""
+        """The preset's critical weight norm (grokwatch.runs.presets), looked up once the config is read."""
         if self._w_crit is False:
             cfg = self.config
             if cfg is None:
                 return None
-            from grokwatch.presets import critical_norm
+            from grokwatch.runs.presets import critical_norm
 
             preset = cfg.get("preset") if isinstance(cfg.get("preset"), str) else None
             wd = config_value(cfg, ("weight_decay", "wd"))
@@ -97,7 +105,9 @@ class RunState:
                 wd = float(wd) if wd is not None else None
             except (TypeError, ValueError):
                 wd = None
-            own = cfg.get("critical_weight_norm")  # a run may name its own (grokwatch.track, the simulator)
+            own = cfg.get(
+                "critical_weight_norm"
+            )  # a run may name its own (grokwatch.integrations.track, the simulator)
             try:
                 own = float(own) if own is not None else None
             except (TypeError, ValueError):
@@ -186,8 +196,7 @@ class RunState:
         signals: dict[str, np.ndarray] = {k: col(k) for k in SCALAR_COLUMNS}
         signals["gai_z"] = self.gai.view()[n0:]
         w_crit = self.critical_norm()
-        signals["weight_norm_ratio"] = (np.asarray(col("weight_norm"), dtype=np.float64) / w_crit
-                                        if w_crit else nan)
+        signals["weight_norm_ratio"] = np.asarray(col("weight_norm"), dtype=np.float64) / w_crit if w_crit else nan
         signals.update(life)
         return Batch(steps[n0:], signals, life)
 
@@ -214,8 +223,9 @@ class RunState:
         else:  # rows before t_mem are never part of the plateau: nothing to remember
             self.h0_rise.append(np.full(n - n0, np.nan))
         if "commutator_defect" in pr:
-            self.defect_z.append(robust_z_tail(pr["commutator_defect"], n0, self.cfg.entropy_baseline,
-                                               self.cfg.entropy_min_baseline))
+            self.defect_z.append(
+                robust_z_tail(pr["commutator_defect"], n0, self.cfg.entropy_baseline, self.cfg.entropy_min_baseline)
+            )
         else:
             self.defect_z.append(np.full(n - n0, np.nan))
         signals: dict[str, np.ndarray] = {k: v[n0:] for k, v in pr.items() if k not in ("step", "attempt")}
@@ -252,15 +262,20 @@ class RunState:
         except OSError:
             names = []
         every = _as_int(config_value(self.config or {}, ("checkpoint_every",)))
-        hit = restarted_from_scratch(sc, attempts, attempt_reach=attempt_reach_from_shards(names),
-                                     checkpoint_every=every if every and every > 0 else None)
+        hit = restarted_from_scratch(
+            sc,
+            attempts,
+            attempt_reach=attempt_reach_from_shards(names),
+            checkpoint_every=every if every and every > 0 else None,
+        )
         att = sc.get("attempt")
         rows = int(np.count_nonzero(att == newest)) if att is not None else 0
         if not hit and rows < SCRATCH_SETTLE_ROWS:
             return None
         self._scratch_settled = newest
-        return Batch(np.array([step], dtype=np.int64), {SCRATCH_SIGNAL: np.array([1.0 if hit else 0.0])}, {},
-                     repeat_last=True)
+        return Batch(
+            np.array([step], dtype=np.int64), {SCRATCH_SIGNAL: np.array([1.0 if hit else 0.0])}, {}, repeat_last=True
+        )
 
     # -- heartbeat -------------------------------------------------------------------
     def _observe_status(self, now: float) -> bool:
@@ -297,7 +312,11 @@ class RunState:
         sc = _readonly(self.scalars.scalars)
         pr = _readonly(self.probes.probes)
         scores_s = {"gai_z": self.gai.view()}
-        scores_p = {"h0_entropy_z": self.h0z.view(), "htsr_alpha_min": self.alpha_min.view(), "htsr_traps": self.traps.view()}
+        scores_p = {
+            "h0_entropy_z": self.h0z.view(),
+            "htsr_alpha_min": self.alpha_min.view(),
+            "htsr_traps": self.traps.view(),
+        }
         step = self.last_step()
         total = _as_int(config_value(cfg, ("total_steps", "steps", "max_steps", "num_steps")))
         phase = self.phase.phase
@@ -375,7 +394,6 @@ def _heartbeat_unix(status: Mapping[str, Any] | None) -> float | None:
         except ValueError:
             return None
     return None
-
 
 
 def _as_int(x: Any) -> int | None:

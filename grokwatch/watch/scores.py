@@ -21,13 +21,13 @@ and the result equals a full recomputation exactly (tests check this).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from grokwatch.defaults import STALL_TIMEOUT
-from grokwatch.phases import Thresholds, first_step
+from grokwatch.runs.defaults import STALL_TIMEOUT
+from grokwatch.runs.phases import Thresholds, first_step
 
 log = logging.getLogger("grokwatch.watch")
 
@@ -337,7 +337,7 @@ def htsr_summary(probes: dict[str, np.ndarray], rows: slice, cfg: ScoreConfig) -
 
 @dataclass
 class PhaseTracker:
-    """:func:`grokwatch.phases.phase_of`, fed row blocks instead of the whole run.
+    """:func:`grokwatch.runs.phases.phase_of`, fed row blocks instead of the whole run.
 
     ``update`` returns per-row lifecycle indicators (1.0/0.0) for the alarm
     engine: memorized, grokked, anti_grokking, diverged.
@@ -370,7 +370,9 @@ class PhaseTracker:
             return "grokking" if self.last_val is not None and self.last_val > th.grokking_val_acc else "memorized"
         return "learning"
 
-    def update(self, steps: np.ndarray, train_acc: np.ndarray, val_acc: np.ndarray, loss: np.ndarray) -> dict[str, np.ndarray]:
+    def update(
+        self, steps: np.ndarray, train_acc: np.ndarray, val_acc: np.ndarray, loss: np.ndarray
+    ) -> dict[str, np.ndarray]:
         th = self.th
         n = len(steps)
         train_acc = np.asarray(train_acc, dtype=np.float64)
@@ -435,4 +437,3 @@ def _ffill(x: np.ndarray, before: float | None) -> np.ndarray:
 def _last_finite(x: np.ndarray, default: float | None) -> float | None:
     idx = np.flatnonzero(np.isfinite(x))
     return float(x[idx[-1]]) if idx.size else default
-

@@ -9,9 +9,10 @@ never changes afterwards. Runs that did not change keep the very same
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class RunView:
     weight_decay: float | None
     step: int | None  # newest step read
     total_steps: int | None
-    phase: str  # grokwatch.phases.PHASES; "stalled" layered over the run's phase
+    phase: str  # grokwatch.runs.phases.PHASES; "stalled" layered over the run's phase
     run_phase: str  # the phase from the metrics alone (never "stalled")
     t_mem: int | None
     t_grok: int | None
@@ -49,7 +50,9 @@ class RunView:
     val_acc: float | None
     train_loss: float | None
     val_loss: float | None
-    signals: Mapping[str, float | None]  # latest: grad_norm weight_norm gai_z h0_entropy h0_entropy_z htsr_alpha_min htsr_traps
+    signals: Mapping[
+        str, float | None
+    ]  # latest: grad_norm weight_norm gai_z h0_entropy h0_entropy_z htsr_alpha_min htsr_traps
     alarms: tuple[ActiveAlarm, ...]  # pending or firing now, firing first
     status: str | None  # status.json state: running completed failed preempted diverged
     stalled: bool
@@ -100,8 +103,13 @@ def planned_runs(manifest: Mapping[str, Any] | None) -> dict[str, PlannedRun]:
             continue
         rid = str(t["run_id"])
         wd = t.get("weight_decay")
-        out[rid] = PlannedRun(rid, float(wd) if isinstance(wd, (int, float)) and not isinstance(wd, bool) else None,
-                              _int_or_none(t.get("seed")), _int_or_none(t.get("index")), steps)
+        out[rid] = PlannedRun(
+            rid,
+            float(wd) if isinstance(wd, (int, float)) and not isinstance(wd, bool) else None,
+            _int_or_none(t.get("seed")),
+            _int_or_none(t.get("index")),
+            steps,
+        )
     return out
 
 

@@ -21,14 +21,14 @@ import threading
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable
 
-from grokwatch.memory import pin_mmap_threshold
 from grokwatch.store import list_runs
 from grokwatch.store.atomic import read_json
 from grokwatch.store.layout import MANIFEST, RUN_JSON, WATCHER_DIR
+from grokwatch.watch.memory import pin_mmap_threshold
 
 from .fs import is_network_fs
 from .runstate import FINAL_STATES, RunState
@@ -66,7 +66,7 @@ class SweepWatcher:
         ``predicted_onset_in``. Its failures are warnings.
     pause: called in the watcher thread before each run's refresh and before
         the predictions (optional): the dashboard passes
-        :meth:`grokwatch.quiet.QuietWindow.pause`, so a key press waiting for
+        :meth:`grokwatch.watch.quiet.QuietWindow.pause`, so a key press waiting for
         its repaint does not compete with reading shards.
     """
 
@@ -89,7 +89,7 @@ class SweepWatcher:
         predictor=None,
         pause: Callable[[], object] | None = None,
     ):
-        pin_mmap_threshold()  # many large growing buffers: keep them out of the heap (grokwatch.memory)
+        pin_mmap_threshold()  # many large growing buffers: keep them out of the heap (grokwatch.watch.memory)
         self.sweep_dir = Path(sweep_dir)
         self.engine = engine
         self.cfg = config or ScoreConfig()
@@ -132,7 +132,7 @@ class SweepWatcher:
         self._manifest_dirty = False
 
     # -- lifecycle ------------------------------------------------------------------
-    def start(self) -> "SweepWatcher":
+    def start(self) -> SweepWatcher:
         if self._thread is not None:
             raise RuntimeError("watcher already started")
         self._thread = threading.Thread(target=self._run, name=f"grokwatch-watch-{self.sweep_dir.name}", daemon=True)
@@ -147,7 +147,7 @@ class SweepWatcher:
             self._thread.join(timeout)
         self._stop_observer()
 
-    def __enter__(self) -> "SweepWatcher":
+    def __enter__(self) -> SweepWatcher:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -269,8 +269,9 @@ class SweepWatcher:
                 self._report_failures(rs)
                 if self.engine is not None:
                     for b in batches:
-                        events += self.engine.evaluate(rid, b.steps, b.signals, now=now, gates=b.gates,
-                                                       repeat_last=b.repeat_last)
+                        events += self.engine.evaluate(
+                            rid, b.steps, b.signals, now=now, gates=b.gates, repeat_last=b.repeat_last
+                        )
                         fed = True
                         evaluated.add(rid)
             except Exception as exc:  # a bug on one run's data must not cost the others their alarms
@@ -452,8 +453,9 @@ class SweepWatcher:
         # warns, with the repr of every watch in it, each time a run directory
         # appears: harmless (the callback is the same), and 90 new runs would
         # bury the headless log and paint over the dashboard. Only that warning.
-        warnings.filterwarnings("ignore", message=r"Callback with id .* already exists for watch",
-                                category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"Callback with id .* already exists for watch", category=RuntimeWarning
+        )
         watcher = self
         root = str(self.sweep_dir)
 

@@ -116,10 +116,17 @@ def flat_run(sweep_dir, run_id: str, n: int = 300) -> None:
 
     steps = np.arange(1, n + 1)
     w = RunWriter(f"{sweep_dir}/{run_id}", {"seed": 0, "weight_decay": 1.0, "total_steps": n}).open()
-    w.write_shard("scalars", {
-        "step": steps, "train_loss": np.full(n, 0.01), "train_acc": np.where(steps >= 50, 1.0, 0.5),
-        "val_acc": np.full(n, 0.02), "grad_norm": np.full(n, 1.0), "weight_norm": np.full(n, 30.0),
-    })
+    w.write_shard(
+        "scalars",
+        {
+            "step": steps,
+            "train_loss": np.full(n, 0.01),
+            "train_acc": np.where(steps >= 50, 1.0, 0.5),
+            "val_acc": np.full(n, 0.02),
+            "grad_norm": np.full(n, 1.0),
+            "weight_norm": np.full(n, 30.0),
+        },
+    )
     w.close("completed")
 
 

@@ -16,7 +16,7 @@ import pytest
 from alert_helpers import ID, flat_run, wait_for
 
 from grokwatch.alerts.journal import read_jsonl
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 LIFECYCLE = {"memorized", "grokked", "anti_grokking", "diverged", "stalled"}
@@ -25,13 +25,15 @@ FAST = ["--backoff", "0.05s", "--max-tries", "1000", "--rate", "6000", "--heartb
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grokwatch", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "grokwatch", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "grokwatch", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "grokwatch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
 
 
 def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> tuple[str, str]:
@@ -84,8 +86,11 @@ def test_once_delivers_every_event_exactly_once(sweep, webhook, smtp):
 
 def _live_sim(root: Path, speed: float, steps: int = 4000) -> tuple[threading.Thread, threading.Event]:
     stop_ev = threading.Event()
-    t = threading.Thread(target=simulate_sweep, args=(root, "live"),
-                         kwargs=dict(runs=6, steps=steps, seed=2, speed=speed, flush_seconds=0.2, stop=stop_ev))
+    t = threading.Thread(
+        target=simulate_sweep,
+        args=(root, "live"),
+        kwargs=dict(runs=6, steps=steps, seed=2, speed=speed, flush_seconds=0.2, stop=stop_ev),
+    )
     t.start()
     return t, stop_ev
 
@@ -228,12 +233,16 @@ def test_rules_reload_and_watchdog(tmp_path, webhook):
     sweep = tmp_path / "sw"
     flat_run(sweep, "a")
     rules = tmp_path / "rules.toml"
-    rules.write_text('include_defaults = false\n[rules.never]\nsignal = "grad_norm"\ncomparison = ">"\nthreshold = 1e9\n')
+    rules.write_text(
+        'include_defaults = false\n[rules.never]\nsignal = "grad_norm"\ncomparison = ">"\nthreshold = 1e9\n'
+    )
     proc = start("alerts", str(sweep), "--notify", webhook.url, "--rules", str(rules), "--watchdog-every", "1s", *FAST)
     try:
         assert wait_for(lambda: any("alive" in (r["json"] or {}).get("title", "") for r in webhook.delivered()), 15)
         assert journal(sweep) == []
-        rules.write_text('include_defaults = false\n[rules.mem]\nsignal = "memorized"\ncomparison = ">="\nthreshold = 1\nonce = true\n')
+        rules.write_text(
+            'include_defaults = false\n[rules.mem]\nsignal = "memorized"\ncomparison = ">="\nthreshold = 1\nonce = true\n'
+        )
         time.sleep(3.0)  # the daemon checks the file every second
         flat_run(sweep, "b")
         assert wait_for(lambda: [r["rule"] for r in journal(sweep)] == ["mem"], 15)
@@ -245,8 +254,12 @@ def test_rules_reload_and_watchdog(tmp_path, webhook):
 
 
 def test_bad_arguments_are_one_line_usage_errors(tmp_path, sweep):
-    for args in (["alerts", str(tmp_path / "nope")], ["alerts", str(sweep), "--notify", "bogus://x", "--once"],
-                 ["alerts", str(sweep / "wd1.0-s01")], ["simulate", str(tmp_path), "--runs", "0"]):
+    for args in (
+        ["alerts", str(tmp_path / "nope")],
+        ["alerts", str(sweep), "--notify", "bogus://x", "--once"],
+        ["alerts", str(sweep / "wd1.0-s01")],
+        ["simulate", str(tmp_path), "--runs", "0"],
+    ):
         out = cli(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith("grokwatch: error:") and len(out.stderr.strip().splitlines()) == 1

@@ -13,8 +13,16 @@ from grokwatch.alerts.lock import InstanceLock, LockHeld
 def test_default_rules_cover_design_section_5():
     rules = load_rules()
     assert set(rules) == {
-        "weight_norm_near_critical", "persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap",
-        "memorized", "grokked", "anti_grokking", "diverged", "stalled", "restarted_from_scratch",
+        "weight_norm_near_critical",
+        "persistence_entropy_shift",
+        "htsr_alpha_below_2",
+        "correlation_trap",
+        "memorized",
+        "grokked",
+        "anti_grokking",
+        "diverged",
+        "stalled",
+        "restarted_from_scratch",
     }  # gai_spike, commutator_defect_rise and predicted_onset_soon are there too, disabled (docs/evidence)
     assert rules["htsr_alpha_below_2"].comparison == "<" and rules["htsr_alpha_below_2"].signal == "htsr_alpha_cross"
     assert rules["htsr_alpha_below_2"].when == "grokked"  # a herald of anti-grokking, after t_grok only
@@ -33,8 +41,8 @@ def test_gai_spike_ships_as_its_paper_defines_it_but_disabled(tmp_path):
 def test_user_rules_merge_disable_and_validate(tmp_path):
     f = tmp_path / "r.toml"
     f.write_text(
-        '[rules.gai_spike]\nthreshold = 5.0\nenabled = true\n'
-        '[rules.stalled]\nenabled = false\n'
+        "[rules.gai_spike]\nthreshold = 5.0\nenabled = true\n"
+        "[rules.stalled]\nenabled = false\n"
         '[rules.loss_up]\nsignal = "train_loss"\ncomparison = ">"\nthreshold = 1\ncooldown = "30m"\n'
     )
     rules = load_rules(f)
@@ -42,11 +50,13 @@ def test_user_rules_merge_disable_and_validate(tmp_path):
     assert "stalled" not in rules and rules["loss_up"].cooldown == 1800.0
     f.write_text('include_defaults = false\n[rules.x]\nsignal = "a"\ncomparison = ">"\nthreshold = 1\n')
     assert set(load_rules(f)) == {"x"}
-    for bad in ('[rules.x]\nsignal = "a"\ncomparison = "~"\nthreshold = 1\n',
-                '[rules.x]\nsignal = "a"\nthreshold = 1\n',
-                '[rules.x]\nsignal = "a"\ncomparison = ">"\nthreshold = 1\nseverity = "meh"\n',
-                '[rules.x]\nsignal = "a"\ncomparison = ">"\nthreshold = 1\nfor_step = 3\n',
-                'rules = [1'):
+    for bad in (
+        '[rules.x]\nsignal = "a"\ncomparison = "~"\nthreshold = 1\n',
+        '[rules.x]\nsignal = "a"\nthreshold = 1\n',
+        '[rules.x]\nsignal = "a"\ncomparison = ">"\nthreshold = 1\nseverity = "meh"\n',
+        '[rules.x]\nsignal = "a"\ncomparison = ">"\nthreshold = 1\nfor_step = 3\n',
+        "rules = [1",
+    ):
         f.write_text(bad)
         with pytest.raises(RuleError):
             load_rules(f)
@@ -87,11 +97,13 @@ def test_nan_never_holds_and_inf_does():
 
 
 def test_once_cooldown_and_when_gate():
-    e = AlertEngine([
-        Rule("mem", "m", ">=", 1, once=True),
-        Rule("spike", "z", ">", 3, cooldown_steps=100),
-        Rule("gated", "z", ">", 3, when="m"),
-    ])
+    e = AlertEngine(
+        [
+            Rule("mem", "m", ">=", 1, once=True),
+            Rule("spike", "z", ">", 3, cooldown_steps=100),
+            Rule("gated", "z", ">", 3, when="m"),
+        ]
+    )
     steps = np.arange(1, 301)
     m = (steps >= 50).astype(float)
     z = np.zeros(300)

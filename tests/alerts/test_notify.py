@@ -13,9 +13,20 @@ FAST = ChannelPolicy(max_tries=3, backoff=0.05, backoff_max=0.2, rate_per_min=60
 
 def _records(n: int, prefix: str = "r") -> list[dict]:
     return [
-        {"id": f"{prefix}/gai_spike/{i}/firing", "run": prefix, "rule": "gai_spike", "state": "firing", "step": 100 * i,
-         "value": 4.2, "threshold": 3.5, "comparison": ">", "severity": "warning", "signal": "gai_z",
-         "time": "2026-01-01T00:00:00.000Z", "description": "test"}
+        {
+            "id": f"{prefix}/gai_spike/{i}/firing",
+            "run": prefix,
+            "rule": "gai_spike",
+            "state": "firing",
+            "step": 100 * i,
+            "value": 4.2,
+            "threshold": 3.5,
+            "comparison": ">",
+            "severity": "warning",
+            "signal": "gai_z",
+            "time": "2026-01-01T00:00:00.000Z",
+            "description": "test",
+        }
         for i in range(1, n + 1)
     ]
 
@@ -51,7 +62,9 @@ def test_delivers_to_webhook_and_smtp(webhook, smtp):
 def test_retries_until_the_webhook_answers(webhook):
     webhook.status = 500
     log = Log()
-    ch = Channel(webhook.url, policy=ChannelPolicy(max_tries=50, backoff=0.05, backoff_max=0.1), on_delivered=log.ok).start()
+    ch = Channel(
+        webhook.url, policy=ChannelPolicy(max_tries=50, backoff=0.05, backoff_max=0.1), on_delivered=log.ok
+    ).start()
     try:
         ch.enqueue(_records(2))
         assert wait_for(lambda: len(webhook.requests) >= 3)
@@ -68,8 +81,12 @@ def test_connection_refused_then_up(webhook):
     webhook.down()
     log = Log()
     # Without a fallback, max_tries does not drop anything: retries go on at backoff_max.
-    ch = Channel(webhook.url, policy=ChannelPolicy(max_tries=2, backoff=0.05, backoff_max=0.1), on_delivered=log.ok,
-                 on_gave_up=log.bad).start()
+    ch = Channel(
+        webhook.url,
+        policy=ChannelPolicy(max_tries=2, backoff=0.05, backoff_max=0.1),
+        on_delivered=log.ok,
+        on_gave_up=log.bad,
+    ).start()
     try:
         ch.enqueue(_records(3))
         assert wait_for(lambda: ch.failures >= 5)

@@ -76,8 +76,7 @@ def test_the_fixture_is_real_and_mixed(runs):
 def test_default_rules_warn_before_most_groks_and_rarely_on_runs_that_do_not(runs):
     rules = [r for n, r in load_rules().items() if n not in LIFECYCLE]
     pos, neg = _split(runs)
-    warned = {rid for rid, r in pos.items()
-              if any(r.info.t_mem <= s < r.info.t_grok for s in _early_firings(r, rules))}
+    warned = {rid for rid, r in pos.items() if any(r.info.t_mem <= s < r.info.t_grok for s in _early_firings(r, rules))}
     false = {rid for rid, r in neg.items() if any(r.info.t_mem <= s <= BUDGET for s in _early_firings(r, rules))}
     assert len(warned) > len(pos) / 2, f"warned before t_grok on {sorted(warned)} of {sorted(pos)}"
     assert len(false) < len(neg) / 2, f"false alarms on {sorted(false)} of {sorted(neg)}"
@@ -110,8 +109,9 @@ def test_alerts_once_on_the_real_runs(tmp_path):
     """The daemon, as a user runs it, on a copy of the real runs."""
     sweep = tmp_path / "real"
     shutil.copytree(FIXTURE, sweep)
-    out = subprocess.run([sys.executable, "-m", "grokwatch", "alerts", str(sweep), "--once"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "grokwatch", "alerts", str(sweep), "--once"], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     early = {e["run"] for e in events if e.get("state") == "firing" and e.get("rule") not in LIFECYCLE}

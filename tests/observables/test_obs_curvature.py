@@ -125,8 +125,9 @@ def test_top_eigvecs_of_a_diagonal_hessian_are_its_largest_axes():
     from observables.curvature import hessian_top_eigvecs
 
     a = torch.diag(torch.tensor([5.0, 3.0, 1.0, 0.5], dtype=torch.float64))
-    vecs = hessian_top_eigvecs(lambda p: 0.5 * p["w"] @ a @ p["w"], {"w": torch.ones(4, dtype=torch.float64)},
-                               k=2, iters=4)
+    vecs = hessian_top_eigvecs(
+        lambda p: 0.5 * p["w"] @ a @ p["w"], {"w": torch.ones(4, dtype=torch.float64)}, k=2, iters=4
+    )
     assert len(vecs) == 2
     for v, axis in zip(vecs, (0, 1)):
         expect = torch.zeros(4, dtype=torch.float64)

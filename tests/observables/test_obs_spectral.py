@@ -57,8 +57,15 @@ def test_signature_keys_and_first_window():
     rng = np.random.default_rng(2)
     loss = np.exp(-np.arange(3000) / 300) * (1 + 0.05 * rng.standard_normal(3000)) + 1e-3
     sig = spectral.signature(loss, first=400)
-    assert set(sig) == {"activity", "mobility", "complexity", "energy_total", "energy_low",
-                        "energy_high", "energy_low_fraction"}
+    assert set(sig) == {
+        "activity",
+        "mobility",
+        "complexity",
+        "energy_total",
+        "energy_low",
+        "energy_high",
+        "energy_low_fraction",
+    }
     assert sig["activity"] == pytest.approx(np.var(loss[:400]))
     assert sig == spectral.signature(loss[:400], first=400)
     assert math.isnan(spectral.spectral_energy(loss[:10]).total)

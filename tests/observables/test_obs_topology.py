@@ -34,8 +34,12 @@ def test_summaries_ignore_infinite_and_zero_bars_and_empty_is_zero():
     zero = topology.H0Summary(0.0, 0.0, 0.0, 0.0)
     assert topology.h0_summaries(np.zeros((0, 2))) == zero
     assert topology.h0_summaries(np.array([[0.0, np.inf]])) == zero
-    assert s.as_dict() == {"total": s.total, "effective_count": s.effective_count,
-                           "median": s.median, "entropy": s.entropy}
+    assert s.as_dict() == {
+        "total": s.total,
+        "effective_count": s.effective_count,
+        "median": s.median,
+        "entropy": s.entropy,
+    }
 
 
 def test_profile_with_three_basins_and_two_saddles():
@@ -102,8 +106,10 @@ def test_filter_normalized_direction():
 
 def quadratic_setup():
     g = torch.Generator().manual_seed(1)
-    params = {"w": torch.randn(4, 3, generator=g, dtype=torch.float64),
-              "b": torch.randn(4, generator=g, dtype=torch.float64)}
+    params = {
+        "w": torch.randn(4, 3, generator=g, dtype=torch.float64),
+        "b": torch.randn(4, generator=g, dtype=torch.float64),
+    }
     A = torch.randn(12, 12, generator=g, dtype=torch.float64)
     H = A @ A.T + torch.eye(12, dtype=torch.float64)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grokwatch.predict import load_sweep
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,20 @@ import numpy as np
 import pytest
 
 from grokwatch.alerts import AlertEngine, Rule
-from grokwatch.cli import main
+from grokwatch.commands.main import main
 from grokwatch.predict import (
-    FATE_METHOD, INSUFFICIENT, ONSET_SIGNAL, WILL_GROK, Prediction, RunSeries, SweepPredictor,
-    onset_signal_batches, onset_within, predict_fate, read_predictions, steps_to_onset,
+    FATE_METHOD,
+    INSUFFICIENT,
+    ONSET_SIGNAL,
+    WILL_GROK,
+    Prediction,
+    RunSeries,
+    SweepPredictor,
+    onset_signal_batches,
+    onset_within,
+    predict_fate,
+    read_predictions,
+    steps_to_onset,
 )
 from grokwatch.predict.score import fate_scores
 
@@ -27,8 +37,13 @@ def _early_run(rid, groks: bool, seed: int, total=2000, state="completed"):
     loss = loss * (1 + 0.01 * rng.standard_normal(total))
     train = np.where(steps >= 300, 1.0, 0.3)
     val = np.where(groks & (steps >= 1500), 1.0, 0.05)
-    cols = {"step": steps, "train_loss": loss, "train_acc": train, "val_acc": val,
-            "weight_norm": np.linspace(40, 20, total)}
+    cols = {
+        "step": steps,
+        "train_loss": loss,
+        "train_acc": train,
+        "val_acc": val,
+        "weight_norm": np.linspace(40, 20, total),
+    }
     return RunSeries.from_columns(rid, cols, {"weight_decay": 1.0, "total_steps": total}, state)
 
 
@@ -43,8 +58,9 @@ def test_classifier_separates_planted_signatures():
         assert p.method == FATE_METHOD and p.n_calib == 12
         assert (p.p_grok > 0.5) == (int(rid[1:]) % 2 == 0), (rid, p.p_grok)
     # logged only when it changes: another refresh with the same training set adds no will_grok rows
-    more = live.update({rid: _early_run(rid, int(rid[1:]) % 2 == 0, 100 + int(rid[1:]), state="running").upto(600)
-                        for rid in targets})
+    more = live.update(
+        {rid: _early_run(rid, int(rid[1:]) % 2 == 0, 100 + int(rid[1:]), state="running").upto(600) for rid in targets}
+    )
     assert not [p for p in more if p.kind == WILL_GROK]
 
 
@@ -61,16 +77,20 @@ def test_classifier_needs_both_outcomes():
 
 def test_fate_scores_on_known_outcomes():
     runs = {f"r{k}": _early_run(f"r{k}", k < 2, k) for k in range(4)}
-    preds = [Prediction(f"r{k}", 200, WILL_GROK, FATE_METHOD, p_grok=p, n_calib=5)
-             for k, p in enumerate((0.9, 0.6, 0.4, 0.7))]
+    preds = [
+        Prediction(f"r{k}", 200, WILL_GROK, FATE_METHOD, p_grok=p, n_calib=5)
+        for k, p in enumerate((0.9, 0.6, 0.4, 0.7))
+    ]
     s = fate_scores(preds, runs)
     assert s["n"] == 4 and s["n_grokked"] == 2
     assert s["accuracy"] == 0.75 and s["auc"] == 0.75
 
 
 def test_rule_hook_drives_the_alarm_engine():
-    preds = [Prediction("r", step, "t_grok", "wnorm-analog", 5000.0, 4500.0, 5600.0, n_calib=4)
-             for step in (1000, 2000, 3000, 4000)]
+    preds = [
+        Prediction("r", step, "t_grok", "wnorm-analog", 5000.0, 4500.0, 5600.0, n_calib=4)
+        for step in (1000, 2000, 3000, 4000)
+    ]
     preds.insert(1, Prediction("r", 1500, "t_grok", INSUFFICIENT))
     assert steps_to_onset(preds[0]) == 4000 and np.isnan(steps_to_onset(preds[1]))
     assert onset_within(preds[-1], 1000) == 1.0 and onset_within(preds[0], 1000) == 0.0

@@ -7,7 +7,12 @@ import os
 import pyarrow as pa
 
 from grokwatch.predict import (
-    PredictionLog, Prediction, latest_predictions, predictions_path, read_predictions, write_predictions,
+    Prediction,
+    PredictionLog,
+    latest_predictions,
+    predictions_path,
+    read_predictions,
+    write_predictions,
 )
 from grokwatch.predict.log import PARTS, SCHEMA
 

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from grokwatch.predict import (
-    INSUFFICIENT, T_GROK, PredictConfig, RunSeries, predict_onset, replay,
+    INSUFFICIENT,
+    T_GROK,
+    PredictConfig,
+    RunSeries,
+    predict_onset,
+    replay,
 )
 from grokwatch.predict.score import plateau_errors
 from grokwatch.store import list_runs, read_run_config
@@ -109,7 +114,9 @@ def test_not_on_plateau_gives_no_prediction():
 
 def test_analog_recovers_a_time_scaled_decay():
     # Runs that differ only by their time scale: t_grok - t_mem proportional to 1 / decay rate.
-    runs = {f"c{k}": _run(f"c{k}", 1.0, 100, 100 + int(3000 * f), decay=2e-4 / f) for k, f in enumerate((0.8, 1.0, 1.2))}
+    runs = {
+        f"c{k}": _run(f"c{k}", 1.0, 100, 100 + int(3000 * f), decay=2e-4 / f) for k, f in enumerate((0.8, 1.0, 1.2))
+    }
     target = _run("t", 1.0, 100, None, total=20_000, decay=2e-4 / 2.0)  # would grok at 100 + 6000
     runs["t"] = target
     p = predict_onset(target, runs, 100 + 4000)
@@ -143,7 +150,7 @@ def test_fallback_order_and_method_choice():
 @pytest.mark.slow
 def test_a_prior_sweep_calibrates_from_the_first_step(sim_runs, tmp_path):
     from grokwatch.predict import load_sweep
-    from grokwatch.simulate import simulate_sweep
+    from grokwatch.sim.simulate import simulate_sweep
 
     prior = load_sweep(simulate_sweep(tmp_path, "earlier", runs=12, steps=20_000, seed=5)).values()
     preds = replay(sim_runs, prior=prior)

@@ -91,8 +91,15 @@ def test_an_unfinished_sweep_teaches_nothing(sim_sweep, tmp_path):
     rid = sorted(runs)[0]
     r = runs[rid]
     cut = len(r.steps) // 4
-    runs[rid] = type(r)(r.run_id, r.steps[:cut], {k: v[:cut] for k, v in r.cols.items()}, r.weight_decay,
-                        r.total_steps, "running", preset=r.preset)
+    runs[rid] = type(r)(
+        r.run_id,
+        r.steps[:cut],
+        {k: v[:cut] for k, v in r.cols.items()},
+        r.weight_decay,
+        r.total_steps,
+        "running",
+        preset=r.preset,
+    )
     assert P.remember_sweep(sweep, runs, {k: read_run_config(sweep / k) for k in runs}) is None
 
 

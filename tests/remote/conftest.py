@@ -97,8 +97,9 @@ class Sshd:
         return out
 
     def restart(self) -> None:
-        out = subprocess.run(["bash", str(CI / "sshd-up.sh"), str(self.dir), "--restart"], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            ["bash", str(CI / "sshd-up.sh"), str(self.dir), "--restart"], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
 
     def write_config(self, path: Path, alias: str = "gwtest", known_hosts: str | None = None) -> Path:
@@ -114,13 +115,18 @@ class Sshd:
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     try:
-        out = subprocess.run(["bash", str(CI / "sshd-up.sh"), str(tmp_path_factory.mktemp("sshd"))],
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            ["bash", str(CI / "sshd-up.sh"), str(tmp_path_factory.mktemp("sshd"))],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     except subprocess.TimeoutExpired:
         unavailable("scripts/ci/sshd-up.sh took more than 600 s")
     if out.returncode != 0:
-        unavailable(f"no loopback sshd (sshd-up.sh exit {out.returncode}): "
-                    + " | ".join(out.stderr.strip().splitlines()[-3:]))
+        unavailable(
+            f"no loopback sshd (sshd-up.sh exit {out.returncode}): " + " | ".join(out.stderr.strip().splitlines()[-3:])
+        )
     server = Sshd(dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line))
     yield server
     subprocess.run(["bash", str(CI / "sshd-down.sh"), str(server.dir)], capture_output=True, timeout=60)
@@ -130,4 +136,3 @@ def sshd(tmp_path_factory):
 def ssh_config(sshd, tmp_path):
     """An ~/.ssh/config-style file naming the loopback server ``gwtest``."""
     return sshd.write_config(tmp_path / "ssh_config")
-

@@ -17,19 +17,20 @@ import numpy as np
 import pytest
 
 from grokwatch.remote import Mirror, parse_ssh_url, resolve_remote
-from grokwatch.remote.cache import INDEX_DIR, IN_USE_SECONDS, plan_shards, rank_shards, touch_index
+from grokwatch.remote.cache import IN_USE_SECONDS, INDEX_DIR, plan_shards, rank_shards, touch_index
 from grokwatch.remote.progress import StderrProgress
 from grokwatch.remote.url import cache_path
 from grokwatch.store import RunReader, RunWriter
 from grokwatch.store.atomic import atomic_write_bytes
-from grokwatch.store.writer import columns_to_ipc
 from grokwatch.store.layout import ShardName
+from grokwatch.store.writer import columns_to_ipc
 
 RUNS = [f"wd{wd}-s{s:02d}" for wd in ("0.1", "1.0") for s in range(3)]
 
 
-def make_sweep(sweep: Path, runs=RUNS, shards: int = 30, rows: int = 20, probes_every: int = 5,
-               state: str = "completed") -> dict[str, int]:
+def make_sweep(
+    sweep: Path, runs=RUNS, shards: int = 30, rows: int = 20, probes_every: int = 5, state: str = "completed"
+) -> dict[str, int]:
     """Runs of ``shards`` small scalars shards (plus a probes shard every
     ``probes_every``), a checkpoint and a snapshot each; run id -> last step."""
     last = {}
@@ -90,7 +91,10 @@ def test_plan_keeps_every_runs_newest_and_drops_the_oldest():
     ranked = rank_shards(runs)
     assert [s.rank for s in ranked] == sorted(s.rank for s in ranked)
     assert {(s.run, s.name) for s in ranked if s.rank == 0} == {
-        ("r0/", "scalars-000000003-a01.arrow"), ("r1/", "scalars-000000010.arrow"), ("r2/", "scalars-000000010.arrow")}
+        ("r0/", "scalars-000000003-a01.arrow"),
+        ("r1/", "scalars-000000010.arrow"),
+        ("r2/", "scalars-000000010.arrow"),
+    }
     kept, dropped = plan_shards(ranked, 1000)
     assert sum(s.size for s in kept) <= 1000 and len(kept) + len(dropped) == 31
     for run in runs:
@@ -114,19 +118,29 @@ def test_first_sync_reports_progress_on_stderr(sshd, ssh_config, tmp_path):
     n_files = len(list(sweep.glob("*/shards/*.arrow"))) + 2 * len(RUNS)
     url = f"ssh://gwtest{sweep}"
     err = io.StringIO()
-    local, m = resolve_remote(url, tmp_path / "cache", start=False, ssh_config=ssh_config, allow_agent=False,
-                              look_for_keys=False, progress=StderrProgress(err, every=0.0, connect_delay=0.0))
+    local, m = resolve_remote(
+        url,
+        tmp_path / "cache",
+        start=False,
+        ssh_config=ssh_config,
+        allow_agent=False,
+        look_for_keys=False,
+        progress=StderrProgress(err, every=0.0, connect_delay=0.0),
+    )
     m.close()
     lines = err.getvalue().splitlines()
     assert lines[0] == "grokwatch: connecting to gwtest (%s@127.0.0.1:%d) ..." % (sshd.user, sshd.port)
     assert any(re.match(r"grokwatch: listing \d of 6 runs, newest data first", x) for x in lines)
-    counts = [(int(a.replace(",", "")), int(b.replace(",", ""))) for a, b in
-              re.findall(r"^grokwatch: syncing ([\d,]+) of ([\d,]+) files", err.getvalue(), re.M)]
+    counts = [
+        (int(a.replace(",", "")), int(b.replace(",", "")))
+        for a, b in re.findall(r"^grokwatch: syncing ([\d,]+) of ([\d,]+) files", err.getvalue(), re.M)
+    ]
     assert len(counts) > 10, lines
     assert {t for _, t in counts} == {n_files}
     assert [d for d, _ in counts] == sorted(d for d, _ in counts) and n_files - 5 <= counts[-1][0] < n_files
-    assert re.fullmatch(rf"grokwatch: synced {n_files} files \(\d+\.\d MB\) in [\d.]+ s; cache {re.escape(str(local))}",
-                        lines[-1])
+    assert re.fullmatch(
+        rf"grokwatch: synced {n_files} files \(\d+\.\d MB\) in [\d.]+ s; cache {re.escape(str(local))}", lines[-1]
+    )
 
 
 @pytest.mark.slow
@@ -135,10 +149,19 @@ def test_headless_command_prints_progress_and_keeps_stdout_clean(sshd, tmp_path)
     make_sweep(sweep, shards=40)
     home = tmp_path / "home"
     sshd.write_config(home / ".ssh" / "config")
-    env = {"HOME": str(home), "GROKWATCH_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
-           "SSH_AUTH_SOCK": ""}
-    out = subprocess.run([sys.executable, "-m", "grokwatch", "alerts", f"ssh://gwtest{sweep}", "--once", "--no-predict"],
-                         capture_output=True, text=True, timeout=180, env=env)
+    env = {
+        "HOME": str(home),
+        "GROKWATCH_CACHE_DIR": str(tmp_path / "cache"),
+        "PATH": "/usr/bin:/bin",
+        "SSH_AUTH_SOCK": "",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "grokwatch", "alerts", f"ssh://gwtest{sweep}", "--once", "--no-predict"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     err = out.stderr.splitlines()
     n = len(list(sweep.glob("*/shards/*.arrow"))) + 2 * len(RUNS)
@@ -188,8 +211,11 @@ def test_every_runs_newest_data_comes_before_any_older_shard(sshd, ssh_config, t
         ranks.update({f"{run}/shards/{n}": i for i, n in enumerate(names)})
     backfill = [ranks[f] for f in order[first_old:] if "/shards/" in f]
     assert backfill[0] == 1 and (backfill == sorted(backfill) or workers > 1)
-    assert set(order) == {str(p.relative_to(sweep)) for p in sweep.rglob("*")
-                          if p.name in ("run.json", "status.json") or p.suffix == ".arrow"}
+    assert set(order) == {
+        str(p.relative_to(sweep))
+        for p in sweep.rglob("*")
+        if p.name in ("run.json", "status.json") or p.suffix == ".arrow"
+    }
     shards = [f for f in order if "/shards/" in f]
     assert len(shards) == len(set(shards))  # each shard once, whatever the passes
     # The cache tells the same story (mtimes are the server's; ctimes are when each file landed).
@@ -203,9 +229,18 @@ def test_dashboard_start_returns_with_every_runs_latest_step_then_backfills(sshd
     last = make_sweep(sweep, shards=60)
     url = f"ssh://gwtest{sweep}"
     err = io.StringIO()
-    local, m = resolve_remote(url, tmp_path / "cache", start=False, newest_only=True, ssh_config=ssh_config,
-                              allow_agent=False, look_for_keys=False, cache_mb=0, interval=0.05,
-                              progress=StderrProgress(err, every=0.0))
+    local, m = resolve_remote(
+        url,
+        tmp_path / "cache",
+        start=False,
+        newest_only=True,
+        ssh_config=ssh_config,
+        allow_agent=False,
+        look_for_keys=False,
+        cache_mb=0,
+        interval=0.05,
+        progress=StderrProgress(err, every=0.0),
+    )
     try:
         assert err.getvalue().splitlines()[-1].startswith("grokwatch: newest data of all 6 runs in ")
         shards = list(local.glob("*/shards/*.arrow"))
@@ -263,15 +298,17 @@ def test_cache_cap_keeps_every_runs_newest_shards_and_evicts_other_sweeps_lru(ss
             for rid in RUNS:  # every run keeps its newest shards, a contiguous tail, and drops the oldest
                 remote = sorted(p.name for p in (sweep / rid / "shards").glob("*.arrow"))
                 mine = sorted(n.split("/")[-1] for n in kept if n.startswith(f"{rid}/"))
-                assert len(mine) >= 10 and mine == remote[len(remote) - len(mine):]
+                assert len(mine) >= 10 and mine == remote[len(remote) - len(mine) :]
             return kept
 
         kept = check_kept()
         assert m.notice().startswith(f"cache cap {cap / 1e6:.1f} MB: newest ~")
         # The sweep goes on: new shards come in, the oldest local ones go.
         for rid in RUNS:
-            atomic_write_bytes(sweep / rid / "shards" / "scalars-000000620.arrow",
-                               columns_to_ipc({"step": np.arange(601, 621), "train_loss": np.ones(20)}))
+            atomic_write_bytes(
+                sweep / rid / "shards" / "scalars-000000620.arrow",
+                columns_to_ipc({"step": np.arange(601, 621), "train_loss": np.ones(20)}),
+            )
         r = m.sync_once()
         assert {f for f in r.fetched if "/shards/" in f} == {f"{rid}/shards/scalars-000000620.arrow" for rid in RUNS}
         kept2 = check_kept()
@@ -285,7 +322,7 @@ def test_cache_cap_keeps_every_runs_newest_shards_and_evicts_other_sweeps_lru(ss
 def test_dashboard_source_starts_early_and_says_how_the_sync_goes(sshd, tmp_path, monkeypatch, capsys):
     """What the dashboard does: resolve_source(early=True), then the status line's notice."""
     from grokwatch.remote import close_sources
-    from grokwatch.source import resolve_source, source_notice
+    from grokwatch.remote.source import resolve_source, source_notice
     from grokwatch.tui.model import SweepModel
     from grokwatch.tui.widgets.status_bar import StatusBar
 
@@ -312,12 +349,16 @@ def test_dashboard_source_starts_early_and_says_how_the_sync_goes(sshd, tmp_path
             if note is None:
                 break  # the mirror is complete (and stays so)
             seen.add(note)  # the sync was still going when the line was drawn: the line says so
-            assert re.search(r" (newest data of all 6 runs; syncing older rows|syncing [\d,]+ of [\d,]+ files|listing|connecting)",
-                             plain), plain
+            assert re.search(
+                r" (newest data of all 6 runs; syncing older rows|syncing [\d,]+ of [\d,]+ files|listing|connecting)",
+                plain,
+            ), plain
             time.sleep(0.01)
         assert note is None and "sync" not in bar.text(time.time()).plain
-        assert any(re.fullmatch(r"(newest data of all 6 runs; syncing older rows|syncing [\d,]+ of [\d,]+ files .*)", n)
-                   for n in seen), seen
+        assert any(
+            re.fullmatch(r"(newest data of all 6 runs; syncing older rows|syncing [\d,]+ of [\d,]+ files .*)", n)
+            for n in seen
+        ), seen
         assert sorted(p.name for p in local.rglob("*.arrow")) == sorted(p.name for p in sweep.rglob("*.arrow"))
         assert source_notice(tmp_path) is None  # a local sweep has nothing to say
     finally:

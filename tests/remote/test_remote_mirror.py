@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokwatch.cli import main
+from grokwatch.commands.main import main
 from grokwatch.remote import HostKeyError, Mirror, RemoteError, parse_ssh_url, resolve_remote
 from grokwatch.remote.url import cache_path
 from grokwatch.store import RunReader, RunWriter
@@ -40,8 +40,9 @@ def write_runs(sweep: Path, run_ids, steps: int, *, flush_steps: int = 10, pause
     """Write runs through RunWriter, interleaved, as trainers would."""
     writers = {}
     for rid in run_ids:
-        w = RunWriter(sweep / rid, {"run_id": rid, "seed": 0}, flush_steps=flush_steps, flush_seconds=60,
-                      heartbeat_seconds=0.0)
+        w = RunWriter(
+            sweep / rid, {"run_id": rid, "seed": 0}, flush_steps=flush_steps, flush_seconds=60, heartbeat_seconds=0.0
+        )
         writers[rid] = w.open()
     for step in range(1, steps + 1):
         for i, (rid, w) in enumerate(writers.items()):
@@ -59,8 +60,11 @@ def write_runs(sweep: Path, run_ids, steps: int, *, flush_steps: int = 10, pause
 
 def assert_same_tree(remote: Path, local: Path):
     """Every mirrored file is byte-identical, none is missing, no *.tmp is left."""
-    wanted = sorted(p.relative_to(remote) for p in remote.rglob("*") if p.is_file()
-                    and (p.name in ("run.json", "status.json", "sweep.json") or ShardName.parse(p.name)))
+    wanted = sorted(
+        p.relative_to(remote)
+        for p in remote.rglob("*")
+        if p.is_file() and (p.name in ("run.json", "status.json", "sweep.json") or ShardName.parse(p.name))
+    )
     got = sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file())
     assert got == wanted
     for rel in wanted:
@@ -92,8 +96,11 @@ def test_mirrors_a_sweep_while_it_is_written(sshd, ssh_config, tmp_path):
     (sweep / "sweep.json").write_text('{"tasks": []}\n')
     url = f"ssh://gwtest{sweep}"
     started = threading.Event()
-    writer = threading.Thread(target=write_runs, args=(sweep, ["wd0.1-s00", "wd0.1-s01", "wd1.0-s00"], 400),
-                              kwargs={"pause": 0.004, "start_event": started})
+    writer = threading.Thread(
+        target=write_runs,
+        args=(sweep, ["wd0.1-s00", "wd0.1-s01", "wd1.0-s00"], 400),
+        kwargs={"pause": 0.004, "start_event": started},
+    )
     seen_partial = []
     local = cache_path(parse_ssh_url(url), tmp_path / "cache")
     with mirror_of(url, tmp_path, ssh_config) as mirror:
@@ -148,8 +155,15 @@ def test_link_cut_mid_file_and_server_restart_lose_and_repeat_nothing(sshd, ssh_
 
     url = f"ssh://gwtest{sweep}"
     local = cache_path(parse_ssh_url(url), tmp_path / "cache")
-    mirror = CuttingMirror(url, tmp_path / "cache", ssh_config=ssh_config, allow_agent=False, look_for_keys=False,
-                           interval=0.05, backoff=(0.05, 0.3))
+    mirror = CuttingMirror(
+        url,
+        tmp_path / "cache",
+        ssh_config=ssh_config,
+        allow_agent=False,
+        look_for_keys=False,
+        interval=0.05,
+        backoff=(0.05, 0.3),
+    )
     with mirror:
         mirror.start()
         wait_until(lambda: mirror.fetch_counts[big_rel] == 1, 30, "the big shard after the cut")
@@ -169,8 +183,14 @@ def test_link_cut_mid_file_and_server_restart_lose_and_repeat_nothing(sshd, ssh_
         sshd.restart()
         more(n + 301, n + 400)
         w.close("completed")
-        wait_until(lambda: (local / "big" / "status.json").exists()
-                   and '"completed"' in (local / "big" / "status.json").read_text(), 30, "the final status")
+        wait_until(
+            lambda: (
+                (local / "big" / "status.json").exists()
+                and '"completed"' in (local / "big" / "status.json").read_text()
+            ),
+            30,
+            "the final status",
+        )
         assert mirror.wait_pass(10) and mirror.wait_pass(10)
         assert mirror.error is None and mirror.failures >= 2
     assert_same_tree(sweep, local)  # also: no *.tmp left behind
@@ -187,8 +207,14 @@ def test_changed_host_key_is_refused(sshd, tmp_path):
     cfg = sshd.write_config(tmp_path / "ssh_config", known_hosts=str(kh))
     (tmp_path / "remote").mkdir()
     for trust in (False, True):  # trusting new keys never covers a changed one
-        m = Mirror(f"ssh://gwtest{tmp_path / 'remote'}", tmp_path / "cache", ssh_config=cfg, allow_agent=False,
-                   look_for_keys=False, trust_new_host_key=trust)
+        m = Mirror(
+            f"ssh://gwtest{tmp_path / 'remote'}",
+            tmp_path / "cache",
+            ssh_config=cfg,
+            allow_agent=False,
+            look_for_keys=False,
+            trust_new_host_key=trust,
+        )
         with pytest.raises(HostKeyError) as info:
             m.sync_once()
         m.close()
@@ -220,21 +246,35 @@ def test_unknown_host_needs_the_trust_flag_then_is_remembered(sshd, tmp_path):
     url = f"ssh://gwtest{remote}"
     with pytest.raises(HostKeyError, match="not in .*--trust-new-host-key"):
         resolve_remote(url, tmp_path / "cache", ssh_config=cfg, allow_agent=False, look_for_keys=False)
-    local, m = resolve_remote(url, tmp_path / "cache", start=False, ssh_config=cfg, allow_agent=False,
-                              look_for_keys=False, trust_new_host_key=True)
+    local, m = resolve_remote(
+        url,
+        tmp_path / "cache",
+        start=False,
+        ssh_config=cfg,
+        allow_agent=False,
+        look_for_keys=False,
+        trust_new_host_key=True,
+    )
     m.close()
     assert local.is_dir()
     assert f"[127.0.0.1]:{sshd.port}" in kh.read_text()
     assert Path(sshd.host_key_pub).read_text().split()[1] in kh.read_text()
-    local, m = resolve_remote(url, tmp_path / "cache", start=False, ssh_config=cfg, allow_agent=False,
-                              look_for_keys=False)  # RejectPolicy, and now known
+    local, m = resolve_remote(
+        url, tmp_path / "cache", start=False, ssh_config=cfg, allow_agent=False, look_for_keys=False
+    )  # RejectPolicy, and now known
     m.close()
 
 
 def test_runner_runs_commands_quoted_over_the_same_connection(sshd, ssh_config, tmp_path):
     (tmp_path / "remote").mkdir()
-    local, m = resolve_remote(f"ssh://gwtest{tmp_path / 'remote'}", tmp_path / "cache", start=False,
-                              ssh_config=ssh_config, allow_agent=False, look_for_keys=False)
+    local, m = resolve_remote(
+        f"ssh://gwtest{tmp_path / 'remote'}",
+        tmp_path / "cache",
+        start=False,
+        ssh_config=ssh_config,
+        allow_agent=False,
+        look_for_keys=False,
+    )
     try:
         res = m.runner(["printf", "%s|", "a b", "$HOME", "'q'"], 20)
         assert res.returncode == 0 and res.stdout == "a b|$HOME|'q'|"
@@ -247,8 +287,13 @@ def test_runner_runs_commands_quoted_over_the_same_connection(sshd, ssh_config, 
 
 def test_missing_remote_directory_is_one_clear_error(sshd, ssh_config, tmp_path):
     with pytest.raises(RemoteError, match="no such directory"):
-        resolve_remote(f"ssh://gwtest{tmp_path / 'nope'}", tmp_path / "cache", ssh_config=ssh_config,
-                       allow_agent=False, look_for_keys=False)
+        resolve_remote(
+            f"ssh://gwtest{tmp_path / 'nope'}",
+            tmp_path / "cache",
+            ssh_config=ssh_config,
+            allow_agent=False,
+            look_for_keys=False,
+        )
 
 
 def test_key_from_the_ssh_agent(sshd, tmp_path, monkeypatch):
@@ -263,17 +308,25 @@ def test_key_from_the_ssh_agent(sshd, tmp_path, monkeypatch):
         subprocess.run(["ssh-add", sshd.client_key], env=env, capture_output=True, timeout=30, check=True)
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         cfg = tmp_path / "ssh_config"
-        cfg.write_text(f"Host viaagent\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
-                       f"  UserKnownHostsFile {sshd.known_hosts}\n")
+        cfg.write_text(
+            f"Host viaagent\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+            f"  UserKnownHostsFile {sshd.known_hosts}\n"
+        )
         (tmp_path / "remote").mkdir()
-        local, m = resolve_remote(f"ssh://viaagent{tmp_path / 'remote'}", tmp_path / "cache", start=False,
-                                  ssh_config=cfg, look_for_keys=False)
+        local, m = resolve_remote(
+            f"ssh://viaagent{tmp_path / 'remote'}", tmp_path / "cache", start=False, ssh_config=cfg, look_for_keys=False
+        )
         m.close()
         assert local.is_dir()
         monkeypatch.delenv("SSH_AUTH_SOCK")
         with pytest.raises(RemoteError, match="authentication"):
-            resolve_remote(f"ssh://viaagent{tmp_path / 'remote'}", tmp_path / "cache", start=False, ssh_config=cfg,
-                           look_for_keys=False)
+            resolve_remote(
+                f"ssh://viaagent{tmp_path / 'remote'}",
+                tmp_path / "cache",
+                start=False,
+                ssh_config=cfg,
+                look_for_keys=False,
+            )
     finally:
         os.kill(pid, signal.SIGTERM)
 
@@ -284,8 +337,9 @@ def test_open_source_is_a_resolver_that_keeps_syncing(sshd, ssh_config, tmp_path
     sweep = tmp_path / "remote" / "sw"
     write_runs(sweep, ["a"], 20)
     url = f"ssh://gwtest{sweep}"
-    kw = dict(cache_dir=tmp_path / "cache", ssh_config=ssh_config, allow_agent=False, look_for_keys=False,
-              interval=0.05)
+    kw = dict(
+        cache_dir=tmp_path / "cache", ssh_config=ssh_config, allow_agent=False, look_for_keys=False, interval=0.05
+    )
     try:
         local = open_source(url, **kw)
         assert open_source(url, **kw) == local  # one mirror per URL

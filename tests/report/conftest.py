@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 
 
 @pytest.fixture(scope="session")

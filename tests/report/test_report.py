@@ -8,14 +8,21 @@ import shutil
 import numpy as np
 import pytest
 
-from grokwatch.cli import main
+from grokwatch.commands.main import main
 from grokwatch.report import make_report
 from grokwatch.store import list_runs, read_run_config
 
 pytestmark = pytest.mark.slow  # each writes a simulated sweep and a report (seconds)
 
-SIGNALS = ("gai_spike", "persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap",
-           "commutator_defect", "effective_rank_drop", "weight_norm_crossing")
+SIGNALS = (
+    "gai_spike",
+    "persistence_entropy_shift",
+    "htsr_alpha_below_2",
+    "correlation_trap",
+    "commutator_defect",
+    "effective_rank_drop",
+    "weight_norm_crossing",
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +68,15 @@ def test_onsets_land_on_the_planted_signals(sim_report):
     assert near >= len(ent["onsets"]) / 2
     # the simulator's H0 now falls on the plateau and turns up before onset, as on real runs: the seed's
     # robust-z rule sees the turn on most runs, not all (the default rule reads the rise directly)
-    assert ent["recall"] >= 0.3 and ent["fp"] <= 2  # the seed rule on the harder simulator (docs/evidence/sim_vs_real.md)
+    assert (
+        ent["recall"] >= 0.3 and ent["fp"] <= 2
+    )  # the seed rule on the harder simulator (docs/evidence/sim_vs_real.md)
     # lead-time median against the planted surges
-    planted_leads = [t["t_grok"] - t["signals"]["gai_surge"] for t in truth.values()
-                     if t["t_grok"] is not None and t["signals"]["gai_surge"] is not None]
+    planted_leads = [
+        t["t_grok"] - t["signals"]["gai_surge"]
+        for t in truth.values()
+        if t["t_grok"] is not None and t["signals"]["gai_surge"] is not None
+    ]
     assert abs(gai["lead_time_median"] - np.median(planted_leads)) < 100
     # the one run that never groks yet surges within its budget is the GAI's false alarm
     fp = [r for r, t in truth.items() if t["fate"] == "never" and t["signals"]["gai_surge"] is not None]
@@ -98,8 +110,16 @@ def test_markdown_and_figures_exist(sim_report):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
         assert f"]({name})" in md
-    assert {"phase_grid.png", "lead_times.png", "precision_recall.png", "redundancy.png", "prediction_error.png",
-            "runs_wd0.1.png", "runs_wd0.3.png", "runs_wd1.png"} <= set(doc["figures"])
+    assert {
+        "phase_grid.png",
+        "lead_times.png",
+        "precision_recall.png",
+        "redundancy.png",
+        "prediction_error.png",
+        "runs_wd0.1.png",
+        "runs_wd0.3.png",
+        "runs_wd1.png",
+    } <= set(doc["figures"])
     assert "bootstrap" in md and "| GAI spike | computed | 30 |" in md
     assert json.loads((out / "report.json").read_text())["counts"] == doc["counts"]
 
@@ -123,8 +143,13 @@ def test_absent_signals_and_tiny_sweeps(small_sweep, tmp_path):
     out = tmp_path / "out"
     doc = make_report(sweep, out)
     sig = doc["signals"]
-    for name in ("persistence_entropy_shift", "htsr_alpha_below_2", "correlation_trap", "commutator_defect",
-                 "effective_rank_drop"):
+    for name in (
+        "persistence_entropy_shift",
+        "htsr_alpha_below_2",
+        "correlation_trap",
+        "commutator_defect",
+        "effective_rank_drop",
+    ):
         assert sig[name]["present"] is False and sig[name]["n"] == 0
         assert sig[name]["lead_time_median"] is None and sig[name]["precision"] is None
     assert sig["gai_spike"]["present"] is True
@@ -152,12 +177,14 @@ def test_onsets_from_alarms_jsonl(small_sweep, tmp_path, seed_rules):
 
     ev = {rid: r.events() for rid, r in load_sweep(sweep).items()}
     grokker = next(r for r in runs if ev[r].t_grok is not None)
-    recs = [{"id": f"{r}/gai_spike/1/firing", "run": r, "rule": "gai_spike", "state": "firing", "step": 2}
-            for r in runs]  # before memorization: outside every warning window
+    recs = [
+        {"id": f"{r}/gai_spike/1/firing", "run": r, "rule": "gai_spike", "state": "firing", "step": 2} for r in runs
+    ]  # before memorization: outside every warning window
     recs.append({"id": "x/resolved", "run": grokker, "rule": "gai_spike", "state": "resolved", "step": 3})
     warn = ev[grokker].t_grok - 17
-    recs.append({"id": f"{grokker}/gai_spike/2/firing", "run": grokker, "rule": "gai_spike", "state": "firing",
-                 "step": warn})
+    recs.append(
+        {"id": f"{grokker}/gai_spike/2/firing", "run": grokker, "rule": "gai_spike", "state": "firing", "step": warn}
+    )
     (sweep / ".grokwatch" / "alarms.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     doc = make_report(sweep, tmp_path / "out", fmt="json", rules=seed_rules)
     gai = doc["signals"]["gai_spike"]

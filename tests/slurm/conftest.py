@@ -40,8 +40,13 @@ def ensure_deb(package: str, binary: str) -> str:
     if not _apt_updated:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=300)
         _apt_updated = True
-    out = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
-                         capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     path = shutil.which(binary)
     if not path:
         unavailable(f"apt-get install {package} failed: {' '.join(out.stderr.split()[-30:])}")
@@ -68,8 +73,11 @@ def _slurm_answers() -> bool:
         node = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
         return False
-    return ping.returncode == 0 and "UP" in ping.stdout and any(
-        s.strip().rstrip("*~#") in ("idle", "mixed", "allocated") for s in node.stdout.splitlines())
+    return (
+        ping.returncode == 0
+        and "UP" in ping.stdout
+        and any(s.strip().rstrip("*~#") in ("idle", "mixed", "allocated") for s in node.stdout.splitlines())
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from grokwatch.cli import main
+from grokwatch.commands.main import main
 from grokwatch.store.layout import run_id_for
 from slurm.plan import PlanError, SweepOptions, make_manifest, parse_time, plan_runs, record_submission, validate
 from slurm.script import render_script
@@ -40,8 +40,15 @@ def test_default_plan_is_90_tasks_covering_every_pair_once(tmp_path, capsys):
         assert f"  {t['index']}) RUNS=('{t['run_id']} {t['weight_decay']!r} {t['seed']}') ;;" in script
     assert (tmp_path / "sw" / "sweep.sbatch").read_text() == script
     assert (tmp_path / "sw" / "logs").is_dir()
-    for line in ("#SBATCH --requeue", "#SBATCH --open-mode=append", "#SBATCH --signal=B:USR1@300",
-                 "#SBATCH --gpus-per-task=1", "--device cuda", "--resume", "scontrol requeue \"$SELF\""):
+    for line in (
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --signal=B:USR1@300",
+        "#SBATCH --gpus-per-task=1",
+        "--device cuda",
+        "--resume",
+        'scontrol requeue "$SELF"',
+    ):
         assert line in script
 
 
@@ -50,27 +57,70 @@ def test_script_resolves_each_task_to_its_runs(tmp_path, capsys):
     assert _plan_cli(tmp_path, "--pack", "4", "--gpus-per-task", "0") == 0
     script = capsys.readouterr().out
     manifest = json.loads((tmp_path / "sw" / "sweep.json").read_text())
-    head = script.split("cd -- \"$WORKDIR\"")[0]
+    head = script.split('cd -- "$WORKDIR"')[0]
     for task in (0, 7, 22):
-        out = subprocess.run(["bash", "-c", head + '\nprintf "%s\\n" "${RUNS[@]}"'], capture_output=True, text=True,
-                             env={**os.environ, "SLURM_ARRAY_TASK_ID": str(task)}, timeout=30)
+        out = subprocess.run(
+            ["bash", "-c", head + '\nprintf "%s\\n" "${RUNS[@]}"'],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SLURM_ARRAY_TASK_ID": str(task)},
+            timeout=30,
+        )
         assert out.returncode == 0, out.stderr
         want = [f"{t['run_id']} {t['weight_decay']!r} {t['seed']}" for t in manifest["tasks"] if t["index"] == task]
         assert out.stdout.split("\n")[:-1] == want
     assert manifest["n_tasks"] == 23 and manifest["pack"] == 4  # ceil(90 / 4)
-    out = subprocess.run(["bash", "-c", head], capture_output=True, text=True,
-                         env={**os.environ, "SLURM_ARRAY_TASK_ID": "99"}, timeout=30)
+    out = subprocess.run(
+        ["bash", "-c", head],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLURM_ARRAY_TASK_ID": "99"},
+        timeout=30,
+    )
     assert out.returncode == 2 and "not part of sweep" in out.stderr
 
 
 def test_cpu_only_script(tmp_path, capsys):
-    assert _plan_cli(tmp_path, "--gpus-per-task", "0", "--seeds", "2", "--weight-decays", "0.5", "--steps", "300",
-                     "--cpus", "2", "--mem", "2G", "--time", "1:00:00", "--partition", "debug", "--account", "lab",
-                     "--max-concurrent", "5", "--preset", "tiny") == 0
+    assert (
+        _plan_cli(
+            tmp_path,
+            "--gpus-per-task",
+            "0",
+            "--seeds",
+            "2",
+            "--weight-decays",
+            "0.5",
+            "--steps",
+            "300",
+            "--cpus",
+            "2",
+            "--mem",
+            "2G",
+            "--time",
+            "1:00:00",
+            "--partition",
+            "debug",
+            "--account",
+            "lab",
+            "--max-concurrent",
+            "5",
+            "--preset",
+            "tiny",
+        )
+        == 0
+    )
     script = capsys.readouterr().out
     assert "--gpus-per-task" not in script and "--device cpu" in script and "--device cuda" not in script
-    for line in ("--array=0-1%5", "--cpus-per-task=2", "--mem=2G", "--time=1:00:00", "--partition=debug",
-                 "--account=lab", "--preset tiny", "--steps 300"):
+    for line in (
+        "--array=0-1%5",
+        "--cpus-per-task=2",
+        "--mem=2G",
+        "--time=1:00:00",
+        "--partition=debug",
+        "--account=lab",
+        "--preset tiny",
+        "--steps 300",
+    ):
         assert line in script
 
 
@@ -85,14 +135,31 @@ def test_default_script_passes_bash_n_and_shellcheck(tmp_path, capsys, shellchec
     _script_checks(path)
     out = subprocess.run([shellcheck, "--shell=bash", str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert _plan_cli(tmp_path, "--sweep", "packed", "--pack", "3", "--gpus-per-task", "0", "--trainer-arg=--probe-every",
-                     "--trainer-arg", "100") == 0
-    out = subprocess.run([shellcheck, "--shell=bash", str(tmp_path / "packed" / "sweep.sbatch")],
-                         capture_output=True, text=True, timeout=120)
+    assert (
+        _plan_cli(
+            tmp_path,
+            "--sweep",
+            "packed",
+            "--pack",
+            "3",
+            "--gpus-per-task",
+            "0",
+            "--trainer-arg=--probe-every",
+            "--trainer-arg",
+            "100",
+        )
+        == 0
+    )
+    out = subprocess.run(
+        [shellcheck, "--shell=bash", str(tmp_path / "packed" / "sweep.sbatch")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-HOSTILE = "x'; touch {p}; echo \"$(touch {p})\" `touch {p}` $HOME * \\ ; #"
+HOSTILE = 'x\'; touch {p}; echo "$(touch {p})" `touch {p}` $HOME * \\ ; #'
 
 
 def test_hostile_values_are_quoted_not_run(tmp_path, capsys):
@@ -100,22 +167,64 @@ def test_hostile_values_are_quoted_not_run(tmp_path, capsys):
     pwned = tmp_path / "PWNED"
     hostile = HOSTILE.format(p=pwned)
     root = tmp_path / f"root {hostile}"
-    rc = main(["sweep", "plan", "--root", str(root), "--sweep", "sw", "--python", f"/bin/echo {hostile}",
-               "--workdir", str(tmp_path), "--trainer-arg", hostile, "--gpus-per-task", "0"])
+    rc = main(
+        [
+            "sweep",
+            "plan",
+            "--root",
+            str(root),
+            "--sweep",
+            "sw",
+            "--python",
+            f"/bin/echo {hostile}",
+            "--workdir",
+            str(tmp_path),
+            "--trainer-arg",
+            hostile,
+            "--gpus-per-task",
+            "0",
+        ]
+    )
     assert rc == 0
     script = capsys.readouterr().out
     _script_checks(root / "sw" / "sweep.sbatch")
     # The whole script with a fake python that only echoes its arguments: the
     # hostile text arrives as single arguments, nothing is executed.
     fake = tmp_path / "fakepy"
-    fake.write_text("#!/bin/bash\nif [ \"$1\" = -c ]; then exit 0; fi\nprintf '<%s>\\n' \"$@\"\nexit 0\n")
+    fake.write_text('#!/bin/bash\nif [ "$1" = -c ]; then exit 0; fi\nprintf \'<%s>\\n\' "$@"\nexit 0\n')
     fake.chmod(0o755)
-    rc = main(["sweep", "plan", "--root", str(root), "--sweep", "sw2", "--python", str(fake), "--seeds", "1",
-               "--weight-decays", "0.1", "--workdir", str(tmp_path), "--trainer-arg", hostile, "--gpus-per-task", "0"])
+    rc = main(
+        [
+            "sweep",
+            "plan",
+            "--root",
+            str(root),
+            "--sweep",
+            "sw2",
+            "--python",
+            str(fake),
+            "--seeds",
+            "1",
+            "--weight-decays",
+            "0.1",
+            "--workdir",
+            str(tmp_path),
+            "--trainer-arg",
+            hostile,
+            "--gpus-per-task",
+            "0",
+        ]
+    )
     assert rc == 0
     capsys.readouterr()
-    out = subprocess.run(["bash", str(root / "sw2" / "sweep.sbatch")], capture_output=True, text=True, timeout=60,
-                         cwd=tmp_path, env={**os.environ, "SLURM_ARRAY_TASK_ID": "0"})
+    out = subprocess.run(
+        ["bash", str(root / "sw2" / "sweep.sbatch")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "SLURM_ARRAY_TASK_ID": "0"},
+    )
     assert out.returncode == 0, out.stderr
     assert not pwned.exists()
     log = (root / "sw2" / "logs" / "wd0.1-s00.r0.log").read_text()
@@ -123,31 +232,34 @@ def test_hostile_values_are_quoted_not_run(tmp_path, capsys):
     assert f"<{root}>" in log.splitlines()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--sweep", "../evil"], "--sweep"),
-    (["--sweep", "a b"], "--sweep"),
-    (["--preset", "tiny;rm"], "--preset"),
-    (["--partition", "debug\n#SBATCH --uid=0"], "--partition"),
-    (["--partition", "a b"], "--partition"),
-    (["--account", "x$(id)"], "--account"),
-    (["--mem", "4G; rm"], "--mem"),
-    (["--time", "1:00:00\n#SBATCH"], "--time"),
-    (["--time", "0"], "--time"),
-    (["--seeds", "0"], "--seeds"),
-    (["--seeds", "-3"], "--seeds"),
-    (["--weight-decays", "0.1,abc"], "--weight-decays"),
-    (["--weight-decays", "0.1,nan"], "--weight-decays"),
-    (["--weight-decays", "-1"], "--weight-decays"),
-    (["--weight-decays", "0.1,0.10"], "--weight-decays"),
-    (["--steps", "0"], "--steps"),
-    (["--gpus-per-task", "-1"], "--gpus-per-task"),
-    (["--max-concurrent", "0"], "--max-concurrent"),
-    (["--pack", "0"], "--pack"),
-    (["--pack", "91"], "--pack"),
-    (["--python", "py\nthon"], "--python"),
-    (["--trainer-arg", "a\nb"], "--trainer-arg"),
-    (["--flush-seconds", "inf"], "--flush-seconds"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--sweep", "../evil"], "--sweep"),
+        (["--sweep", "a b"], "--sweep"),
+        (["--preset", "tiny;rm"], "--preset"),
+        (["--partition", "debug\n#SBATCH --uid=0"], "--partition"),
+        (["--partition", "a b"], "--partition"),
+        (["--account", "x$(id)"], "--account"),
+        (["--mem", "4G; rm"], "--mem"),
+        (["--time", "1:00:00\n#SBATCH"], "--time"),
+        (["--time", "0"], "--time"),
+        (["--seeds", "0"], "--seeds"),
+        (["--seeds", "-3"], "--seeds"),
+        (["--weight-decays", "0.1,abc"], "--weight-decays"),
+        (["--weight-decays", "0.1,nan"], "--weight-decays"),
+        (["--weight-decays", "-1"], "--weight-decays"),
+        (["--weight-decays", "0.1,0.10"], "--weight-decays"),
+        (["--steps", "0"], "--steps"),
+        (["--gpus-per-task", "-1"], "--gpus-per-task"),
+        (["--max-concurrent", "0"], "--max-concurrent"),
+        (["--pack", "0"], "--pack"),
+        (["--pack", "91"], "--pack"),
+        (["--python", "py\nthon"], "--python"),
+        (["--trainer-arg", "a\nb"], "--trainer-arg"),
+        (["--flush-seconds", "inf"], "--flush-seconds"),
+    ],
+)
 def test_bad_values_exit_2_with_one_line(tmp_path, capsys, args, fragment):
     base = {"--sweep": "sw"}
     argv = ["sweep", "plan", "--root", str(tmp_path)]
@@ -190,17 +302,18 @@ def test_pack_mapping_and_manifest_submissions():
 
 
 def test_sweep_help_is_cheap():
-    code = "import sys; from grokwatch.cli import build_parser; build_parser(); print(int('pyarrow' in sys.modules))"
+    code = "import sys; from grokwatch.commands.main import build_parser; build_parser(); print(int('pyarrow' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
 
 
-
 def test_slurm_package_stands_alone():
     """slurm imports nothing of grokwatch (the arrow points grokwatch -> slurm)."""
-    code = ("import sys, slurm, slurm.plan, slurm.script, slurm.queue, slurm.states, slurm.submit\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grokwatch', 'paramiko', 'numpy', 'textual')))")
+    code = (
+        "import sys, slurm, slurm.plan, slurm.script, slurm.queue, slurm.states, slurm.submit\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grokwatch', 'paramiko', 'numpy', 'textual')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

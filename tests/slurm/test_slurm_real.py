@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokwatch.cli import main
-from grokwatch.lifecycle import restarted_from_scratch
+from grokwatch.commands.main import main
+from grokwatch.runs.lifecycle import restarted_from_scratch
 from grokwatch.store import RunReader, read_json, read_status
 from slurm.queue import QueueState
 
@@ -38,8 +38,25 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5, on_tim
 
 
 def submit(root: Path, sweep: str, *extra: str) -> tuple[str, dict]:
-    argv = ["sweep", "submit", "--root", str(root), "--sweep", sweep, "--preset", "tiny", "--gpus-per-task", "0",
-            "--cpus", "1", "--python", sys.executable, "--workdir", str(REPO), *extra]
+    argv = [
+        "sweep",
+        "submit",
+        "--root",
+        str(root),
+        "--sweep",
+        sweep,
+        "--preset",
+        "tiny",
+        "--gpus-per-task",
+        "0",
+        "--cpus",
+        "1",
+        "--python",
+        sys.executable,
+        "--workdir",
+        str(REPO),
+        *extra,
+    ]
     assert main(argv) == 0
     manifest = read_json(root / sweep / "sweep.json")
     assert manifest and manifest["array_job_id"]
@@ -58,15 +75,19 @@ def logs(root: Path, sweep: str) -> str:
         out.append(f"--- scontrol show job {job}\n{show.stdout[-4000:]}{show.stderr[-500:]}")
         ctld = Path(os.environ.get("SLURM_BASE", "/tmp/slurm-ci")) / "log" / "slurmctld.log"
         if ctld.is_file():
-            lines = [ln for ln in ctld.read_text(errors="replace").splitlines() if f"JobId={job}" in ln or f" {job}_" in ln]
+            lines = [
+                ln for ln in ctld.read_text(errors="replace").splitlines() if f"JobId={job}" in ln or f" {job}_" in ln
+            ]
             out.append(f"--- {ctld} (lines about job {job})\n" + "\n".join(lines[-60:]))
     return "\n".join(out)
 
 
 def attempt_ended(root: Path, sweep: str, task: int, attempt: int) -> bool:
     """The batch shell of that attempt printed its last line (it exits right after)."""
-    return any(f"task {task} attempt {attempt} exits" in f.read_text(errors="replace")
-               for f in (root / sweep / "logs").glob(f"slurm-*_{task}.out"))
+    return any(
+        f"task {task} attempt {attempt} exits" in f.read_text(errors="replace")
+        for f in (root / sweep / "logs").glob(f"slurm-*_{task}.out")
+    )
 
 
 def states(manifest: dict) -> dict:
@@ -84,10 +105,15 @@ def steps_of(run_dir: Path) -> np.ndarray:
 def four(slurm_cluster, tmp_path_factory):
     """A 4-task tiny sweep (2 seeds x 2 weight decays, 300 steps), run to the end."""
     root = tmp_path_factory.mktemp("four")
-    job, manifest = submit(root, "four", "--seeds", "2", "--weight-decays", "0.3,1.0", "--steps", "300",
-                           "--flush-steps", "50")
-    final = wait_for(lambda: (s := states(manifest)) and len(s) == 4 and all(t.state in TERMINAL for t in s.values()) and s,
-                     180, "4 array tasks to finish", on_timeout=lambda: logs(root, "four"))
+    job, manifest = submit(
+        root, "four", "--seeds", "2", "--weight-decays", "0.3,1.0", "--steps", "300", "--flush-steps", "50"
+    )
+    final = wait_for(
+        lambda: (s := states(manifest)) and len(s) == 4 and all(t.state in TERMINAL for t in s.values()) and s,
+        180,
+        "4 array tasks to finish",
+        on_timeout=lambda: logs(root, "four"),
+    )
     return root, job, manifest, final
 
 
@@ -125,7 +151,8 @@ def test_queue_state_and_status_over_ssh(four, sshd_server, tmp_path, monkeypatc
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "config").write_text(
         f"Host cluster\n  HostName 127.0.0.1\n  Port {sshd_server['SSHD_PORT']}\n  User {sshd_server['SSHD_USER']}\n"
-        f"  IdentityFile {sshd_server['SSHD_CLIENT_KEY']}\n  UserKnownHostsFile {sshd_server['SSHD_KNOWN_HOSTS']}\n")
+        f"  IdentityFile {sshd_server['SSHD_CLIENT_KEY']}\n  UserKnownHostsFile {sshd_server['SSHD_KNOWN_HOSTS']}\n"
+    )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GROKWATCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
@@ -150,8 +177,20 @@ def test_requeued_tasks_resume_from_checkpoint_without_gaps_or_repeats(slurm_clu
     batch shell, as `--signal=B:USR1@N` sends before the time limit: the trainer
     checkpoints, exits 75, and the job requeues itself."""
     n = 1000
-    job, manifest = submit(tmp_path, "rq", "--seeds", "1", "--weight-decays", "0.3,1.0", "--steps", str(n),
-                           "--flush-steps", "25", "--checkpoint-every", "100")
+    job, manifest = submit(
+        tmp_path,
+        "rq",
+        "--seeds",
+        "1",
+        "--weight-decays",
+        "0.3,1.0",
+        "--steps",
+        str(n),
+        "--flush-steps",
+        "25",
+        "--checkpoint-every",
+        "100",
+    )
     capsys.readouterr()
     sweep = tmp_path / "rq"
     run0, run1 = (sweep / t["run_id"] for t in sorted(manifest["tasks"], key=lambda t: t["index"]))
@@ -173,8 +212,12 @@ def test_requeued_tasks_resume_from_checkpoint_without_gaps_or_repeats(slurm_clu
     # next attempt is started early (StartTime=now, below): a requeued task that
     # is relaunched while its old batch step is still completing can be failed
     # by that step's late completion (seen once in CI; a real requeue waits ~2 min).
-    wait_for(lambda: all(attempt_ended(tmp_path, "rq", task, 0) for task in (0, 1)), 60,
-             "the first attempts' batch shells to exit", on_timeout=lambda: logs(tmp_path, "rq"))
+    wait_for(
+        lambda: all(attempt_ended(tmp_path, "rq", task, 0) for task in (0, 1)),
+        60,
+        "the first attempts' batch shells to exit",
+        on_timeout=lambda: logs(tmp_path, "rq"),
+    )
     settled = [0]
 
     def still_pending():
@@ -188,10 +231,15 @@ def test_requeued_tasks_resume_from_checkpoint_without_gaps_or_repeats(slurm_clu
     assert json.loads(capsys.readouterr().out)["counts"] == {"requeued": 2}
 
     for task in (0, 1):  # skip the ~2 min BeginTime delay of a requeued job
-        subprocess.run(["scontrol", "update", f"JobId={job}_{task}", "StartTime=now"], check=True,
-                       capture_output=True, timeout=30)
-    final = wait_for(lambda: (s := states(manifest)) and len(s) == 2 and all(t.state in TERMINAL for t in s.values()) and s,
-                     120, "the requeued tasks to finish", on_timeout=lambda: logs(tmp_path, "rq"))
+        subprocess.run(
+            ["scontrol", "update", f"JobId={job}_{task}", "StartTime=now"], check=True, capture_output=True, timeout=30
+        )
+    final = wait_for(
+        lambda: (s := states(manifest)) and len(s) == 2 and all(t.state in TERMINAL for t in s.values()) and s,
+        120,
+        "the requeued tasks to finish",
+        on_timeout=lambda: logs(tmp_path, "rq"),
+    )
     assert {t.state for t in final.values()} == {"COMPLETED"}, logs(tmp_path, "rq")
     assert all(t.restarts >= 1 for t in final.values())
 
@@ -218,21 +266,58 @@ def test_requeued_tasks_resume_from_checkpoint_without_gaps_or_repeats(slurm_clu
 def test_cancelled_task_stays_cancelled(slurm_cluster, tmp_path, capsys):
     """scancel sends TERM; the trainer checkpoints and exits 75, but the job
     must not requeue itself: a cancel is the user's decision."""
-    job, manifest = submit(tmp_path, "cx", "--seeds", "1", "--weight-decays", "1.0", "--steps", "100000",
-                           "--flush-steps", "25")
+    job, manifest = submit(
+        tmp_path, "cx", "--seeds", "1", "--weight-decays", "1.0", "--steps", "100000", "--flush-steps", "25"
+    )
     run = tmp_path / "cx" / manifest["tasks"][0]["run_id"]
-    wait_for(lambda: (read_status(run) or {}).get("last_step", 0) >= 50, 90, "the run to start",
-             on_timeout=lambda: logs(tmp_path, "cx"))
+    wait_for(
+        lambda: (read_status(run) or {}).get("last_step", 0) >= 50,
+        90,
+        "the run to start",
+        on_timeout=lambda: logs(tmp_path, "cx"),
+    )
     # A second submit of a sweep whose array is still running is refused.
     capsys.readouterr()
-    assert main(["sweep", "submit", "--root", str(tmp_path), "--sweep", "cx", "--preset", "tiny", "--seeds", "1",
-                 "--weight-decays", "1.0", "--steps", "100000", "--gpus-per-task", "0", "--cpus", "1",
-                 "--flush-steps", "25", "--python", sys.executable, "--workdir", str(REPO)]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                "submit",
+                "--root",
+                str(tmp_path),
+                "--sweep",
+                "cx",
+                "--preset",
+                "tiny",
+                "--seeds",
+                "1",
+                "--weight-decays",
+                "1.0",
+                "--steps",
+                "100000",
+                "--gpus-per-task",
+                "0",
+                "--cpus",
+                "1",
+                "--flush-steps",
+                "25",
+                "--python",
+                sys.executable,
+                "--workdir",
+                str(REPO),
+            ]
+        )
+        == 2
+    )
     assert "still has 1 queued or running" in capsys.readouterr().err
     subprocess.run(["scancel", job], check=True, capture_output=True, timeout=30)
     out = tmp_path / "cx" / "logs" / f"slurm-{job}_0.out"
-    wait_for(lambda: out.exists() and "exits" in out.read_text(), 60, "the batch script to end",
-             on_timeout=lambda: logs(tmp_path, "cx"))
+    wait_for(
+        lambda: out.exists() and "exits" in out.read_text(),
+        60,
+        "the batch script to end",
+        on_timeout=lambda: logs(tmp_path, "cx"),
+    )
     time.sleep(1.0)
     s = states(manifest)
     t = s[manifest["tasks"][0]["run_id"]]

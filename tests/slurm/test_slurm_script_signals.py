@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from grokwatch.cli import main
+from grokwatch.commands.main import main
 
 FAKE_PYTHON = r"""#!/bin/bash
 # state_of() asks: python -c CODE STATUS_JSON
@@ -46,17 +46,46 @@ def task_script(tmp_path, capsys):
     (fake / "bin" / "scontrol").write_text(FAKE_SCONTROL)
     for p in (fake / "python", fake / "bin" / "scontrol"):
         p.chmod(0o755)
-    assert main(["sweep", "plan", "--root", str(tmp_path / "root"), "--sweep", "sw", "--seeds", "3",
-                 "--weight-decays", "0.1", "--pack", "2", "--gpus-per-task", "0", "--python", str(fake / "python"),
-                 "--workdir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "plan",
+                "--root",
+                str(tmp_path / "root"),
+                "--sweep",
+                "sw",
+                "--seeds",
+                "3",
+                "--weight-decays",
+                "0.1",
+                "--pack",
+                "2",
+                "--gpus-per-task",
+                "0",
+                "--python",
+                str(fake / "python"),
+                "--workdir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     return tmp_path / "root" / "sw" / "sweep.sbatch", fake
 
 
 def start(script: Path, fake: Path, task: int = 0, restart: int | None = None, **env) -> subprocess.Popen:
-    e = {**os.environ, "FAKE_DIR": str(fake), "PATH": f"{fake / 'bin'}:{os.environ['PATH']}",
-         "SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_JOB_ID": "77", "SLURM_JOB_ID": "78",
-         "SLURM_CPUS_PER_TASK": "4", **env}
+    e = {
+        **os.environ,
+        "FAKE_DIR": str(fake),
+        "PATH": f"{fake / 'bin'}:{os.environ['PATH']}",
+        "SLURM_ARRAY_TASK_ID": str(task),
+        "SLURM_ARRAY_JOB_ID": "77",
+        "SLURM_JOB_ID": "78",
+        "SLURM_CPUS_PER_TASK": "4",
+        **env,
+    }
     if restart is not None:
         e["SLURM_RESTART_COUNT"] = str(restart)
     return subprocess.Popen(["bash", str(script)], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -75,7 +75,10 @@ def test_parse_helpers():
     assert parse_task_ids("[1,3-5%2]") == [1, 3, 4, 5]
     assert parse_task_ids("0-6:3") == [0, 3, 6]
     assert parse_task_ids("N/A") == []
-    assert manifest_job_ids({"submissions": [{"array_job_id": "7"}, {"array_job_id": "12"}], "array_job_id": "12"}) == ["7", "12"]
+    assert manifest_job_ids({"submissions": [{"array_job_id": "7"}, {"array_job_id": "12"}], "array_job_id": "12"}) == [
+        "7",
+        "12",
+    ]
     assert manifest_job_ids({"array_job_id": "x;rm"}) == []
 
 
@@ -97,10 +100,12 @@ def test_parse_squeue():
 
 
 def test_parse_sacct_counts_requeues():
-    text = ("20_0|21|REQUEUED|0:0|00:00:10|vm\n"
-            "20_0|21|COMPLETED|0:0|00:00:30|vm\n"
-            "20_1|20|CANCELLED by 0|0:15|00:00:04|vm\n"
-            "20_[2-3]|20|PENDING|0:0|00:00:00|None assigned\n")
+    text = (
+        "20_0|21|REQUEUED|0:0|00:00:10|vm\n"
+        "20_0|21|COMPLETED|0:0|00:00:30|vm\n"
+        "20_1|20|CANCELLED by 0|0:15|00:00:04|vm\n"
+        "20_[2-3]|20|PENDING|0:0|00:00:00|None assigned\n"
+    )
     got = {t.task_id: t for t in parse_sacct(text)}
     assert got[0].state == "COMPLETED" and got[0].restarts == 1 and got[0].job_id == "21"
     assert got[1].state == "CANCELLED" and got[1].signal == 15
@@ -130,14 +135,18 @@ class ScriptedRunner:
 
 def test_queue_state_batches_caches_and_falls_back_to_sacct_c():
     now = [100.0]
-    runner = ScriptedRunner([
-        (["squeue"], CommandResult(0, "11|10|0|RUNNING|None|0|0|0:05|vm|\n", "")),
-        (["sacct", "--completion"], CommandResult(0, "12|TIMEOUT|0:0|00:01:00|vm\n", "")),
-        (["sacct"], CommandResult(1, "", "Slurm accounting storage is disabled")),
-    ])
+    runner = ScriptedRunner(
+        [
+            (["squeue"], CommandResult(0, "11|10|0|RUNNING|None|0|0|0:05|vm|\n", "")),
+            (["sacct", "--completion"], CommandResult(0, "12|TIMEOUT|0:0|00:01:00|vm\n", "")),
+            (["sacct"], CommandResult(1, "", "Slurm accounting storage is disabled")),
+        ]
+    )
     q = QueueState(runner, cache_seconds=5, clock=lambda: now[0])
-    manifest = {"submissions": [{"array_job_id": "10"}],
-                "tasks": [{"index": 0, "run_id": "a"}, {"index": 1, "run_id": "b"}]}
+    manifest = {
+        "submissions": [{"array_job_id": "10"}],
+        "tasks": [{"index": 0, "run_id": "a"}, {"index": 1, "run_id": "b"}],
+    }
     got = q.for_manifest(manifest, raw_hints={"12": ("10", 1)})
     assert got["a"].state == "RUNNING" and got["a"].source == "squeue"
     assert got["b"].state == "TIMEOUT" and got["b"].source == "sacct -c"
@@ -155,9 +164,15 @@ def test_queue_state_batches_caches_and_falls_back_to_sacct_c():
 
 
 def test_queue_state_reports_squeue_failure_and_aged_out_ids():
-    q = QueueState(ScriptedRunner([(["squeue"], CommandResult(1, "", "slurm_load_jobs error: Unable to contact slurm controller"))]))
+    q = QueueState(
+        ScriptedRunner(
+            [(["squeue"], CommandResult(1, "", "slurm_load_jobs error: Unable to contact slurm controller"))]
+        )
+    )
     assert q.tasks(["5"]) == {}
     assert "Unable to contact" in q.last_error
-    q = QueueState(ScriptedRunner([(["squeue"], CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified"))]))
+    q = QueueState(
+        ScriptedRunner([(["squeue"], CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified"))])
+    )
     assert q.tasks(["5"]) == {} and q.last_error is None
     assert QueueState(ScriptedRunner([])).tasks(["x; rm -rf /"]) == {}

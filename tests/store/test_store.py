@@ -140,7 +140,10 @@ def test_bad_files_are_skipped_with_one_warning_and_retried(tmp_path, caplog):
         r.refresh()
     assert r.scalars["step"].tolist() == list(range(1, 11))
     assert set(r.failed_files) == {
-        "scalars-000000020.arrow", "scalars-000000030.arrow", "scalars-000000040.arrow", "probes-000000060.arrow"
+        "scalars-000000020.arrow",
+        "scalars-000000030.arrow",
+        "scalars-000000040.arrow",
+        "probes-000000060.arrow",
     }
     assert all(n == 2 for n in r.failed_files.values())  # tried again, never given up on
     msgs = [rec.getMessage() for rec in caplog.records]

@@ -29,6 +29,7 @@ def record_host_syncs(monkeypatch, module, fenced) -> list[tuple[str, str]]:
             finally:
                 depth[0] -= 1
                 events.append(("end", label))
+
         return wrapped
 
     for name in fenced:
@@ -42,9 +43,9 @@ def record_host_syncs(monkeypatch, module, fenced) -> list[tuple[str, str]]:
             if depth[0] == 0 and not host_counter:
                 events.append(("sync", f"{name} from {caller.co_filename}:{caller.co_name}"))
             return orig(self, *a, **k)
+
         return wrapped
 
     for name in SYNC_METHODS:
         monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
     return events
-

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from host_sync_helpers import record_host_syncs
+
 import trainer.pack as tp
 import trainer.train as tt
 from grokwatch.store import RunReader, read_run_config, read_status
@@ -33,10 +33,18 @@ def one_thread():
 
 
 def tiny(tmp_path: Path, sweep: str, run_id: str, wd: float, seed: int, **kw) -> TrainConfig:
-    base = dict(steps=200, flush_steps=50, flush_seconds=1000.0, checkpoint_every=100, probe_every=100, threads=1,
-                probes=["effective_rank"])
-    return TrainConfig.from_preset("tiny", root=str(tmp_path), sweep=sweep, run_id=run_id, weight_decay=wd, seed=seed,
-                                   **{**base, **kw})
+    base = dict(
+        steps=200,
+        flush_steps=50,
+        flush_seconds=1000.0,
+        checkpoint_every=100,
+        probe_every=100,
+        threads=1,
+        probes=["effective_rank"],
+    )
+    return TrainConfig.from_preset(
+        "tiny", root=str(tmp_path), sweep=sweep, run_id=run_id, weight_decay=wd, seed=seed, **{**base, **kw}
+    )
 
 
 def pack_of(tmp_path: Path, sweep: str, specs=SPECS, **kw) -> list[TrainConfig]:
@@ -82,8 +90,12 @@ def same_run(packed: TrainConfig, lone: TrainConfig, ignore: tuple[str, ...] = (
     ignore = ("sweep", "meta", *ignore)
     assert {k: v for k, v in cp.items() if k not in ignore} == {k: v for k, v in ca.items() if k not in ignore}
     sp, sa = read_status(packed.run_dir), read_status(lone.run_dir)
-    assert (sp["state"], sp["last_step"], sp["t_mem"], sp["t_grok"]) == (sa["state"], sa["last_step"], sa["t_mem"],
-                                                                         sa["t_grok"])
+    assert (sp["state"], sp["last_step"], sp["t_mem"], sp["t_grok"]) == (
+        sa["state"],
+        sa["last_step"],
+        sa["t_mem"],
+        sa["t_grok"],
+    )
     assert set(sp) == set(sa)
 
 
@@ -135,8 +147,13 @@ def test_batched_adamw_is_torch_adamw_with_a_mask(fused):
     ps = [torch.nn.Parameter(start[k].clone()) for k in range(K)]
     kind = {"fused": True} if fused else {"foreach": True}
     opts = [torch.optim.AdamW([p], lr=lr, betas=(b1, b2), weight_decay=w, **kind) for p, w in zip(ps, wds)]
-    T = {"flat": start.clone(), "grad": torch.zeros(K, P), "exp_avg": torch.zeros(K, P),
-         "exp_avg_sq": torch.zeros(K, P), "n": torch.zeros(K)}
+    T = {
+        "flat": start.clone(),
+        "grad": torch.zeros(K, P),
+        "exp_avg": torch.zeros(K, P),
+        "exp_avg_sq": torch.zeros(K, P),
+        "n": torch.zeros(K),
+    }
     for step in range(1, 40):
         g = torch.randn(K, P) * (0.1 + step % 7)
         if step == 25:
@@ -177,9 +194,11 @@ def test_two_packed_runs_equal_themselves_alone(tmp_path):
 def test_without_a_fused_adamw_both_trainers_use_foreach_math(tmp_path, monkeypatch):
     """Where torch has no fused AdamW for the device, the single-run trainer
     falls back to foreach and the pack to adamw_ (the same math): still equal."""
+
     def foreach(flat, cfg):
-        return torch.optim.AdamW([flat], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
-                                 foreach=True)
+        return torch.optim.AdamW(
+            [flat], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, foreach=True
+        )
 
     monkeypatch.setattr(tt, "make_optimizer", foreach)
     monkeypatch.setattr(tp, "make_optimizer", foreach)
@@ -247,8 +266,9 @@ def test_a_run_that_stops_after_grokking_leaves_the_pack(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(tp, "scan_flushed", b_groks_at_40)
-    cfgs = pack_of(tmp_path, "pack", steps=100, flush_steps=25, checkpoint_every=1000, probe_every=30,
-                   stop_after_grok=10)
+    cfgs = pack_of(
+        tmp_path, "pack", steps=100, flush_steps=25, checkpoint_every=1000, probe_every=30, stop_after_grok=10
+    )
     assert tp.train_pack(cfgs) == 0
     st = read_status(cfgs[1].run_dir)
     assert st["state"] == "completed" and st["last_step"] == 50 and "stopped 10 steps after" in st["message"]
@@ -292,13 +312,22 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     torch.ones(1).item()
     assert events and events[0][0] == "sync"
     events.clear()
-    cfgs = pack_of(tmp_path, "pack", SPECS[:2], steps=100, flush_steps=20, eval_every=5, probe_every=30,
-                   checkpoint_every=40, keep_every=50)
+    cfgs = pack_of(
+        tmp_path,
+        "pack",
+        SPECS[:2],
+        steps=100,
+        flush_steps=20,
+        eval_every=5,
+        probe_every=30,
+        checkpoint_every=40,
+        keep_every=50,
+    )
     assert tp.train_pack(cfgs) == 0
     monkeypatch.undo()
     flushes = [i for i, e in enumerate(events) if e == ("start", "flush_pack")]
     assert len(flushes) == 5
-    between = [e for e in events[events.index(("end", "flush_pack")): flushes[-1]] if e[0] == "sync"]
+    between = [e for e in events[events.index(("end", "flush_pack")) : flushes[-1]] if e[0] == "sync"]
     assert between == []
     assert ("start", "probe_run") in events and ("start", "save_run") in events and ("start", "save_snapshot") in events
 
@@ -319,19 +348,39 @@ def test_compile_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, capsy
 
 
 def test_cli_seeds_times_weight_decays_and_errors(tmp_path, capsys):
-    base = ["--pack", "--root", str(tmp_path), "--sweep", "s", "--preset", "tiny", "--steps", "20", "--probe-every", "0"]
+    base = [
+        "--pack",
+        "--root",
+        str(tmp_path),
+        "--sweep",
+        "s",
+        "--preset",
+        "tiny",
+        "--steps",
+        "20",
+        "--probe-every",
+        "0",
+    ]
     assert trainer_main([*base, "--seeds", "0-1", "--weight-decays", "0.3,1", "--dry-run"]) == 0
     runs = json.loads(capsys.readouterr().out)["pack"]
     assert [(r["run_id"], r["weight_decay"], r["seed"]) for r in runs] == [
-        ("wd0.3-s00", 0.3, 0), ("wd0.3-s01", 0.3, 1), ("wd1.0-s00", 1.0, 0), ("wd1.0-s01", 1.0, 1)]
+        ("wd0.3-s00", 0.3, 0),
+        ("wd0.3-s01", 0.3, 1),
+        ("wd1.0-s00", 1.0, 0),
+        ("wd1.0-s01", 1.0, 1),
+    ]
     assert trainer_main([*base, "--runs", "x:0.5:3,y:2:4"]) == 0
     for run_id, wd, seed in (("x", 0.5, 3), ("y", 2.0, 4)):
         cfg = read_run_config(tmp_path / "s" / run_id)
         assert (cfg["weight_decay"], cfg["seed"], cfg["steps"]) == (wd, seed, 20)
         assert read_status(tmp_path / "s" / run_id)["state"] == "completed"
     # a requeue passes --resume: each run's settings come from its run.json
-    assert trainer_main(["--pack", "--root", str(tmp_path), "--sweep", "s", "--runs", "x:0.5:3,y:2:4", "--resume",
-                         "--steps", "30"]) == 0
+    assert (
+        trainer_main(
+            ["--pack", "--root", str(tmp_path), "--sweep", "s", "--runs", "x:0.5:3,y:2:4", "--resume", "--steps", "30"]
+        )
+        == 0
+    )
     assert read_status(tmp_path / "s" / "y")["last_step"] == 30 and read_status(tmp_path / "s" / "y")["attempt"] == 1
     capsys.readouterr()
     for extra, msg in (
@@ -349,9 +398,33 @@ def test_cli_seeds_times_weight_decays_and_errors(tmp_path, capsys):
 
 
 def cli(tmp_path: Path, sweep: str, runs: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "trainer", "--pack", "--root", str(tmp_path), "--sweep", sweep, "--preset", "tiny",
-            "--runs", runs, "--steps", "400", "--flush-steps", "20", "--flush-seconds", "1000", "--checkpoint-every",
-            "1000", "--probe-every", "50", "--threads", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "trainer",
+        "--pack",
+        "--root",
+        str(tmp_path),
+        "--sweep",
+        sweep,
+        "--preset",
+        "tiny",
+        "--runs",
+        runs,
+        "--steps",
+        "400",
+        "--flush-steps",
+        "20",
+        "--flush-seconds",
+        "1000",
+        "--checkpoint-every",
+        "1000",
+        "--probe-every",
+        "50",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def wait_for(cond, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -384,9 +457,25 @@ def test_sigterm_checkpoints_every_run_and_resume_is_exact(tmp_path):
     assert len(stopped) == 1 and 60 <= stopped.pop() < 400  # one step for the whole pack
     again = subprocess.run(cli(tmp_path, "p", runs, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    lone = alone([TrainConfig.from_preset("tiny", root=str(tmp_path), sweep="p", run_id=r, weight_decay=w, seed=s,
-                                          steps=400, flush_steps=20, flush_seconds=1000.0, checkpoint_every=1000,
-                                          probe_every=50, threads=1) for r, w, s in SPECS[:2]])
+    lone = alone(
+        [
+            TrainConfig.from_preset(
+                "tiny",
+                root=str(tmp_path),
+                sweep="p",
+                run_id=r,
+                weight_decay=w,
+                seed=s,
+                steps=400,
+                flush_steps=20,
+                flush_seconds=1000.0,
+                checkpoint_every=1000,
+                probe_every=50,
+                threads=1,
+            )
+            for r, w, s in SPECS[:2]
+        ]
+    )
     for r, a in zip("ab", lone):
         same_columns(read(tmp_path / "p" / r).scalars, read(a.run_dir).scalars)
         same_columns(read(tmp_path / "p" / r).probes, read(a.run_dir).probes)
@@ -401,24 +490,61 @@ def test_sweep_plan_pack_runs_one_packed_trainer_per_task(tmp_path, capsys):
     """The batch script of `grokwatch sweep plan --pack 3`, run under bash with
     SLURM's variables: one trainer process trains the task's three runs; USR1
     stops it (requeue), the next attempt resumes them."""
-    from grokwatch.cli import main as gw_main
+    from grokwatch.commands.main import main as gw_main
 
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "scontrol").write_text('#!/bin/bash\necho "$*" >> "$FAKE_DIR/scontrol.calls"\n')
     (fake / "scontrol").chmod(0o755)
     root = tmp_path / "root"
-    assert gw_main(["sweep", "plan", "--root", str(root), "--sweep", "sw", "--seeds", "3", "--weight-decays", "0.3",
-                    "--pack", "3", "--gpus-per-task", "0", "--preset", "tiny", "--steps", "300", "--flush-steps", "20",
-                    "--python", sys.executable, "--workdir", str(ROOT), "--trainer-arg=--probe-every",
-                    "--trainer-arg=0"]) == 0
+    assert (
+        gw_main(
+            [
+                "sweep",
+                "plan",
+                "--root",
+                str(root),
+                "--sweep",
+                "sw",
+                "--seeds",
+                "3",
+                "--weight-decays",
+                "0.3",
+                "--pack",
+                "3",
+                "--gpus-per-task",
+                "0",
+                "--preset",
+                "tiny",
+                "--steps",
+                "300",
+                "--flush-steps",
+                "20",
+                "--python",
+                sys.executable,
+                "--workdir",
+                str(ROOT),
+                "--trainer-arg=--probe-every",
+                "--trainer-arg=0",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    env = {**os.environ, "FAKE_DIR": str(tmp_path), "PATH": f"{fake}:{os.environ['PATH']}", "SLURM_ARRAY_TASK_ID": "0",
-           "SLURM_ARRAY_JOB_ID": "77", "SLURM_JOB_ID": "78", "SLURM_CPUS_PER_TASK": "1"}
+    env = {
+        **os.environ,
+        "FAKE_DIR": str(tmp_path),
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "SLURM_ARRAY_TASK_ID": "0",
+        "SLURM_ARRAY_JOB_ID": "77",
+        "SLURM_JOB_ID": "78",
+        "SLURM_CPUS_PER_TASK": "1",
+    }
     sweep = root / "sw"
     runs = ["wd0.3-s00", "wd0.3-s01", "wd0.3-s02"]
-    proc = subprocess.Popen(["bash", str(sweep / "sweep.sbatch")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["bash", str(sweep / "sweep.sbatch")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wait_for(lambda: all((read_status(sweep / r) or {}).get("last_step", 0) >= 40 for r in runs), proc)
     proc.send_signal(signal.SIGUSR1)
     out, err = proc.communicate(timeout=60)

@@ -15,22 +15,39 @@ import pytest
 import torch
 
 import trainer.train as tt
-from grokwatch.cli import main as cli_main
-from grokwatch.probe_offline import POSTHOC_ATTEMPT_BASE, ProbeError, posthoc_attempt, probe_run
+from grokwatch.commands.main import main as cli_main
 from grokwatch.store import RunReader, ShardName, read_status
 from trainer.config import ConfigError, TrainConfig
 from trainer.model import Transformer
+from trainer.probe_offline import POSTHOC_ATTEMPT_BASE, ProbeError, posthoc_attempt, probe_run
 from trainer.probes import (
-    DEFAULT_PROBES, PROBES, SETTINGS, ProbeContext, is_due, next_adamw_update, parse_spec,
+    DEFAULT_PROBES,
+    PROBES,
+    SETTINGS,
+    ProbeContext,
+    is_due,
+    next_adamw_update,
+    parse_spec,
 )
 from trainer.task import loss_and_acc, make_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRICES = ("embed", "attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O", "mlp.W_in", "mlp.W_out", "unembed")
 PER_MATRIX = ("effective_rank", "htsr_alpha", "htsr_sigma", "htsr_ks", "htsr_n_tail", "htsr_n_evals", "htsr_traps")
-GLOBAL = ("h0_total", "h0_effective_count", "h0_median", "h0_entropy", "commutator_defect", "defect_transverse_frac",
-          "hessian_lambda_max", "hessian_lambda_min", "hessian_ratio", "hessian_trace", "update_cosine",
-          "pca2_variance_share")
+GLOBAL = (
+    "h0_total",
+    "h0_effective_count",
+    "h0_median",
+    "h0_entropy",
+    "commutator_defect",
+    "defect_transverse_frac",
+    "hessian_lambda_max",
+    "hessian_lambda_min",
+    "hessian_ratio",
+    "hessian_trace",
+    "update_cosine",
+    "pca2_variance_share",
+)
 ALL_COLUMNS = {f"{c}/{m}" for c in PER_MATRIX for m in MATRICES} | set(GLOBAL)
 WINDOWED = ("pca2_variance_share", "defect_transverse_frac")  # need 3 trajectory snapshots
 EVERY_STEP = [f"{p}@1" for p in DEFAULT_PROBES]  # every probe at every probe step
@@ -131,10 +148,21 @@ def test_update_cosine_uses_the_update_the_step_applies(tmp_path):
         for g in opt.param_groups:
             g["lr"] = lr
         ctx = ProbeContext(
-            step=step, model=model, params=dict(model.named_parameters()), matrices=model.matrices(),
-            train_x=data.train_x, train_y=data.train_y, val_x=data.val_x, val_y=data.val_y,
-            loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0], config=cfg, lr=lr, optimizer=opt,
-            flat_params=flat.detach(), param_slices=slices, last_update=None,
+            step=step,
+            model=model,
+            params=dict(model.named_parameters()),
+            matrices=model.matrices(),
+            train_x=data.train_x,
+            train_y=data.train_y,
+            val_x=data.val_x,
+            val_y=data.val_y,
+            loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
+            config=cfg,
+            lr=lr,
+            optimizer=opt,
+            flat_params=flat.detach(),
+            param_slices=slices,
+            last_update=None,
         )
         predicted = next_adamw_update(ctx) if step in (1, 2, 12) else None
         flat.grad.zero_()
@@ -232,7 +260,7 @@ def test_probe_command_is_headless(tmp_path):
     cfg = tiny(tmp_path, "h", steps=12, probe_every=0, keep_every=12)
     assert tt.train(cfg) == 0
     code = (
-        "import sys; from grokwatch.cli import main; "
+        "import sys; from grokwatch.commands.main import main; "
         f"rc = main(['probe', {str(cfg.run_dir)!r}, '--probes', 'effective_rank', '-q']); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich') or m.startswith('grokwatch.tui')]; "
         "print(rc, bad)"

@@ -33,15 +33,46 @@ def test_dry_run_param_counts(capsys, tmp_path):
     assert nanda["d_mlp"] == 512 and abs(nanda["n_params"] - 223_000) < 1_000
     tiny = dry_run(capsys, "--root", str(tmp_path), "--preset", "tiny")
     assert (tiny["p"], tiny["d_model"], tiny["d_mlp"], tiny["train_frac"], tiny["lr"], tiny["warmup"]) == (
-        47, 64, 256, 0.4, 3e-3, 10)
+        47,
+        64,
+        256,
+        0.4,
+        3e-3,
+        10,
+    )
     assert tiny["vocab_size"] == 49 and tiny["n_train"] + tiny["n_val"] == 47 * 47
 
 
 def test_dry_run_applies_flags_over_the_preset(capsys, tmp_path):
-    d = dry_run(capsys, "--root", str(tmp_path), "--preset", "tiny", "--weight-decay", "0.3", "--seed", "7",
-                "--d-mlp", "128", "--op", "div", "--probes", "", "--stop-after-grok", "100", "--compile")
+    d = dry_run(
+        capsys,
+        "--root",
+        str(tmp_path),
+        "--preset",
+        "tiny",
+        "--weight-decay",
+        "0.3",
+        "--seed",
+        "7",
+        "--d-mlp",
+        "128",
+        "--op",
+        "div",
+        "--probes",
+        "",
+        "--stop-after-grok",
+        "100",
+        "--compile",
+    )
     assert (d["weight_decay"], d["seed"], d["d_mlp"], d["op"], d["probes"], d["stop_after_grok"], d["compile"]) == (
-        0.3, 7, 128, "div", [], 100, True)
+        0.3,
+        7,
+        128,
+        "div",
+        [],
+        100,
+        True,
+    )
     assert d["n_train"] + d["n_val"] == 47 * 46  # div: b in 1..p-1
     assert d["n_params"] == TrainConfig.from_dict(d).n_params
     assert TrainConfig.from_dict(json.loads(json.dumps(d))) == TrainConfig.from_dict(d)  # JSON round trip
@@ -111,11 +142,21 @@ def test_presets_validate():
 
 def test_cli_subprocess_exit_codes(tmp_path):
     """The real ``python -m trainer``: a dry run prints one JSON object, an error one line."""
-    ok = subprocess.run([sys.executable, "-m", "trainer", "--root", str(tmp_path), "--preset", "canonical", "--dry-run"],
-                        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "trainer", "--root", str(tmp_path), "--preset", "canonical", "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["n_params"] == 302_260
-    bad = subprocess.run([sys.executable, "-m", "trainer", "--root", str(tmp_path), "--op", "div", "--p", "91"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "trainer", "--root", str(tmp_path), "--op", "div", "--p", "91"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("trainer: error: ")

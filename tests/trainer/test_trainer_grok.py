@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import trainer.train as tt
-from grokwatch.phases import phase_of
+from grokwatch.runs.phases import phase_of
 from grokwatch.store import RunReader, read_status
 from trainer.config import TrainConfig
 
@@ -15,8 +15,17 @@ GROK_SEED = 1  # measured: t_mem 84, t_grok 4670 (wd 1.0, one thread, ~10 ms/ste
 @pytest.mark.slow
 def test_tiny_preset_groks(tmp_path):
     cfg = TrainConfig.from_preset(
-        "tiny", root=str(tmp_path), sweep="s", run_id="grok", seed=GROK_SEED, steps=12_000,
-        stop_after_grok=100, flush_steps=200, probe_every=0, checkpoint_every=100_000, threads=1,
+        "tiny",
+        root=str(tmp_path),
+        sweep="s",
+        run_id="grok",
+        seed=GROK_SEED,
+        steps=12_000,
+        stop_after_grok=100,
+        flush_steps=200,
+        probe_every=0,
+        checkpoint_every=100_000,
+        threads=1,
     )
     assert tt.train(cfg) == 0
     st = read_status(cfg.run_dir)

@@ -12,12 +12,15 @@ from trainer.model import ModelConfig, Transformer, count_params
 from trainer.task import loss_and_acc, make_dataset
 
 
-@pytest.mark.parametrize("op, fn", [
-    ("add", lambda a, b, p: (a + b) % p),
-    ("sub", lambda a, b, p: (a - b) % p),
-    ("mul", lambda a, b, p: (a * b) % p),
-    ("div", lambda a, b, p: (a * pow(b, -1, p)) % p),
-])
+@pytest.mark.parametrize(
+    "op, fn",
+    [
+        ("add", lambda a, b, p: (a + b) % p),
+        ("sub", lambda a, b, p: (a - b) % p),
+        ("mul", lambda a, b, p: (a * b) % p),
+        ("div", lambda a, b, p: (a * pow(b, -1, p)) % p),
+    ],
+)
 def test_examples_are_right(op, fn):
     p = 11
     s = make_dataset(op, p, 0.5, seed=3)
@@ -75,7 +78,12 @@ def test_layer_groups_cover_every_parameter_once():
     names = [n for ns in groups.values() for n in ns]
     assert sorted(names) == sorted(n for n, _ in m.named_parameters())
     assert list(Transformer(ModelConfig(vocab_size=49, d_model=16, n_heads=2, d_mlp=32)).layer_groups()) == [
-        "embed", "pos", "attn", "mlp", "unembed"]
+        "embed",
+        "pos",
+        "attn",
+        "mlp",
+        "unembed",
+    ]
 
 
 def test_loss_and_accuracy_on_the_answer():

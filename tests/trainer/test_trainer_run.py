@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from host_sync_helpers import record_host_syncs
+
 import trainer.train as tt
 from grokwatch.store import RunReader, read_run_config, read_status
 from trainer.config import TrainConfig
@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GROUPS = ("embed", "pos", "attn", "mlp", "unembed")
 DESIGN_SCALARS = (
     ["step", "train_loss", "train_acc", "val_loss", "val_acc", "grad_norm", "weight_norm", "update_norm", "lr"]
-    + [f"grad_norm/{g}" for g in GROUPS] + [f"weight_norm/{g}" for g in GROUPS]
+    + [f"grad_norm/{g}" for g in GROUPS]
+    + [f"weight_norm/{g}" for g in GROUPS]
 )
 
 
@@ -36,10 +37,32 @@ def tiny(tmp_path: Path, run_id: str = "r", **kw) -> TrainConfig:
 
 def cli_args(cfg: TrainConfig, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "trainer", "--root", cfg.root, "--sweep", cfg.sweep, "--run-id", cfg.run_id,
-        "--preset", cfg.preset, "--steps", str(cfg.steps), "--flush-steps", str(cfg.flush_steps),
-        "--flush-seconds", str(cfg.flush_seconds), "--checkpoint-every", str(cfg.checkpoint_every),
-        "--probe-every", str(cfg.probe_every), "--keep-every", str(cfg.keep_every), "--threads", "1", *extra,
+        sys.executable,
+        "-m",
+        "trainer",
+        "--root",
+        cfg.root,
+        "--sweep",
+        cfg.sweep,
+        "--run-id",
+        cfg.run_id,
+        "--preset",
+        cfg.preset,
+        "--steps",
+        str(cfg.steps),
+        "--flush-steps",
+        str(cfg.flush_steps),
+        "--flush-seconds",
+        str(cfg.flush_seconds),
+        "--checkpoint-every",
+        str(cfg.checkpoint_every),
+        "--probe-every",
+        str(cfg.probe_every),
+        "--keep-every",
+        str(cfg.keep_every),
+        "--threads",
+        "1",
+        *extra,
     ]
 
 
@@ -81,7 +104,8 @@ def test_smoke_cli_tiny(tmp_path):
     assert {f"effective_rank/{m}" for m in ("embed", "attn.W_Q", "mlp.W_in", "mlp.W_out", "unembed")} <= set(p)
     # a shard every 64 steps, and at each checkpoint (100, 200): the counter restarts there
     assert sorted(os.listdir(run / "shards")) == [f"probes-{n:09d}.arrow" for n in (100, 200)] + [
-        f"scalars-{n:09d}.arrow" for n in (64, 100, 164, 200, 240)]
+        f"scalars-{n:09d}.arrow" for n in (64, 100, 164, 200, 240)
+    ]
     st = read_status(run)
     assert st["state"] == "completed" and st["last_step"] == 240 and st["t_mem"] is not None
     cfg_json = read_run_config(run)
@@ -156,8 +180,13 @@ def test_sigkill_at_a_random_moment_leaves_a_readable_run(tmp_path):
         proc = subprocess.Popen(cli_args(cfg), cwd=ROOT, stderr=subprocess.DEVNULL)
         try:
             # Past the first checkpoint, so there is one to resume from below.
-            wait_for(lambda: (read_status(cfg.run_dir) or {}).get("last_step", 0) > 0
-                     and (cfg.run_dir / "checkpoint.pt").exists(), proc)
+            wait_for(
+                lambda: (
+                    (read_status(cfg.run_dir) or {}).get("last_step", 0) > 0
+                    and (cfg.run_dir / "checkpoint.pt").exists()
+                ),
+                proc,
+            )
             time.sleep(rng.uniform(0.0, 1.5))
         finally:
             proc.kill()  # SIGKILL
@@ -190,7 +219,7 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     flushes = [i for i, e in enumerate(events) if e == ("start", "flush_scalars")]
     assert len(flushes) == 5
     first_end = events.index(("end", "flush_scalars"))
-    between = [e for e in events[first_end: flushes[-1]] if e[0] == "sync"]
+    between = [e for e in events[first_end : flushes[-1]] if e[0] == "sync"]
     assert between == []
     assert ("start", "run_probes") in events and ("start", "save_snapshot") in events
 
@@ -199,6 +228,7 @@ def test_probes_that_misbehave_do_not_change_training(tmp_path, monkeypatch):
     """A probe that raises is skipped; one that resets grads to None or moves a
     parameter's storage is repaired before the next step: the losses match a run
     without them exactly."""
+
     def rude(ctx):
         ctx.model.zero_grad(set_to_none=True)
         for p in ctx.model.parameters():

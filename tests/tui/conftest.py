@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import frozen_config
 
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.tui.app import make_app
 
 RUNS, STEPS = 12, 3000

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from grokwatch.cli import UsageError, build_parser, main
 from grokwatch.commands import SSH_SOURCE, TRUST_ENV
+from grokwatch.commands.main import build_parser, main
+from grokwatch.errors import UsageError
 
 URL = "ssh://me@cluster.example:2222/scratch/me/sweeps/s1"
 

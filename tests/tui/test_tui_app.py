@@ -235,8 +235,17 @@ def test_help_is_built_from_the_bindings(app_factory):
         await settle(app, pilot)
         assert isinstance(app.screen, HelpScreen)
         md = app.screen.markdown
-        for id_ in ("runs.sort_next", "dashboard.filter", "dashboard.grid", "dashboard.alarms", "detail.back",
-                    "alarms.jump", "app.quit", "runs.overlay", "table.page_down"):
+        for id_ in (
+            "runs.sort_next",
+            "dashboard.filter",
+            "dashboard.grid",
+            "dashboard.alarms",
+            "detail.back",
+            "alarms.jump",
+            "app.quit",
+            "runs.overlay",
+            "table.page_down",
+        ):
             assert f"`{id_}`" in md
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
@@ -255,8 +264,16 @@ def test_every_binding_has_a_description_and_a_stable_id():
     for cls in (GrokwatchApp, DashboardScreen, LineTable, RunsTable, SweepGrid, AlarmFeed, DetailScreen, HelpScreen):
         for b in cls.__dict__["BINDINGS"]:
             assert b.description, f"{cls.__name__} {b.key}"
-            assert b.id and b.id.split(".")[0] in ("app", "dashboard", "table", "runs", "grid", "alarms", "detail",
-                                                   "help"), b
+            assert b.id and b.id.split(".")[0] in (
+                "app",
+                "dashboard",
+                "table",
+                "runs",
+                "grid",
+                "alarms",
+                "detail",
+                "help",
+            ), b
             ids.append(b.id)
     assert len(ids) == len(set(ids))
 
@@ -265,8 +282,9 @@ def test_config_file_picks_columns_sort_and_keys(app_factory, tmp_path):
     from grokwatch.tui.config import load_config
 
     cfg_file = tmp_path / "tui.toml"
-    cfg_file.write_text('[table]\ncolumns = ["run", "phase", "val"]\nsort = "val"\nreverse = true\n'
-                        '[keys]\n"runs.sort_next" = "x"\n')
+    cfg_file.write_text(
+        '[table]\ncolumns = ["run", "phase", "val"]\nsort = "val"\nreverse = true\n[keys]\n"runs.sort_next" = "x"\n'
+    )
     cfg = load_config(cfg_file, known_columns=tuple(COLUMNS))
 
     async def script(app, pilot):

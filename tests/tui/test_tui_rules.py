@@ -11,8 +11,8 @@ import pytest
 from tui_helpers import drive, frozen_config, screen_text, settle
 
 from grokwatch.alerts.lock import InstanceLock
-from grokwatch.cli import main
-from grokwatch.simulate import simulate_sweep
+from grokwatch.commands.main import main
+from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.store import list_runs
 from grokwatch.store.layout import WATCHER_DIR
 from grokwatch.tui.app import GrokwatchApp, make_app
@@ -70,16 +70,20 @@ def test_rules_file_rule_fires_in_the_dashboard(small_sweep, rules_file, monkeyp
         seen["engine"] = app.source.engine
 
     argv = ["tui"] if form == "tui" else []
-    rc, seen = run_cli_headless(monkeypatch, [*argv, str(small_sweep), "--rules", str(rules_file), "--no-follow"],
-                                script)
+    rc, seen = run_cli_headless(
+        monkeypatch, [*argv, str(small_sweep), "--rules", str(rules_file), "--no-follow"], script
+    )
     assert rc == 0
     model = seen["model"]
-    assert "my_only_rule" in seen["engine"].rules and "weight_norm_near_critical" in seen["engine"].rules  # merged over the defaults
+    assert (
+        "my_only_rule" in seen["engine"].rules and "weight_norm_near_critical" in seen["engine"].rules
+    )  # merged over the defaults
     fired = {a.run_id for a in model.alarms if a.rule == "my_only_rule" and a.state == "firing"}
     assert fired == set(model.run_ids) and len(fired) == 3
     # still firing wherever the loss is a number; the diverged run's NaN loss resolved it
-    assert {r.run_id: "my_only_rule" in r.alarms for r in model.rows} == {r.run_id: r.phase != "diverged"
-                                                                          for r in model.rows}
+    assert {r.run_id: "my_only_rule" in r.alarms for r in model.rows} == {
+        r.run_id: r.phase != "diverged" for r in model.rows
+    }
     assert [r.phase for r in model.rows].count("diverged") == 1
     feed = seen["feed"]
     assert feed.count("my_only_rule") >= 3  # one line per run in the alarm feed
@@ -95,11 +99,14 @@ def test_without_rules_the_rule_is_not_raised(small_sweep):
 
 
 @pytest.mark.parametrize("form", ["tui", "bare"])
-@pytest.mark.parametrize("content, says", [
-    ("[rules.x]\nsignal = 'train_loss'\ncomparison = '<'\n", "missing threshold"),
-    ("[rules.x\n", "invalid TOML"),
-    (None, "cannot read rules file"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ("[rules.x]\nsignal = 'train_loss'\ncomparison = '<'\n", "missing threshold"),
+        ("[rules.x\n", "invalid TOML"),
+        (None, "cannot read rules file"),
+    ],
+)
 def test_a_bad_rules_file_is_one_line_and_exit_2(small_sweep, tmp_path, capsys, form, content, says):
     path = tmp_path / "bad.toml"
     if content is not None:
@@ -115,10 +122,25 @@ def test_a_bad_rules_file_is_one_line_and_exit_2(small_sweep, tmp_path, capsys, 
 
 
 def journal_record(run: str, rule: str, step: int, state: str = "firing", seq: int = 0) -> dict:
-    return {"id": f"{run}-{rule}-{seq}", "run": run, "rule": rule, "state": state, "step": step, "value": 1.0,
-            "threshold": 0.5, "comparison": ">", "severity": "critical", "signal": "x", "episode": 1,
-            "time": f"2024-01-02T03:0{seq}:00.000Z", "time_unix": 1704164400.0 + 60 * seq, "description": "",
-            "sweep": "s", "silenced": None, "notify": []}
+    return {
+        "id": f"{run}-{rule}-{seq}",
+        "run": run,
+        "rule": rule,
+        "state": state,
+        "step": step,
+        "value": 1.0,
+        "threshold": 0.5,
+        "comparison": ">",
+        "severity": "critical",
+        "signal": "x",
+        "episode": 1,
+        "time": f"2024-01-02T03:0{seq}:00.000Z",
+        "time_unix": 1704164400.0 + 60 * seq,
+        "description": "",
+        "sweep": "s",
+        "silenced": None,
+        "notify": [],
+    }
 
 
 def test_with_a_daemon_running_the_dashboard_shows_its_journal(small_sweep, rules_file):
@@ -129,18 +151,24 @@ def test_with_a_daemon_running_the_dashboard_shows_its_journal(small_sweep, rule
     assert len(runs) == 3
     journal = small_sweep / WATCHER_DIR / "alarms.jsonl"
     journal.parent.mkdir(exist_ok=True)
-    recs = [journal_record(runs[0], "daemon_rule", 100, seq=0), journal_record(runs[1], "daemon_rule", 120, seq=1),
-            journal_record(runs[1], "daemon_rule", 400, "resolved", seq=2)]
+    recs = [
+        journal_record(runs[0], "daemon_rule", 100, seq=0),
+        journal_record(runs[1], "daemon_rule", 120, seq=1),
+        journal_record(runs[1], "daemon_rule", 400, "resolved", seq=2),
+    ]
     journal.write_text("".join(json.dumps(r) + "\n" for r in recs))
     lock = InstanceLock(small_sweep / WATCHER_DIR / "lock.json")
     lock.acquire()
     try:
+
         async def script(app, pilot):
             assert app.source.engine is None and app.source.watcher.engine is None
             model = app.model
             assert [(a.run_id, a.rule, a.state) for a in model.alarms] == [
-                (runs[1], "daemon_rule", "resolved"), (runs[1], "daemon_rule", "firing"),
-                (runs[0], "daemon_rule", "firing")]
+                (runs[1], "daemon_rule", "resolved"),
+                (runs[1], "daemon_rule", "firing"),
+                (runs[0], "daemon_rule", "firing"),
+            ]
             assert {r.run_id: r.alarms for r in model.rows} == {runs[0]: ("daemon_rule",), runs[1]: (), runs[2]: ()}
             header = screen_text(app).splitlines()[0]
             assert f"alarms: grokwatch alerts (pid {os.getpid()} on {socket.gethostname()})" in header
@@ -170,10 +198,12 @@ def test_the_daemon_journal_follows_a_daemon_that_starts_late_and_reports_it_sto
     finally:
         lock.release()
     assert j.poll() and j.following  # its journal stays on screen ...
-    assert j.error == f"grokwatch alerts (pid {os.getpid()} on {socket.gethostname()}) stopped: its alarms up to then are shown"
+    assert (
+        j.error
+        == f"grokwatch alerts (pid {os.getpid()} on {socket.gethostname()}) stopped: its alarms up to then are shown"
+    )
     # ... and a stale lock (a daemon SIGKILLed on this host: its pid is gone) is no daemon
-    path.write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "token": "t",
-                                "heartbeat_unix": 0}))
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "token": "t", "heartbeat_unix": 0}))
     assert DaemonJournal(small_sweep).following is False
 
 
@@ -230,9 +260,11 @@ def test_table_highlights_come_from_the_loaded_rules(sim_sweep, tmp_path):
     # the table's three highlighted signals, each with a rule on it (the defaults chosen on real
     # runs put no rule on gai_z, h0_entropy_z or htsr_alpha_min: then nothing there is red)
     base = tmp_path / "on.toml"
-    base.write_text("[rules.gai_spike]\nenabled = true\n"
-                    "[rules.persistence_entropy_shift]\nsignal = \"h0_entropy_z\"\nabsolute = true\nthreshold = 5.0\n"
-                    "[rules.htsr_alpha_below_2]\nsignal = \"htsr_alpha_min\"\nwhen = \"\"\n")
+    base.write_text(
+        "[rules.gai_spike]\nenabled = true\n"
+        '[rules.persistence_entropy_shift]\nsignal = "h0_entropy_z"\nabsolute = true\nthreshold = 5.0\n'
+        '[rules.htsr_alpha_below_2]\nsignal = "htsr_alpha_min"\nwhen = ""\n'
+    )
     rules = load_rules(base)
     gai, h0, alpha = rules["gai_spike"], rules["persistence_entropy_shift"], rules["htsr_alpha_below_2"]
     model, series = _rows_and_series(sim_sweep, base)
@@ -254,9 +286,11 @@ def test_table_highlights_come_from_the_loaded_rules(sim_sweep, tmp_path):
 
     # Another rules file moves every highlight (and the detail view's spikes and alpha line) with it.
     path = tmp_path / "moved.toml"
-    path.write_text("[rules.gai_spike]\nenabled = true\nthreshold = 1e9\n"
-                    "[rules.persistence_entropy_shift]\nsignal = \"h0_entropy_z\"\nabsolute = true\nthreshold = 0.0\n"
-                    "[rules.htsr_alpha_below_2]\nsignal = \"htsr_alpha_min\"\nwhen = \"\"\nthreshold = 100.0\n")
+    path.write_text(
+        "[rules.gai_spike]\nenabled = true\nthreshold = 1e9\n"
+        '[rules.persistence_entropy_shift]\nsignal = "h0_entropy_z"\nabsolute = true\nthreshold = 0.0\n'
+        '[rules.htsr_alpha_below_2]\nsignal = "htsr_alpha_min"\nwhen = ""\nthreshold = 100.0\n'
+    )
     moved, moved_series = _rows_and_series(sim_sweep, path)
     assert not any("gai_z" in r.over for r in moved.rows)
     assert all(("h0_entropy_z" in r.over) == (r.h0_entropy_z not in (None, 0.0)) for r in moved.rows)

@@ -8,14 +8,14 @@ and look at the SVGs under ``tests/tui/__snapshots__/``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from tui_helpers import settle
 
-import dataclasses
-
 from grokwatch.tui.config import FROZEN_TIME
-from grokwatch.tui.model import Prediction
 from grokwatch.tui.hooks import PredictionHook
+from grokwatch.tui.model import Prediction
 from grokwatch.tui.watcher_source import WatcherSource
 
 SIZES = {"small": (80, 24), "large": (160, 48)}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tui_helpers import drive, frozen_config, screen_text, settle
 
-from grokwatch.cli import main
+from grokwatch.commands.main import main
 from grokwatch.store import RunWriter
 from grokwatch.store.layout import MANIFEST, run_id_for
 from grokwatch.tui.app import make_app
@@ -21,19 +21,43 @@ from grokwatch.tui.watcher_source import WatcherSource
 
 
 def plan(root: Path, sweep: str, seeds: int, wds: str = "0.1,0.3,1.0", steps: int = 8000) -> Path:
-    assert main(["sweep", "plan", "--root", str(root), "--sweep", sweep, "--seeds", str(seeds),
-                 "--weight-decays", wds, "--gpus-per-task", "0", "--steps", str(steps)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "plan",
+                "--root",
+                str(root),
+                "--sweep",
+                sweep,
+                "--seeds",
+                str(seeds),
+                "--weight-decays",
+                wds,
+                "--gpus-per-task",
+                "0",
+                "--steps",
+                str(steps),
+            ]
+        )
+        == 0
+    )
     return root / sweep
 
 
-def start_run(sweep: Path, wd: float, seed: int, steps: int = 800, total: int = 8000, close: str | None = None,
-              grok: bool = True) -> str:
+def start_run(
+    sweep: Path, wd: float, seed: int, steps: int = 800, total: int = 8000, close: str | None = None, grok: bool = True
+) -> str:
     """A run with ``steps`` rows written (memorized at 100, grokked at 500 when ``grok``);
     left running (fresh heartbeat) unless ``close`` names its final state."""
     rid = run_id_for(wd, seed)
     s = np.arange(1, steps + 1)
-    cols = {"step": s, "train_acc": np.where(s >= 100, 1.0, 0.5), "train_loss": np.full(steps, 0.1),
-            "val_acc": np.where(s >= 500, 1.0, 0.02) if grok else np.full(steps, 0.02)}
+    cols = {
+        "step": s,
+        "train_acc": np.where(s >= 100, 1.0, 0.5),
+        "train_loss": np.full(steps, 0.1),
+        "val_acc": np.where(s >= 500, 1.0, 0.02) if grok else np.full(steps, 0.02),
+    }
     w = RunWriter(sweep / rid, {"seed": seed, "weight_decay": wd, "total_steps": total}).open()
     w.write_shard("scalars", cols)
     if close:
@@ -82,8 +106,11 @@ def test_a_submitted_array_shows_pending_requeued_and_running_tasks(tmp_path, ca
     running = start_run(sweep, 0.1, 0)
     pending = run_id_for(0.1, 1)
     requeued = start_run(sweep, 0.1, 2, close="preempted")
-    queue = {running: TaskState("4242", 0, "4243", "RUNNING"), pending: TaskState("4242", 1, "4242", "PENDING"),
-             requeued: TaskState("4242", 2, "4245", "PENDING", restarts=1)}
+    queue = {
+        running: TaskState("4242", 0, "4243", "RUNNING"),
+        pending: TaskState("4242", 1, "4242", "PENDING"),
+        requeued: TaskState("4242", 2, "4245", "PENDING", restarts=1),
+    }
     monkeypatch.setattr(QueueState, "for_manifest", lambda self, manifest, raw_hints=None: dict(queue))
     want = {running: "running", pending: "pending", requeued: "requeued"}
 
@@ -120,7 +147,7 @@ def test_the_watcher_snapshot_carries_the_planned_runs(tmp_path, capsys):
 
 def test_the_demo_declares_its_nine_runs_at_once(tmp_path):
     from grokwatch.commands.sweep import sweep_rows
-    from grokwatch.demo import Demo, plan_demo
+    from grokwatch.sim.demo import Demo, plan_demo
 
     demo_plan = plan_demo(tmp_path)
     Demo(demo_plan)  # writes the sweep directory and its manifest; starts nothing yet
@@ -192,18 +219,53 @@ LONG_RULE = "a_custom_rule_with_a_very_long_name_indeed_it_is"
 
 def wide_model() -> SweepModel:
     rows = (
-        RunRow("wd0.3-s22", seed=22, weight_decay=0.3, step=8000, total_steps=8000, phase="anti-grokking",
-               state="completed", alarms=("persistence_entropy_shift", "gai_spike"),
-               prediction=Prediction(step=8200, lo=7900, hi=9700, method="wnorm-analog")),
-        RunRow("wd0.0001-s123", seed=123, weight_decay=1e-4, step=120_000, total_steps=1_000_000,
-               phase="memorized", state="running", alarms=("htsr_alpha_below_2",),
-               prediction=Prediction(step=523_000, lo=488_000, hi=999_000)),
-        RunRow("wd1.0-s00", seed=0, weight_decay=1.0, step=10, total_steps=100_000, phase="learning",
-               state="running", alarms=(LONG_RULE,)),
+        RunRow(
+            "wd0.3-s22",
+            seed=22,
+            weight_decay=0.3,
+            step=8000,
+            total_steps=8000,
+            phase="anti-grokking",
+            state="completed",
+            alarms=("persistence_entropy_shift", "gai_spike"),
+            prediction=Prediction(step=8200, lo=7900, hi=9700, method="wnorm-analog"),
+        ),
+        RunRow(
+            "wd0.0001-s123",
+            seed=123,
+            weight_decay=1e-4,
+            step=120_000,
+            total_steps=1_000_000,
+            phase="memorized",
+            state="running",
+            alarms=("htsr_alpha_below_2",),
+            prediction=Prediction(step=523_000, lo=488_000, hi=999_000),
+        ),
+        RunRow(
+            "wd1.0-s00",
+            seed=0,
+            weight_decay=1.0,
+            step=10,
+            total_steps=100_000,
+            phase="learning",
+            state="running",
+            alarms=(LONG_RULE,),
+        ),
     )
-    alarms = (AlarmRow("wd0.0001-s123", "persistence_entropy_shift", 118_000, 4.2, 3.5, "warning", "firing",
-                       "2024-01-02T03:04:05.000Z", 1),
-              AlarmRow("wd0.3-s22", "gai_spike", 7000, 5.0, 3.5, "info", "firing", "2024-01-02T02:00:00.000Z", 0))
+    alarms = (
+        AlarmRow(
+            "wd0.0001-s123",
+            "persistence_entropy_shift",
+            118_000,
+            4.2,
+            3.5,
+            "warning",
+            "firing",
+            "2024-01-02T03:04:05.000Z",
+            1,
+        ),
+        AlarmRow("wd0.3-s22", "gai_spike", 7000, 5.0, 3.5, "info", "firing", "2024-01-02T02:00:00.000Z", 0),
+    )
     return SweepModel("wide", "/nonexistent/wide", rows=rows, alarms=alarms, generation=1, updated=0.0)
 
 
@@ -274,7 +336,9 @@ def test_header_spells_phases_out_when_it_has_room_and_help_explains_the_letters
 # -- item 7d: the alarm feed has a clock --------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz, want", [("UTC", "03:04:05"), ("Asia/Kolkata", "08:34:05"), ("America/New_York", "22:04:05")])
+@pytest.mark.parametrize(
+    "tz, want", [("UTC", "03:04:05"), ("Asia/Kolkata", "08:34:05"), ("America/New_York", "22:04:05")]
+)
 def test_alarm_times_are_local_clock_times(monkeypatch, tz, want):
     from grokwatch.tui.widgets.alarm_feed import clock_time
 

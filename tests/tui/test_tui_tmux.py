@@ -28,15 +28,22 @@ def tmux(request):
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "TERM": "xterm-256color",
-            "PYTHONPATH": str(REPO), "LC_ALL": "C.UTF-8"}
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "TERM": "xterm-256color",
+        "PYTHONPATH": str(REPO),
+        "LC_ALL": "C.UTF-8",
+    }
 
 
 @pytest.mark.slow
 def test_dashboard_in_a_real_terminal(tmux, sim_sweep, isolated_home):
     # `grokwatch SOURCE` (no sub-command) opens the dashboard, following the sweep live
-    tmux.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(str(sim_sweep))}",
-               env=_env(isolated_home))
+    tmux.start(
+        f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(str(sim_sweep))}",
+        env=_env(isolated_home),
+    )
     screen = tmux.wait("wd1.0-s03", timeout=60)
     assert "12 runs" in screen and "grokked" in screen and "Quit" in screen.splitlines()[-1]
     tmux.keys("g")
@@ -65,9 +72,10 @@ def test_dashboard_in_a_real_terminal(tmux, sim_sweep, isolated_home):
 @pytest.mark.slow
 def test_a_crash_restores_the_terminal_and_exits_non_zero(tmux, sim_sweep, isolated_home, tmp_path):
     script = tmp_path / "crash.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
-        from grokwatch.cli import main
+        from grokwatch.commands.main import main
         from grokwatch.tui.app import GrokwatchApp
 
         def boom(self, msg):
@@ -75,9 +83,12 @@ def test_a_crash_restores_the_terminal_and_exits_non_zero(tmux, sim_sweep, isola
 
         GrokwatchApp.on_model_ready = boom
         sys.exit(main(["tui", {str(sim_sweep)!r}]))
-    """))
-    tmux.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} {shlex.quote(str(script))}",
-               env=_env(isolated_home))
+    """)
+    )
+    tmux.start(
+        f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} {shlex.quote(str(script))}",
+        env=_env(isolated_home),
+    )
     screen = tmux.wait("[exited rc=", timeout=60)
     assert "[exited rc=1]" in screen
     assert "deliberate crash in the dashboard" in screen  # the error is printed after the terminal is restored
@@ -112,18 +123,25 @@ def test_a_90_run_sweep_still_being_written(isolated_home, tmp_path, request):
     """Issue 6's check: a 90-run sweep written live (grokwatch simulate --speed, another
     process), the dashboard at 160x48 in tmux: every run reachable, a run's curves and
     markers shown, and the phase counts change while the runs go on."""
-    from grokwatch.simulate import live_simulation
+    from grokwatch.sim.simulate import live_simulation
 
     t = Tmux(f"gw-live-{request.node.name[:12]}", cols=160, rows=48)
     with live_simulation(tmp_path / "root", runs=90, steps=20000, speed=250) as sweep:
         try:
-            t.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(str(sweep))}",
-                    env=_env(isolated_home))
+            t.start(
+                f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch {shlex.quote(str(sweep))}",
+                env=_env(isolated_home),
+            )
             first = t.wait("90 runs", timeout=90).splitlines()[0]
             # runs per phase in the status line: "7 grokked" when it has room, else "G7"
-            counts = lambda line: (re.findall(r"\b(\d+) (waiting|learning|memorized|grokking|grokked|anti-grokking|"  # noqa: E731
-                                              r"diverged|stalled|failed|preempted)\b", line)
-                                   or re.findall(r"\b([.lMgGADSFP])(\d+)\b", line))
+            counts = lambda line: (
+                re.findall(
+                    r"\b(\d+) (waiting|learning|memorized|grokking|grokked|anti-grokking|"  # noqa: E731
+                    r"diverged|stalled|failed|preempted)\b",
+                    line,
+                )
+                or re.findall(r"\b([.lMgGADSFP])(\d+)\b", line)
+            )
             t.keys("End")  # the last run of the sorted table is reachable
             t.wait("wd1.0-s29", timeout=30)
             t.keys("Home")  # and the first

@@ -9,14 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from grokwatch.cli import UsageError
+from grokwatch.errors import UsageError
 from grokwatch.tui.canvas import as_text, rasterize
 from grokwatch.tui.columns import COLUMNS, sort_rows
 from grokwatch.tui.config import DEFAULT_COLUMNS, ConfigError, TuiConfig, config_from_dict, load_config
 from grokwatch.tui.filtering import parse_filter
+from grokwatch.tui.journal import AlarmTail
 from grokwatch.tui.model import Marker, ModelFeed, Panel, RunRow, Series, SweepModel, run_identity
 from grokwatch.tui.series import decimate, prepare, smooth, sparkline, sparkline_values
-from grokwatch.tui.journal import AlarmTail
 from grokwatch.tui.source import resolve_sweep
 
 # -- series -----------------------------------------------------------------------
@@ -102,24 +102,29 @@ def test_log_panel_skips_non_positive_values():
 
 
 ROWS = [
-    RunRow("wd0.1-s00", seed=0, weight_decay=0.1, phase="grokked", val_acc=0.99, alarms=("gai_spike",), state="running"),
+    RunRow(
+        "wd0.1-s00", seed=0, weight_decay=0.1, phase="grokked", val_acc=0.99, alarms=("gai_spike",), state="running"
+    ),
     RunRow("wd0.1-s01", seed=1, weight_decay=0.1, phase="memorized", val_acc=0.05),
     RunRow("wd1-s00", seed=0, weight_decay=1.0, phase="memorized", val_acc=None, state="completed"),
     RunRow("wd1-s01", seed=1, weight_decay=1.0, phase="anti-grokking", val_acc=0.3),
 ]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("", [0, 1, 2, 3]),
-    ("phase:mem", [1, 2]),
-    ("phase:grokked,anti", [0, 3]),
-    ("wd:1", [2, 3]),
-    ("wd:0.1,1 seed:1", [1, 3]),
-    ("has:alarm", [0]),
-    ("state:comp", [2]),
-    ("s01", [1, 3]),
-    ("wd1 memorized", [2]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("", [0, 1, 2, 3]),
+        ("phase:mem", [1, 2]),
+        ("phase:grokked,anti", [0, 3]),
+        ("wd:1", [2, 3]),
+        ("wd:0.1,1 seed:1", [1, 3]),
+        ("has:alarm", [0]),
+        ("state:comp", [2]),
+        ("s01", [1, 3]),
+        ("wd1 memorized", [2]),
+    ],
+)
 def test_filter(text, expected):
     f = parse_filter(text)
     assert [i for i, r in enumerate(ROWS) if f.matches(r)] == expected
@@ -166,15 +171,18 @@ def test_config_from_the_default_place(isolated_home):
     assert cfg.interval == 2.0 and cfg.theme == "textual-light"
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"table": {"columns": ["nope"]}}, "unknown column(s) nope"),
-    ({"table": {"colums": []}}, "unknown key table.colums"),
-    ({"tabel": {}}, "unknown section [tabel]"),
-    ({"refresh": {"interval": "fast"}}, "refresh.interval must be a float"),
-    ({"refresh": {"interval": -1}}, "must not be negative"),
-    ({"keys": {"runs.sort_next": 1}}, "[keys] maps binding ids"),
-    ({"table": {"sort": "zzz"}}, "table.sort must be a column key"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"table": {"columns": ["nope"]}}, "unknown column(s) nope"),
+        ({"table": {"colums": []}}, "unknown key table.colums"),
+        ({"tabel": {}}, "unknown section [tabel]"),
+        ({"refresh": {"interval": "fast"}}, "refresh.interval must be a float"),
+        ({"refresh": {"interval": -1}}, "must not be negative"),
+        ({"keys": {"runs.sort_next": 1}}, "[keys] maps binding ids"),
+        ({"table": {"sort": "zzz"}}, "table.sort must be a column key"),
+    ],
+)
 def test_bad_config_names_the_key(data, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         config_from_dict(data, known_columns=tuple(COLUMNS))
@@ -198,14 +206,24 @@ def test_alarm_tail_reads_only_what_was_appended(tmp_path):
     path = tmp_path / "alarms.jsonl"
     tail = AlarmTail(path)
     assert not tail.poll()
-    rec = {"run": "r1", "rule": "gai_spike", "step": 10, "value": 4.2, "threshold": 3.5, "state": "firing",
-           "time": "2024-01-01T00:00:00.000Z"}
+    rec = {
+        "run": "r1",
+        "rule": "gai_spike",
+        "step": 10,
+        "value": 4.2,
+        "threshold": 3.5,
+        "state": "firing",
+        "time": "2024-01-01T00:00:00.000Z",
+    }
     path.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "run": "r2"}))  # the 2nd line is not finished
     assert tail.poll() and [a.run_id for a in tail.events] == ["r1"]
     with open(path, "a") as fh:
         fh.write("\n" + json.dumps({**rec, "state": "resolved", "step": 20}) + "\nnot json\n")
-    assert tail.poll() and [(a.run_id, a.state) for a in tail.events] == [("r1", "firing"), ("r2", "firing"),
-                                                                          ("r1", "resolved")]
+    assert tail.poll() and [(a.run_id, a.state) for a in tail.events] == [
+        ("r1", "firing"),
+        ("r2", "firing"),
+        ("r1", "resolved"),
+    ]
     assert tail.active() == {"r2": ("gai_spike",)}
     path.write_text(json.dumps(rec) + "\n")  # truncated and rewritten
     assert tail.poll() and len(tail.events) == 1
@@ -255,9 +273,9 @@ def test_feed_waits_while_the_ui_is_behind():
 
 def test_the_watcher_source_rows_are_what_the_store_says(sim_sweep):
     """Each row against the run's own files, read apart from the watcher: identity,
-    step, t_mem / t_grok and phase (grokwatch.phases), the sparkline; stalled
+    step, t_mem / t_grok and phase (grokwatch.runs.phases), the sparkline; stalled
     exactly when a running run's heartbeat is older than the stall timeout."""
-    from grokwatch.phases import phase_of
+    from grokwatch.runs.phases import phase_of
     from grokwatch.store import RunReader, list_runs
     from grokwatch.tui.model import run_identity
     from grokwatch.tui.watcher_source import SPARK_WIDTH, WatcherSource
@@ -278,8 +296,14 @@ def test_the_watcher_source_rows_are_what_the_store_says(sim_sweep):
         sc, status = r.scalars, r.status or {}
         info = phase_of(sc)
         seed, wd, total = run_identity(path.name, r.config)
-        assert (row.seed, row.weight_decay, row.step, row.total_steps, row.t_mem, row.t_grok) == \
-               (seed, wd, int(sc["step"][-1]), total, info.t_mem, info.t_grok), path.name
+        assert (row.seed, row.weight_decay, row.step, row.total_steps, row.t_mem, row.t_grok) == (
+            seed,
+            wd,
+            int(sc["step"][-1]),
+            total,
+            info.t_mem,
+            info.t_grok,
+        ), path.name
         late = status.get("state") == "running" and now - status["heartbeat_unix"] > 1800
         assert row.phase == ("stalled" if late else info.phase), path.name
         stalled += late
@@ -294,7 +318,7 @@ def test_a_broken_watcher_is_an_error_not_another_data_path(sim_sweep, monkeypat
     one line and exits 1."""
     import sys
 
-    from grokwatch.cli import main
+    from grokwatch.commands.main import main
 
     class Broken:
         def find_spec(self, name, path=None, target=None):
@@ -307,8 +331,9 @@ def test_a_broken_watcher_is_an_error_not_another_data_path(sim_sweep, monkeypat
     monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
     assert main(["tui", str(sim_sweep)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["grokwatch: error: the sweep watcher (grokwatch.watch) cannot be loaded: "
-                   "RuntimeError: a bug in the watcher"]
+    assert err == [
+        "grokwatch: error: the sweep watcher (grokwatch.watch) cannot be loaded: RuntimeError: a bug in the watcher"
+    ]
 
 
 def test_tui_modules_import_one_another_without_a_cycle():
@@ -319,8 +344,10 @@ def test_tui_modules_import_one_another_without_a_cycle():
     import grokwatch.tui
 
     root = Path(grokwatch.tui.__file__).parent
-    mods = {".".join(("grokwatch.tui", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
-            for p in root.rglob("*.py")}
+    mods = {
+        ".".join(("grokwatch.tui", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in root.rglob("*.py")
+    }
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for mod, path in mods.items():
         package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
@@ -370,15 +397,34 @@ def test_resolve_sweep_uses_the_shared_source_resolver(sim_sweep, tmp_path):
 
 def test_model_changed_since():
     a = SweepModel("s", "/s", rows=tuple(ROWS))
-    b = SweepModel("s", "/s", rows=(ROWS[0], ROWS[1].__class__(**{**{f: getattr(ROWS[1], f) for f in ROWS[1].__slots__}, "step": 5}), *ROWS[2:]))
+    b = SweepModel(
+        "s",
+        "/s",
+        rows=(
+            ROWS[0],
+            ROWS[1].__class__(**{**{f: getattr(ROWS[1], f) for f in ROWS[1].__slots__}, "step": 5}),
+            *ROWS[2:],
+        ),
+    )
     assert b.changed_since(a) == {"wd0.1-s01"}
     assert a.changed_since(None) == {r.run_id for r in ROWS}
 
 
-@pytest.mark.parametrize("module", ["grokwatch.tui.model", "grokwatch.tui.series", "grokwatch.tui.canvas",
-                                    "grokwatch.tui.source", "grokwatch.tui.watcher_source", "grokwatch.tui.curves",
-                                    "grokwatch.tui.hooks", "grokwatch.tui.journal", "grokwatch.tui.config",
-                                    "grokwatch.tui.filtering"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "grokwatch.tui.model",
+        "grokwatch.tui.series",
+        "grokwatch.tui.canvas",
+        "grokwatch.tui.source",
+        "grokwatch.tui.watcher_source",
+        "grokwatch.tui.curves",
+        "grokwatch.tui.hooks",
+        "grokwatch.tui.journal",
+        "grokwatch.tui.config",
+        "grokwatch.tui.filtering",
+    ],
+)
 def test_view_model_modules_are_headless(module):
     """The view-model and its source run without textual or rich (they are built off the UI thread)."""
     import subprocess

@@ -71,8 +71,10 @@ class Tmux:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         # COLUMNS and LINES (pytest's process has them: 80 and 24) would override the
         # pane's real size for Textual: the app must see the terminal it runs in.
-        line = (f"unset COLUMNS LINES; {'export ' + exports + '; ' if exports else ''}{command}; "
-                f"echo \"[exited rc=$?]\"; sleep 600")
+        line = (
+            f"unset COLUMNS LINES; {'export ' + exports + '; ' if exports else ''}{command}; "
+            f'echo "[exited rc=$?]"; sleep 600'
+        )
         self._t("new-session", "-d", "-s", self.name, "-x", str(self.cols), "-y", str(self.rows), line)
         self._t("set", "-s", "escape-time", "0")  # tmux holds Escape for 500 ms otherwise
 

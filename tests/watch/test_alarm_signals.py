@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from grokwatch import presets
+from grokwatch.runs import presets
 from grokwatch.watch.scores import AlphaCrossing, ScoreConfig
 
 
@@ -50,8 +50,12 @@ def test_alpha_cross_incremental_equals_one_pass():
 
 
 def test_critical_norm_reads_the_shipped_facts(tmp_path, monkeypatch):
-    facts = {"w_crit": {"all": {"median": 27.5, "n": 9},
-                        "by_weight_decay": {"1.0": {"median": 27.1, "n": 4}, "0.3": {"median": 30.0, "n": 2}}}}
+    facts = {
+        "w_crit": {
+            "all": {"median": 27.5, "n": 9},
+            "by_weight_decay": {"1.0": {"median": 27.1, "n": 4}, "0.3": {"median": 30.0, "n": 2}},
+        }
+    }
     (tmp_path / "mine.json").write_text(json.dumps(facts))
     monkeypatch.setattr(presets, "PRIORS_DIR", tmp_path)
     presets.preset_facts.cache_clear()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from watch_helpers import flat_run_columns, start_run
 
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.store import RunReader, RunWriter, columns_to_ipc, list_runs
 from grokwatch.watch.fastread import BatchReader
 
@@ -16,7 +16,9 @@ def _same(a: RunReader, b: RunReader) -> None:
         da, db = a.data(kind), b.data(kind)
         assert da.keys() == db.keys(), kind
         for k in da:
-            np.testing.assert_array_equal(np.asarray(da[k], dtype=np.float64), np.asarray(db[k], dtype=np.float64), err_msg=k)
+            np.testing.assert_array_equal(
+                np.asarray(da[k], dtype=np.float64), np.asarray(db[k], dtype=np.float64), err_msg=k
+            )
     assert a.failed_files == b.failed_files
 
 

@@ -14,8 +14,8 @@ ENTRY_POINTS = [
     "grokwatch.alerts",
     "grokwatch.alerts.daemon",
     "grokwatch.alerts.notify",
-    "grokwatch.simulate",
-    "grokwatch.source",
+    "grokwatch.sim.simulate",
+    "grokwatch.remote.source",
     "grokwatch.commands.alerts",
     "grokwatch.commands.silence",
     "grokwatch.commands.simulate",
@@ -38,7 +38,7 @@ def test_running_the_core_loads_no_ui(tmp_path):
     """Simulate, watch, alert (through the CLI, as cron would) in one process: still no UI."""
     code = (
         "import sys\n"
-        "from grokwatch.cli import main\n"
+        "from grokwatch.commands.main import main\n"
         f"assert main(['simulate', {str(tmp_path)!r}, '--runs', '4', '--steps', '1000']) == 0\n"
         f"assert main(['alerts', {str(tmp_path / 'sim')!r}, '--once']) == 0\n"
         "import apprise  # notification channels too\n"

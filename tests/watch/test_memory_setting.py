@@ -1,4 +1,4 @@
-"""grokwatch.memory: the watcher pins glibc's mmap threshold, in a fresh process."""
+"""grokwatch.watch.memory: the watcher pins glibc's mmap threshold, in a fresh process."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 def test_a_watcher_pins_the_mmap_threshold_once(tmp_path):
     code = (
-        "import grokwatch.memory as m\n"
+        "import grokwatch.watch.memory as m\n"
         "assert m._done is None\n"
         "from grokwatch.watch import SweepWatcher\n"
         f"SweepWatcher({str(tmp_path)!r}, poll=True)\n"

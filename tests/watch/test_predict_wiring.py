@@ -13,7 +13,7 @@ from grokwatch.alerts.daemon import AlertDaemon, DaemonOptions
 from grokwatch.alerts.engine import AlertEngine
 from grokwatch.alerts.rules import load_rules
 from grokwatch.predict import PredictionLog, SweepPredictor, predictions_path, read_predictions
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.watch import SweepWatcher
 
 RULE = "predicted_onset_soon"
@@ -81,8 +81,7 @@ def test_watcher_feeds_predictions_once(sweep, rules, tmp_path):
     sweep = copy_sweep(sweep, tmp_path)
     events: list = []
     pred = SweepPredictor(log=PredictionLog(sweep))
-    w = SweepWatcher(sweep, engine=AlertEngine(load_rules(rules)), poll=True, predictor=pred,
-                     on_alarms=events.extend)
+    w = SweepWatcher(sweep, engine=AlertEngine(load_rules(rules)), poll=True, predictor=pred, on_alarms=events.extend)
     w.cycle()
     first = [e for e in events if e.rule == RULE]
     assert first and pred.latest_all()
@@ -96,8 +95,13 @@ def test_predictor_failure_is_a_warning(sweep, tmp_path):
             raise RuntimeError("boom")
 
     warnings = []
-    w = SweepWatcher(copy_sweep(sweep, tmp_path), engine=AlertEngine(load_rules()), poll=True,
-                     predictor=Broken(), on_error=lambda m, e: warnings.append(m))
+    w = SweepWatcher(
+        copy_sweep(sweep, tmp_path),
+        engine=AlertEngine(load_rules()),
+        poll=True,
+        predictor=Broken(),
+        on_error=lambda m, e: warnings.append(m),
+    )
     snap = w.cycle()
     assert len(snap.runs) == 12
     assert any("prediction failed" in m and "boom" in m for m in warnings)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from grokwatch.quiet import QuietWindow
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.watch import SweepWatcher
+from grokwatch.watch.quiet import QuietWindow
 
 
 def test_pause_returns_at_once_without_a_window():

@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from grokwatch.phases import phase_of
-from grokwatch.simulate import generate, plan_sweep
+from grokwatch.runs.phases import phase_of
+from grokwatch.sim.simulate import generate, plan_sweep
 from grokwatch.watch.scores import (
     PhaseTracker,
     ScoreConfig,
@@ -102,5 +102,9 @@ def test_phase_tracker_matches_phase_of(index):
         tr.update(sc["step"][a:b], sc["train_acc"][a:b], sc["val_acc"][a:b], sc["train_loss"][a:b])
         ref = phase_of({k: v[:b] for k, v in sc.items()})
         assert (tr.phase, tr.t_mem, tr.t_grok, tr.t_anti, tr.t_diverged) == (
-            ref.phase, ref.t_mem, ref.t_grok, ref.t_anti, ref.t_diverged
+            ref.phase,
+            ref.t_mem,
+            ref.t_grok,
+            ref.t_anti,
+            ref.t_diverged,
         )

@@ -36,8 +36,7 @@ class Rig:
     def __init__(self, sweep: Path):
         self.sweep = sweep
         self.events: list = []
-        self.watcher = SweepWatcher(sweep, engine=AlertEngine(load_rules()), poll=True,
-                                    on_alarms=self.events.extend)
+        self.watcher = SweepWatcher(sweep, engine=AlertEngine(load_rules()), poll=True, on_alarms=self.events.extend)
 
     def cycle(self):
         self.watcher.cycle()

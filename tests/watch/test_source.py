@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from watch_helpers import write_flat_run
 
-from grokwatch.cli import UsageError
-from grokwatch.source import RESOLVERS, resolve_source
+from grokwatch.errors import UsageError
+from grokwatch.remote.source import RESOLVERS, resolve_source
 
 
 def test_resolve_source(tmp_path, monkeypatch):
@@ -20,7 +20,11 @@ def test_resolve_source(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert resolve_source(str(empty)) == empty.resolve()  # a sweep before its first run
-    for bad, words in ((tmp_path / "nope", "no such"), (sweep / "r1", "run directory"), ("gopher://host/x", "not supported")):
+    for bad, words in (
+        (tmp_path / "nope", "no such"),
+        (sweep / "r1", "run directory"),
+        ("gopher://host/x", "not supported"),
+    ):
         with pytest.raises(UsageError, match=words):
             resolve_source(str(bad))
     write_flat_run(tmp_path / "root" / "sw2", "r1", n=100)

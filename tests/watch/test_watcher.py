@@ -11,7 +11,7 @@ import pytest
 from watch_helpers import flat_run_columns, start_run, wait_for, write_flat_run
 
 from grokwatch.alerts import AlertEngine, Rule, load_rules
-from grokwatch.simulate import simulate_sweep
+from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.store import columns_to_ipc
 from grokwatch.watch import SweepWatcher, is_network_fs, mount_of
 from grokwatch.watch.runstate import RunState
@@ -58,7 +58,9 @@ def test_follows_new_shards_with_inotify(tmp_path):
         live = start_run(sweep, "live")
         for a in (1, 101, 201):
             live.write_shard("scalars", flat_run_columns(a, a + 100))
-            assert wait_for(lambda: (w.snapshot().runs.get("live") or None) and w.snapshot().runs["live"].step == a + 99, 5)
+            assert wait_for(
+                lambda: (w.snapshot().runs.get("live") or None) and w.snapshot().runs["live"].step == a + 99, 5
+            )
         snap = w.snapshot()
         assert snap.runs["done"] is first.runs["done"]  # unchanged runs keep their view object
         assert any("live" in c and "done" not in c for c in updates)
@@ -94,9 +96,7 @@ def test_polling_follows_and_rarely_rechecks_finished_runs(tmp_path, monkeypatch
 def test_network_filesystems_are_detected(tmp_path):
     mounts = tmp_path / "mounts"
     mounts.write_text(
-        "/dev/vda / ext4 rw 0 0\n"
-        "server:/export /scratch nfs4 rw 0 0\n"
-        "fs@tcp:/lus /lus\\040space lustre rw 0 0\n"
+        "/dev/vda / ext4 rw 0 0\nserver:/export /scratch nfs4 rw 0 0\nfs@tcp:/lus /lus\\040space lustre rw 0 0\n"
     )
     assert is_network_fs("/scratch/me/sweep", str(mounts))
     assert mount_of("/scratch/me", str(mounts)) == ("/scratch", "nfs4")

@@ -32,8 +32,14 @@ def start_run(sweep_dir: Path, run_id: str, **config) -> RunWriter:
     return RunWriter(Path(sweep_dir) / run_id, cfg, heartbeat_seconds=0.0).open()
 
 
-def write_flat_run(sweep_dir: Path, run_id: str, n: int = 1000, shard: int = 250, spike_at: int | None = None,
-                   state: str | None = "completed") -> RunWriter:
+def write_flat_run(
+    sweep_dir: Path,
+    run_id: str,
+    n: int = 1000,
+    shard: int = 250,
+    spike_at: int | None = None,
+    state: str | None = "completed",
+) -> RunWriter:
     w = start_run(sweep_dir, run_id)
     for a in range(1, n + 1, shard):
         w.write_shard("scalars", flat_run_columns(a, min(n + 1, a + shard), spike_at))

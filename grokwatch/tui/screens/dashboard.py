@@ -96,7 +96,10 @@ class DashboardScreen(Screen):
 
     def _status(self) -> None:
         self.query_one(StatusBar).update_state(
-            self.model, view=self.view, filter_text=self.table.filter.text, shown=len(self.table.visible_ids),
+            self.model,
+            view=self.view,
+            filter_text=self.table.filter.text,
+            shown=len(self.table.visible_ids),
             now=self.app.now(),
         )
 

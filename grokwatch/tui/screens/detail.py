@@ -159,8 +159,13 @@ class DetailScreen(Screen):
                 if r.alarms:
                     t.append("  alarms: " + ", ".join(r.alarms), style="bold #d62728")
             t.append("\n")
-            for kind, label in (("t_mem", "t_mem"), ("t_grok", "t_grok"), ("alarm", "alarm"),
-                                ("predicted", "predicted"), ("restart", "restart")):
+            for kind, label in (
+                ("t_mem", "t_mem"),
+                ("t_grok", "t_grok"),
+                ("alarm", "alarm"),
+                ("predicted", "predicted"),
+                ("restart", "restart"),
+            ):
                 ch, color = MARKER_STYLE[kind]
                 t.append(f"{ch} {label}  ", style=color)
         if self.series is None:

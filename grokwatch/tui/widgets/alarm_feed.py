@@ -23,8 +23,16 @@ MAX_ROWS = 5000  # the newest; older events stay in alarms.jsonl / the engine's 
 _STATE_STYLE = {"firing": "bold #d62728", "pending": "#d78700", "resolved": "#00af5f"}
 # (key, label, width, grows to at most): run ids and custom rule names show whole; the
 # state (firing / resolved) comes before the numbers, so 80 columns show it.
-_COLUMNS = (("time", "time", 8), ("step", "step", 6, 12), ("run", "run", 10, 40), ("rule", "rule", 18, 40),
-            ("state", "state", 8), ("value", "value", 8), ("threshold", "thr", 6), ("severity", "sev", 8, 12))
+_COLUMNS = (
+    ("time", "time", 8),
+    ("step", "step", 6, 12),
+    ("run", "run", 10, 40),
+    ("rule", "rule", 18, 40),
+    ("state", "state", 8),
+    ("value", "value", 8),
+    ("threshold", "thr", 6),
+    ("severity", "sev", 8, 12),
+)
 
 
 def clock_time(iso: str | None) -> str:
@@ -93,8 +101,14 @@ class AlarmFeed(RoutesFilterKeys, LineTable):
     def _row_cells(self, key: str) -> list:
         a = self._by_key[key]
         return [
-            clock_time(a.time), str(a.step) if a.step is not None else "-", a.run_id, a.rule,
-            Text(a.state, style=_STATE_STYLE.get(a.state, "")), _num(a.value), _num(a.threshold), a.severity or "-",
+            clock_time(a.time),
+            str(a.step) if a.step is not None else "-",
+            a.run_id,
+            a.rule,
+            Text(a.state, style=_STATE_STYLE.get(a.state, "")),
+            _num(a.value),
+            _num(a.threshold),
+            a.severity or "-",
         ]
 
     def action_jump(self) -> None:

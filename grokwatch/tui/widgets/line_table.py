@@ -15,7 +15,7 @@ shortened with an ellipsis. Columns only grow (no jitter as values change).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rich.cells import cell_len
 from rich.segment import Segment

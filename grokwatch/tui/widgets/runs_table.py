@@ -45,8 +45,12 @@ class RunsTable(RoutesFilterKeys, LineTable):
         self.cell_updates = 0  # rows whose cells were formatted again
 
     def on_mount(self) -> None:
-        self.set_columns([(c.key, self._label(c), self._width(c), c.width if c.key == "mark" else c.max_width)
-                          for c in self.column_specs])
+        self.set_columns(
+            [
+                (c.key, self._label(c), self._width(c), c.width if c.key == "mark" else c.max_width)
+                for c in self.column_specs
+            ]
+        )
 
     # -- public ------------------------------------------------------------------
     @property

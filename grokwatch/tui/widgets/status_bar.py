@@ -45,8 +45,14 @@ class StatusBar(Widget):
         self.now: float | None = None
         self.letters = False  # the phases shown as letters (no room for words)
 
-    def update_state(self, model: SweepModel | None = None, view: str | None = None,
-                     filter_text: str | None = None, shown: int | None = None, now: float | None = None) -> None:
+    def update_state(
+        self,
+        model: SweepModel | None = None,
+        view: str | None = None,
+        filter_text: str | None = None,
+        shown: int | None = None,
+        now: float | None = None,
+    ) -> None:
         if model is not None:
             self.model = model
         if view is not None:
@@ -96,7 +102,7 @@ class StatusBar(Widget):
             t.append(f" {firing} alarming ", style="bold #d62728")
         if m.alarm_source:
             t.append(f" {m.alarm_source} ", style="italic")
-        from ...source import source_notice  # an ssh:// mirror's first sync, a lost link, its cache cap
+        from grokwatch.remote.source import source_notice  # an ssh:// mirror's first sync, a lost link, its cache cap
 
         note = source_notice(m.path)
         if note:

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
+from grokwatch.runs.defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
 
 PHASES = ("learning", "memorized", "grokking", "grokked", "anti-grokking", "diverged", "stalled")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """DESIGN section 4's thresholds; the defaults live in :mod:`grokwatch.defaults`."""
+    """DESIGN section 4's thresholds; the defaults live in :mod:`grokwatch.runs.defaults`."""
 
     mem_train_acc: float = MEM_TRAIN_ACC
     grok_val_acc: float = GROK_VAL_ACC
@@ -67,7 +67,12 @@ def phase_of(scalars: dict[str, np.ndarray], th: Thresholds = Thresholds()) -> P
     last_val = _last_finite(val_acc)
     last_train = _last_finite(train_acc)
     if t_grok is not None:
-        if t_anti is not None and last_val is not None and last_val < th.anti_val_acc and (last_train or 0) >= th.mem_train_acc:
+        if (
+            t_anti is not None
+            and last_val is not None
+            and last_val < th.anti_val_acc
+            and (last_train or 0) >= th.mem_train_acc
+        ):
             phase = "anti-grokking"
         else:
             phase = "grokked"

@@ -56,14 +56,15 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from .store import RunWriter, columns_to_ipc, is_valid_run_id, read_status, run_dir
+from grokwatch.store import RunWriter, columns_to_ipc, is_valid_run_id, read_status, run_dir
 
-log = logging.getLogger("grokwatch.track")
+log = logging.getLogger("grokwatch.integrations.track")
 
 __all__ = ["Run", "init", "model_norms", "weight_matrices"]
 
@@ -84,7 +85,7 @@ def init(
     flush_seconds: float = FLUSH_SECONDS,
     heartbeat_seconds: float = 10.0,
     resume: bool = False,
-) -> "Run":
+) -> Run:
     """Start recording a run in ``<root>/<sweep>/<run_id>/`` and return it.
 
     ``config`` goes to run.json (the watcher reads ``seed``, ``weight_decay``
@@ -93,8 +94,16 @@ def init(
     ``resume=True``, which continues it as a new attempt (its shards never
     overwrite the earlier attempt's).
     """
-    return Run(root, sweep, run_id, config, flush_steps=flush_steps, flush_seconds=flush_seconds,
-               heartbeat_seconds=heartbeat_seconds, resume=resume)
+    return Run(
+        root,
+        sweep,
+        run_id,
+        config,
+        flush_steps=flush_steps,
+        flush_seconds=flush_seconds,
+        heartbeat_seconds=heartbeat_seconds,
+        resume=resume,
+    )
 
 
 def _is_tensor(v: Any) -> bool:
@@ -113,7 +122,7 @@ def _gather(chunks: list[tuple[int, tuple[str, ...], Any]]) -> list[tuple[int, t
         host = torch.cat([t for _, _, t in items]).cpu().numpy().astype(np.float64)
         off = 0
         for step, keys, _ in items:
-            out.append((step, keys, host[off:off + len(keys)]))
+            out.append((step, keys, host[off : off + len(keys)]))
             off += len(keys)
     return out
 
@@ -130,8 +139,9 @@ class _Rows:
     def accepts(self, step: int) -> bool:
         if self.flushed_through is not None and step <= self.flushed_through:
             if not self.warned_late:
-                log.warning("step %d was already written (through step %d): late values are dropped",
-                            step, self.flushed_through)
+                log.warning(
+                    "step %d was already written (through step %d): late values are dropped", step, self.flushed_through
+                )
                 self.warned_late = True
             return False
         return True
@@ -151,7 +161,9 @@ class _Rows:
                 try:
                     row[name] = float(v)
                 except (TypeError, ValueError):
-                    raise TypeError(f"{name}: expected a number or a one-element tensor, got {type(v).__name__}") from None
+                    raise TypeError(
+                        f"{name}: expected a number or a one-element tensor, got {type(v).__name__}"
+                    ) from None
         for items in tensors.values():
             import torch
 
@@ -179,8 +191,18 @@ class _Rows:
 class Run:
     """One run being recorded; make it with :func:`init`. Not thread-safe: log from one thread."""
 
-    def __init__(self, root, sweep, run_id, config, *, flush_steps=FLUSH_STEPS, flush_seconds=FLUSH_SECONDS,
-                 heartbeat_seconds=10.0, resume=False):
+    def __init__(
+        self,
+        root,
+        sweep,
+        run_id,
+        config,
+        *,
+        flush_steps=FLUSH_STEPS,
+        flush_seconds=FLUSH_SECONDS,
+        heartbeat_seconds=10.0,
+        resume=False,
+    ):
         run_id = run_id or time.strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.root, self.sweep, self.run_id = Path(root), str(sweep), str(run_id)
         if not is_valid_run_id(self.sweep):
@@ -189,13 +211,20 @@ class Run:
         cfg = json.loads(json.dumps(dict(config or {}), default=_json_value))
         cfg.setdefault("sweep", self.sweep)
         cfg.setdefault("run_id", self.run_id)
-        cfg.setdefault("tracker", "grokwatch.track")
+        cfg.setdefault("tracker", "grokwatch.integrations.track")
         start = 0
         if resume:
             prev = read_status(self.path) or {}
             start = int(prev.get("last_step") or 0)
-        self._writer = RunWriter(self.path, cfg, flush_steps=flush_steps, flush_seconds=flush_seconds,
-                                 heartbeat_seconds=heartbeat_seconds, resume=resume, start_step=start)
+        self._writer = RunWriter(
+            self.path,
+            cfg,
+            flush_steps=flush_steps,
+            flush_seconds=flush_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            resume=resume,
+            start_step=start,
+        )
         self._writer.open()
         # Load the shard writer's lazy imports now (pyarrow may import pandas, which
         # starts a thread pool module): none can be loaded at interpreter exit.
@@ -222,8 +251,9 @@ class Run:
         self._advance(step)
         self._scalars.add(step, merged)
 
-    def log_probes(self, step: int, matrices: Mapping[str, Any] | None = None, *, traps: bool = False,
-                   **values: Any) -> dict[str, float]:
+    def log_probes(
+        self, step: int, matrices: Mapping[str, Any] | None = None, *, traps: bool = False, **values: Any
+    ) -> dict[str, float]:
         """Probe columns of ``step``: for each named 2-D weight matrix (array or tensor),
         ``htsr_alpha/<name>`` with ``htsr_sigma``, ``htsr_ks``, ``htsr_n_tail``
         (observables.htsr.fit_alpha, WeightWatcher conventions) and
@@ -322,7 +352,7 @@ class Run:
                     message = f"non-finite train_loss at step {self.diverged}"
             self._writer.close(state, message=message)
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -375,8 +405,14 @@ def probe_values(matrices: Mapping[str, Any], *, traps: bool = False, seed: int 
             raise ValueError(f"{name}: expected a 2-D matrix, got shape {W.shape}")
         fit = fit_alpha(W)
         if fit.ok:
-            out.update({f"htsr_alpha/{name}": fit.alpha, f"htsr_sigma/{name}": fit.sigma,
-                        f"htsr_ks/{name}": fit.ks_distance, f"htsr_n_tail/{name}": float(fit.n_tail)})
+            out.update(
+                {
+                    f"htsr_alpha/{name}": fit.alpha,
+                    f"htsr_sigma/{name}": fit.sigma,
+                    f"htsr_ks/{name}": fit.ks_distance,
+                    f"htsr_n_tail/{name}": float(fit.n_tail),
+                }
+            )
         out[f"effective_rank/{name}"] = effective_rank(W)
         if traps:
             from observables.htsr import correlation_traps

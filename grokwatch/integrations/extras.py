@@ -1,7 +1,7 @@
 """Optional dependencies: which extra a command needs, and a one-line message when it is missing.
 
 ``pip install grokwatch`` is the light install for watching (dashboard,
-alerts, report, predict, ssh://, grokwatch.track); training and its probes need
+alerts, report, predict, ssh://, grokwatch.integrations.track); training and its probes need
 ``grokwatch[train]`` (torch, scipy, ripser). Light: importlib only.
 """
 

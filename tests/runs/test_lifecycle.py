@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grokwatch.lifecycle import attempt_reach_from_shards, restarted_from_scratch, scratch_restarts
+from grokwatch.runs.lifecycle import attempt_reach_from_shards, restarted_from_scratch, scratch_restarts
 from grokwatch.store import merge_newest
 
 
@@ -14,8 +14,11 @@ def _loss(steps):
 
 def _chunk(first, last, attempt, loss=None):
     steps = np.arange(first, last + 1)
-    return {"step": steps, "train_loss": _loss(steps) if loss is None else loss(steps),
-            "attempt": np.full(len(steps), attempt)}
+    return {
+        "step": steps,
+        "train_loss": _loss(steps) if loss is None else loss(steps),
+        "attempt": np.full(len(steps), attempt),
+    }
 
 
 def _view(*chunks):
@@ -44,8 +47,15 @@ def test_scratch_restart_past_the_old_reach_needs_shard_names():
     view = _view(_chunk(1, 500, 0), _chunk(1, 800, 1))
     attempts = [{"attempt": 0, "start_step": 0}, {"attempt": 1, "start_step": 0}]
     assert not restarted_from_scratch(view, attempts)
-    reach = attempt_reach_from_shards(["scalars-000000250.arrow", "scalars-000000500.arrow",
-                                       "scalars-000000800-a01.arrow", "probes-000000500.arrow", "junk.tmp"])
+    reach = attempt_reach_from_shards(
+        [
+            "scalars-000000250.arrow",
+            "scalars-000000500.arrow",
+            "scalars-000000800-a01.arrow",
+            "probes-000000500.arrow",
+            "junk.tmp",
+        ]
+    )
     assert reach == {0: 500, 1: 800}
     assert restarted_from_scratch(view, attempts, attempt_reach=reach)
 

@@ -1,7 +1,7 @@
 """Every view of a sweep says the same thing about a run: its id and its phase.
 
 A run that grokked and then got a non-finite loss is *diverged* for
-grokwatch.phases, the watcher (and its alarm), ``grokwatch sweep status``, the
+grokwatch.runs.phases, the watcher (and its alarm), ``grokwatch sweep status``, the
 dashboard and the report alike; and a (weight decay, seed) pair has one run id
 wherever runs are named (sweep plan, packed trainer, demo, simulator).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokwatch.phases import phase_of
+from grokwatch.runs.phases import phase_of
 from grokwatch.store import RunWriter
 from grokwatch.store.layout import run_id_for
 
@@ -31,8 +31,18 @@ def _write_run(sweep: Path, run_id: str, wd: float, seed: int, *, diverge: bool,
         loss = np.where(steps >= T_NAN, np.nan, loss)
     cfg = {"run_id": run_id, "seed": seed, "weight_decay": wd, "total_steps": STEPS}
     w = RunWriter(sweep / run_id, cfg).open()
-    w.write_shard("scalars", {"step": steps, "train_acc": train_acc, "val_acc": val_acc, "train_loss": loss,
-                              "val_loss": loss, "grad_norm": np.ones(STEPS), "weight_norm": np.ones(STEPS)})
+    w.write_shard(
+        "scalars",
+        {
+            "step": steps,
+            "train_acc": train_acc,
+            "val_acc": val_acc,
+            "train_loss": loss,
+            "val_loss": loss,
+            "grad_norm": np.ones(STEPS),
+            "weight_norm": np.ones(STEPS),
+        },
+    )
     w.close("diverged" if diverge else "completed")
 
 
@@ -125,9 +135,9 @@ def test_report_outcome_follows_the_phase_for_every_phase():
 def test_run_ids_are_the_same_wherever_runs_are_named(tmp_path, capsys):
     import json
 
-    from grokwatch.cli import main
-    from grokwatch.demo import plan_demo
-    from grokwatch.simulate import plan_sweep
+    from grokwatch.commands.main import main
+    from grokwatch.sim.demo import plan_demo
+    from grokwatch.sim.simulate import plan_sweep
     from grokwatch.store.layout import MANIFEST
     from slurm.plan import MANIFEST as SLURM_MANIFEST
 
@@ -138,13 +148,32 @@ def test_run_ids_are_the_same_wherever_runs_are_named(tmp_path, capsys):
     assert run_id_for(1e-5, 3) == "wd1e-05-s03" and run_id_for(0.00012345678, 0) != run_id_for(0.0001234568, 0)
 
     # grokwatch sweep plan: the manifest it writes
-    assert main(["sweep", "plan", "--root", str(tmp_path), "--sweep", "s", "--seeds", str(seeds),
-                 "--weight-decays", "1,0.3,3", "--gpus-per-task", "0"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "plan",
+                "--root",
+                str(tmp_path),
+                "--sweep",
+                "s",
+                "--seeds",
+                str(seeds),
+                "--weight-decays",
+                "1,0.3,3",
+                "--gpus-per-task",
+                "0",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert MANIFEST == SLURM_MANIFEST
     tasks = json.loads((tmp_path / "s" / MANIFEST).read_text())["tasks"]
     planned = {(t["weight_decay"], t["seed"]): t["run_id"] for t in tasks}
-    demo = {(r.weight_decay, r.seed): r.run_id for r in plan_demo(tmp_path, weight_decays=(1, 0.3, 3), seeds=seeds).runs}
+    demo = {
+        (r.weight_decay, r.seed): r.run_id for r in plan_demo(tmp_path, weight_decays=(1, 0.3, 3), seeds=seeds).runs
+    }
     sim = {(p.weight_decay, p.seed): p.run_id for p in plan_sweep(runs=6, steps=1000, weight_decays=wds)}
     assert planned == demo == sim == want
 
@@ -155,5 +184,9 @@ def test_packed_trainer_names_runs_like_the_plan():
     from trainer.pack import run_specs
 
     ns = argparse.Namespace(seeds="0-1", weight_decays="1,0.3")
-    assert [rid for rid, _, _ in run_specs(ns, 1.0)] == [run_id_for(1.0, 0), run_id_for(1.0, 1),
-                                                          run_id_for(0.3, 0), run_id_for(0.3, 1)]
+    assert [rid for rid, _, _ in run_specs(ns, 1.0)] == [
+        run_id_for(1.0, 0),
+        run_id_for(1.0, 1),
+        run_id_for(0.3, 0),
+        run_id_for(0.3, 1),
+    ]

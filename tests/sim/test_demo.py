@@ -21,8 +21,22 @@ GROKWATCH = [sys.executable, "-m", "grokwatch"]
 @pytest.mark.slow
 def test_headless_demo_runs_every_run_to_the_end(tmp_path):
     out = subprocess.run(
-        [*GROKWATCH, "demo", "--headless", "--root", str(tmp_path), "--weight-decays", "1,3", "--seeds", "1", "--steps", "300"],
-        capture_output=True, text=True, timeout=300,
+        [
+            *GROKWATCH,
+            "demo",
+            "--headless",
+            "--root",
+            str(tmp_path),
+            "--weight-decays",
+            "1,3",
+            "--seeds",
+            "1",
+            "--steps",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     runs = list_runs(tmp_path / "demo")
@@ -55,8 +69,22 @@ def _ctrl_c(tmp_path):
     proc = subprocess.Popen(
         # wd 0.1 does not grok for many thousand steps: the runs are still
         # training when the signal comes, however slow this machine is.
-        [*GROKWATCH, "demo", "--headless", "--root", str(tmp_path), "--weight-decays", "0.1", "--seeds", "2", "--steps", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *GROKWATCH,
+            "demo",
+            "--headless",
+            "--root",
+            str(tmp_path),
+            "--weight-decays",
+            "0.1",
+            "--seeds",
+            "2",
+            "--steps",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     sweep = tmp_path / "demo"
     deadline = time.monotonic() + 120

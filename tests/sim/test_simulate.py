@@ -7,15 +7,37 @@ import threading
 import numpy as np
 import pytest
 
-from grokwatch.phases import phase_of
-from grokwatch.simulate import MATRICES, plan_sweep, simulate_sweep
+from grokwatch.runs.phases import phase_of
+from grokwatch.sim.simulate import MATRICES, plan_sweep, simulate_sweep
 from grokwatch.store import RunReader, list_runs, read_run_config, read_status
 
-SCALARS = {"step", "train_loss", "train_acc", "val_loss", "val_acc", "grad_norm", "weight_norm", "update_norm", "lr",
-           "grad_norm/embed", "weight_norm/mlp"}
-PROBES = {"h0_total", "h0_effective_count", "h0_median", "h0_entropy", "commutator_defect", "defect_transverse_frac",
-          "hessian_lambda_max", "hessian_lambda_min", "hessian_trace", "update_cosine", "pca2_variance_share",
-          "effective_rank/unembed"} | {f"htsr_{k}/{m}" for k in ("alpha", "traps", "ks", "n_tail") for m in MATRICES}
+SCALARS = {
+    "step",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "grad_norm",
+    "weight_norm",
+    "update_norm",
+    "lr",
+    "grad_norm/embed",
+    "weight_norm/mlp",
+}
+PROBES = {
+    "h0_total",
+    "h0_effective_count",
+    "h0_median",
+    "h0_entropy",
+    "commutator_defect",
+    "defect_transverse_frac",
+    "hessian_lambda_max",
+    "hessian_lambda_min",
+    "hessian_trace",
+    "update_cosine",
+    "pca2_variance_share",
+    "effective_rank/unembed",
+} | {f"htsr_{k}/{m}" for k in ("alpha", "traps", "ks", "n_tail") for m in MATRICES}
 
 
 def _data(sweep):
@@ -86,8 +108,9 @@ def test_columns_truth_and_fates(sweep):
 
 def test_same_seed_same_data_at_once_or_live(tmp_path):
     a = simulate_sweep(tmp_path / "a", "s", runs=5, steps=600, seed=9)
-    b = simulate_sweep(tmp_path / "b", "s", runs=5, steps=600, seed=9, speed=3000, flush_seconds=0.05,
-                       stop=threading.Event())
+    b = simulate_sweep(
+        tmp_path / "b", "s", runs=5, steps=600, seed=9, speed=3000, flush_seconds=0.05, stop=threading.Event()
+    )
     da, db = _data(a), _data(b)
     assert da.keys() == db.keys()
     for rid in da:

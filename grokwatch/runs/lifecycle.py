@@ -16,8 +16,8 @@ with ``attempt`` and ``start_step``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -104,8 +104,15 @@ def scratch_restarts(
         # A backwards start: an earlier attempt itself resumed later than this one starts.
         backwards = start is not None and reached_starts is not None and start < reached_starts
         if (at_start and lost) or backwards:
-            found.append(ScratchRestart(attempt=a, step=resume_at if resume_at is not None else 0,
-                                        reason="step", reached=reached, loss_initial=initial))
+            found.append(
+                ScratchRestart(
+                    attempt=a,
+                    step=resume_at if resume_at is not None else 0,
+                    reason="step",
+                    reached=reached,
+                    loss_initial=initial,
+                )
+            )
             continue
 
         if first is None or initial is None:
@@ -120,8 +127,17 @@ def scratch_restarts(
         if progress <= min_progress * abs(initial) or progress <= 0:
             continue  # nothing learnt yet: a jump means nothing
         if after - before > jump_fraction * progress:
-            found.append(ScratchRestart(attempt=a, step=first, reason="loss", reached=reached,
-                                        loss_before=before, loss_after=after, loss_initial=initial))
+            found.append(
+                ScratchRestart(
+                    attempt=a,
+                    step=first,
+                    reason="loss",
+                    reached=reached,
+                    loss_before=before,
+                    loss_after=after,
+                    loss_initial=initial,
+                )
+            )
     return found
 
 

@@ -4,7 +4,7 @@ turns a SOURCE argument into a local sweep directory.
 Today SOURCE is a sweep directory path (``<root>/<sweep>``; ``file://`` and
 ``~`` accepted). Remote schemes (``ssh://host/path``) plug in here: a resolver
 for a scheme returns a local path (e.g. a synced mirror) or raises
-:class:`grokwatch.cli.UsageError` with one line for the user; it reports
+:class:`grokwatch.errors.UsageError` with one line for the user; it reports
 its progress on stderr, and :func:`source_notice` says in one line how it is
 doing afterwards (for the dashboard's status line).
 """
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from grokwatch.cli import UsageError
+from grokwatch.errors import UsageError
 from grokwatch.store import list_runs
 from grokwatch.store.layout import RUN_JSON
+
 
 def _ssh(url: str, early: bool = False) -> Path:
     # paramiko loads only when an ssh:// source is actually used. A host not yet

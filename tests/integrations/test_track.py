@@ -1,4 +1,4 @@
-"""grokwatch.track: a user's own loop writes runs the watcher, alerts and report read."""
+"""grokwatch.integrations.track: a user's own loop writes runs the watcher, alerts and report read."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import grokwatch
 from grokwatch.store import RunReader, read_run_config, read_status
 from grokwatch.watch import SweepWatcher
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "plain_loop.py"
 GROKWATCH = [sys.executable, "-m", "grokwatch"]
 
@@ -34,7 +34,9 @@ def test_floats_make_a_run_the_watcher_reads(tmp_path):
     run = grokwatch.init(root=tmp_path, sweep="mine", run_id="wd1-s3", config=cfg, flush_steps=10)
     for step in range(1, 41):
         vals = {"val_loss": 2.0 / step, "val_acc": min(1.0, step / 30)} if step % 5 == 0 else {}
-        run.log(step, train_loss=1.0 / step, train_acc=1.0 if step >= 10 else 0.5, grad_norm=0.1, weight_norm=3.0, **vals)
+        run.log(
+            step, train_loss=1.0 / step, train_acc=1.0 if step >= 10 else 0.5, grad_norm=0.1, weight_norm=3.0, **vals
+        )
     shards_before_finish = sorted(p.name for p in (run.path / "shards").iterdir())
     run.finish()
     assert shards_before_finish == ["scalars-000000010.arrow", "scalars-000000020.arrow", "scalars-000000030.arrow"]
@@ -90,7 +92,7 @@ def test_tensors_stay_on_the_device_until_a_flush(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "tests" / "trainer"))
     from host_sync_helpers import record_host_syncs
 
-    import grokwatch.track as track
+    import grokwatch.integrations.track as track
 
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1.0)
@@ -138,7 +140,9 @@ def test_probes_give_htsr_alpha_and_effective_rank(tmp_path):
 
 def test_probe_of_a_model_names_its_matrices(tmp_path):
     torch = pytest.importorskip("torch", reason="run.probe(model=...) needs torch (the train extra)")
-    model = torch.nn.Sequential(torch.nn.Embedding(20, 16), torch.nn.Flatten(), torch.nn.Linear(32, 24), torch.nn.Linear(24, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Embedding(20, 16), torch.nn.Flatten(), torch.nn.Linear(32, 24), torch.nn.Linear(24, 3)
+    )
     run = grokwatch.init(root=tmp_path, sweep="s", run_id="m")
     vals = run.probe(5, model=model)
     run.finish()
@@ -183,7 +187,9 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("mode,state", [("raise", "failed"), ("exit", "completed")])
 def test_interpreter_exit_finishes_the_run(tmp_path, mode, state):
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), mode], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), mode], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == (1 if mode == "raise" else 0), out.stderr
     status = read_status(tmp_path / "s" / mode)
     assert status["state"] == state, status
@@ -214,8 +220,12 @@ def test_sigkill_keeps_what_was_flushed(tmp_path):
 def test_example_plain_loop_is_watched_alerted_and_reported(tmp_path):
     pytest.importorskip("torch", reason="examples/plain_loop.py trains with torch (the train extra)")
     root = tmp_path / "runs"
-    out = subprocess.run([sys.executable, str(EXAMPLE), "--root", str(root), "--sweep", "mine", "--steps", "300"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--root", str(root), "--sweep", "mine", "--steps", "300"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     sweep = root / "mine"
     view = SweepWatcher(sweep, poll=True).cycle().runs["wd1-s0"]
@@ -230,8 +240,9 @@ def test_example_plain_loop_is_watched_alerted_and_reported(tmp_path):
     assert alerts.returncode == 0, alerts.stderr
     events = [json.loads(line) for line in alerts.stdout.splitlines() if line.strip()]
     assert all(e["run"] == "wd1-s0" for e in events)
-    report = subprocess.run([*GROKWATCH, "report", str(sweep), "--out", str(tmp_path / "rep")],
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [*GROKWATCH, "report", str(sweep), "--out", str(tmp_path / "rep")], capture_output=True, text=True, timeout=300
+    )
     assert report.returncode == 0, report.stderr
     counts = json.loads((tmp_path / "rep" / "report.json").read_text())["counts"]
     assert counts["runs"] == 1 and counts["memorized"] == 1, counts

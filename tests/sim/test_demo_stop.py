@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from grokwatch.demo import Demo, plan_demo
+from grokwatch.sim.demo import Demo, plan_demo
 
 psutil = pytest.importorskip("psutil", reason="psutil finds the trainer processes (pip install psutil)")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GROKWATCH = [sys.executable, "-m", "grokwatch"]
 # One trainer at a time and two runs: the second is queued when the demo stops.
 # wd 0.1 does not grok for many thousand steps: the first is still training.
@@ -87,8 +87,12 @@ def test_a_stopped_demo_never_starts_queued_runs(no_leftovers):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
 def test_plain_demo_stopped_by_a_signal_leaves_no_trainer(no_leftovers, sig, code):
     root = no_leftovers
-    proc = subprocess.Popen([*GROKWATCH, "demo", "--no-tui", "--root", str(root), *DEMO_ARGS],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*GROKWATCH, "demo", "--no-tui", "--root", str(root), *DEMO_ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: _trainers(root), 60, "the demo started no trainer within 60 s")
         time.sleep(1.0)  # the trainer is importing torch or training: either way it must stop
@@ -122,18 +126,29 @@ def test_dashboard_demo_stopped_leaves_no_trainer(no_leftovers, how):
     root = no_leftovers / "root"
     home = no_leftovers / "home"
     home.mkdir()
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "TERM": "xterm-256color",
-           "PYTHONPATH": str(REPO), "LC_ALL": "C.UTF-8"}
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "TERM": "xterm-256color",
+        "PYTHONPATH": str(REPO),
+        "LC_ALL": "C.UTF-8",
+    }
     tmux = _tmux(f"gw-demo-stop-{how}-{os.getpid()}")
     try:
-        tmux.start(f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch demo --tui "
-                   f"--root {shlex.quote(str(root))} {' '.join(DEMO_ARGS)}", env=env)
+        tmux.start(
+            f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch demo --tui "
+            f"--root {shlex.quote(str(root))} {' '.join(DEMO_ARGS)}",
+            env=env,
+        )
         tmux.wait("Quit", timeout=60)  # the dashboard's footer
         _wait_for(lambda: _trainers(root), 60, "the demo started no trainer within 60 s")
         time.sleep(1.0)
         if how == "sigterm":
-            demo = [p for p in psutil.process_iter(["cmdline"])
-                    if "grokwatch" in (p.info["cmdline"] or []) and str(root) in (p.info["cmdline"] or [])]
+            demo = [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if "grokwatch" in (p.info["cmdline"] or []) and str(root) in (p.info["cmdline"] or [])
+            ]
             assert len(demo) == 1, demo
             demo[0].send_signal(signal.SIGTERM)
         else:

@@ -21,7 +21,7 @@ from typing import Any
 
 log = logging.getLogger("grokwatch")
 
-PRIORS_DIR = Path(__file__).parent / "priors"
+PRIORS_DIR = Path(__file__).parents[1] / "priors"  # data, shipped beside the package
 
 
 @functools.lru_cache(maxsize=16)

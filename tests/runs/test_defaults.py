@@ -1,4 +1,4 @@
-"""Shared defaults have one home (grokwatch.defaults) and every part of the project
+"""Shared defaults have one home (grokwatch.runs.defaults) and every part of the project
 uses it: the stall timeout, and the t_mem / t_grok thresholds."""
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokwatch import defaults
-from grokwatch.defaults import GROK_VAL_ACC, MEM_TRAIN_ACC, STALL_TIMEOUT
+from grokwatch.runs import defaults
+from grokwatch.runs.defaults import GROK_VAL_ACC, MEM_TRAIN_ACC, STALL_TIMEOUT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_import_nothing_heavy():
     """The trainer and the light install read it: no numpy, torch or pyarrow behind it."""
-    code = ("import sys, grokwatch.defaults as d; "
-            "print(sorted(m for m in ('numpy', 'torch', 'pyarrow') if m in sys.modules), d.STALL_TIMEOUT)")
+    code = (
+        "import sys, grokwatch.runs.defaults as d; "
+        "print(sorted(m for m in ('numpy', 'torch', 'pyarrow') if m in sys.modules), d.STALL_TIMEOUT)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", str(STALL_TIMEOUT)]
@@ -34,7 +36,7 @@ def _default(func, name):
 
 def _option_default(argv_prefix: list[str], dest: str):
     """The default of an option of a sub-command, as argparse would give it."""
-    from grokwatch.cli import build_parser
+    from grokwatch.commands.main import build_parser
 
     parser = build_parser()
     action = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
@@ -74,8 +76,10 @@ def _run(sweep: Path, rid: str, heartbeat_age: float) -> None:
 
     s = np.arange(1, 201)
     w = RunWriter(sweep / rid, {"seed": 0, "weight_decay": 1.0, "total_steps": 1000}).open()
-    w.write_shard("scalars", {"step": s, "train_acc": np.full(200, 0.5), "val_acc": np.full(200, 0.1),
-                              "train_loss": np.full(200, 1.0)})
+    w.write_shard(
+        "scalars",
+        {"step": s, "train_acc": np.full(200, 0.5), "val_acc": np.full(200, 0.1), "train_loss": np.full(200, 1.0)},
+    )
     w.write_status(force=True)  # running
     status = read_json(sweep / rid / "status.json")
     status["heartbeat_unix"] = time.time() - heartbeat_age
@@ -87,7 +91,7 @@ def test_sweep_status_and_the_watcher_agree_on_the_stall_timeout(tmp_path, capsy
     timeout in `grokwatch sweep status`, the watcher, its alarm and the dashboard
     alike (450 s: stalled under the old 300 s of `sweep status`, not under 600 s)."""
     from grokwatch.alerts import AlertEngine, load_rules
-    from grokwatch.cli import main
+    from grokwatch.commands.main import main
     from grokwatch.tui.watcher_source import WatcherSource
     from grokwatch.watch import SweepWatcher
 
@@ -116,14 +120,22 @@ def test_sweep_status_and_the_watcher_agree_on_the_stall_timeout(tmp_path, capsy
 
 
 def test_phase_thresholds_come_from_the_defaults():
-    from grokwatch.phases import Thresholds, phase_of
+    from grokwatch.runs.phases import Thresholds, phase_of
 
     th = Thresholds()
     assert (th.mem_train_acc, th.grok_val_acc, th.grokking_val_acc, th.anti_val_acc) == (
-        defaults.MEM_TRAIN_ACC, defaults.GROK_VAL_ACC, defaults.GROKKING_VAL_ACC, defaults.ANTI_VAL_ACC)
+        defaults.MEM_TRAIN_ACC,
+        defaults.GROK_VAL_ACC,
+        defaults.GROKKING_VAL_ACC,
+        defaults.ANTI_VAL_ACC,
+    )
     steps = np.arange(1, 5)
-    at = {"step": steps, "train_acc": np.array([0.5, MEM_TRAIN_ACC, 1.0, 1.0]),
-          "val_acc": np.array([0.0, 0.0, np.nextafter(GROK_VAL_ACC, 0), GROK_VAL_ACC]), "train_loss": np.ones(4)}
+    at = {
+        "step": steps,
+        "train_acc": np.array([0.5, MEM_TRAIN_ACC, 1.0, 1.0]),
+        "val_acc": np.array([0.0, 0.0, np.nextafter(GROK_VAL_ACC, 0), GROK_VAL_ACC]),
+        "train_loss": np.ones(4),
+    }
     info = phase_of(at)
     assert (info.t_mem, info.t_grok, info.phase) == (2, 4, "grokked")
 

@@ -8,21 +8,38 @@ import sys
 import numpy as np
 import pytest
 
+from grokwatch.integrations.tensorboard import ImportProblem, default_column, import_tensorboard, parse_map
 from grokwatch.store import RunReader, read_run_config, read_status
-from grokwatch.tbimport import ImportProblem, default_column, import_tensorboard, parse_map
 from grokwatch.watch import SweepWatcher
 
 GROKWATCH = [sys.executable, "-m", "grokwatch"]
 
 
-@pytest.mark.parametrize("tag,column", [
-    ("train/loss", "train_loss"), ("Loss/train", "train_loss"), ("train_loss", "train_loss"), ("loss", "train_loss"),
-    ("train/acc", "train_acc"), ("Accuracy/train", "train_acc"), ("val/loss", "val_loss"), ("Loss/test", "val_loss"),
-    ("val/acc", "val_acc"), ("Accuracy/validation", "val_acc"), ("eval_accuracy", "val_acc"),
-    ("grad_norm", "grad_norm"), ("norms/grad", "grad_norm"), ("train/gradient_norm", "grad_norm"),
-    ("weight_norm", "weight_norm"), ("param_norm", "weight_norm"), ("lr", "lr"), ("learning_rate", "lr"),
-    ("epoch", None), ("charts/throughput", None),
-])
+@pytest.mark.parametrize(
+    "tag,column",
+    [
+        ("train/loss", "train_loss"),
+        ("Loss/train", "train_loss"),
+        ("train_loss", "train_loss"),
+        ("loss", "train_loss"),
+        ("train/acc", "train_acc"),
+        ("Accuracy/train", "train_acc"),
+        ("val/loss", "val_loss"),
+        ("Loss/test", "val_loss"),
+        ("val/acc", "val_acc"),
+        ("Accuracy/validation", "val_acc"),
+        ("eval_accuracy", "val_acc"),
+        ("grad_norm", "grad_norm"),
+        ("norms/grad", "grad_norm"),
+        ("train/gradient_norm", "grad_norm"),
+        ("weight_norm", "weight_norm"),
+        ("param_norm", "weight_norm"),
+        ("lr", "lr"),
+        ("learning_rate", "lr"),
+        ("epoch", None),
+        ("charts/throughput", None),
+    ],
+)
 def test_default_column(tag, column):
     assert default_column(tag) == column
 
@@ -62,9 +79,27 @@ def test_import_writes_runs_the_watcher_reads(tmp_path):
     logdir = tmp_path / "tb"
     _write_logdir(logdir)
     out = subprocess.run(
-        [*GROKWATCH, "import", "tensorboard", str(logdir), "--root", str(tmp_path / "gw"), "--sweep", "tb",
-         "--map", "gn=grad_norm", "--map", "debug/junk=-", "--set", "weight_decay=1.0", "--set", "note=from tb"],
-        capture_output=True, text=True, timeout=180,
+        [
+            *GROKWATCH,
+            "import",
+            "tensorboard",
+            str(logdir),
+            "--root",
+            str(tmp_path / "gw"),
+            "--sweep",
+            "tb",
+            "--map",
+            "gn=grad_norm",
+            "--map",
+            "debug/junk=-",
+            "--set",
+            "weight_decay=1.0",
+            "--set",
+            "note=from tb",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 runs written" in out.stdout
@@ -80,10 +115,16 @@ def test_import_writes_runs_the_watcher_reads(tmp_path):
     np.testing.assert_allclose(sc["train_loss"], 1.0 / np.arange(1, 41), rtol=1e-6)
     np.testing.assert_allclose(sc["grad_norm"], 0.5 + 0.01 * np.arange(1, 41), rtol=1e-6)
     np.testing.assert_allclose(sc["weight_norm"], 10.0 - 0.1 * np.arange(1, 41), rtol=1e-6)  # add_scalars part
-    assert np.isnan(sc["val_acc"][0]) and sc["val_acc"][4] == pytest.approx(0.1) and sc["val_acc"][29] == pytest.approx(0.97)
+    assert (
+        np.isnan(sc["val_acc"][0])
+        and sc["val_acc"][4] == pytest.approx(0.1)
+        and sc["val_acc"][29] == pytest.approx(0.97)
+    )
     raw = RunReader(a.path)
     raw.refresh()
-    assert np.all(raw.scalars["charts/throughput"] == 123.0)  # an unknown tag keeps its name (the watcher keeps only its own)
+    assert np.all(
+        raw.scalars["charts/throughput"] == 123.0
+    )  # an unknown tag keeps its name (the watcher keeps only its own)
     cfg = read_run_config(a.path)
     assert cfg["note"] == "from tb" and cfg["imported_from"]["tags"]["norms/weight"] == "weight_norm"
 
@@ -97,8 +138,12 @@ def test_import_writes_runs_the_watcher_reads(tmp_path):
     assert "debug/junk" not in raw.scalars and "gn" not in raw.scalars
     assert b.phase == "learning" and b.status == "completed"
 
-    again = subprocess.run([*GROKWATCH, "import", "tensorboard", str(logdir), "--root", str(tmp_path / "gw"),
-                            "--sweep", "tb"], capture_output=True, text=True, timeout=180)
+    again = subprocess.run(
+        [*GROKWATCH, "import", "tensorboard", str(logdir), "--root", str(tmp_path / "gw"), "--sweep", "tb"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert again.returncode == 2 and "already holds a run" in again.stderr
     assert again.stderr.count("\n") == 1  # one line
 

@@ -45,9 +45,9 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -79,8 +79,13 @@ class ProbeResult:
 
     def as_dict(self) -> dict:
         return {
-            "run_dir": str(self.run_dir), "attempt": self.attempt, "probes": self.probes, "steps": self.steps,
-            "shards": [p.name for p in self.shards], "columns": self.columns, "seconds": round(self.seconds, 3),
+            "run_dir": str(self.run_dir),
+            "attempt": self.attempt,
+            "probes": self.probes,
+            "steps": self.steps,
+            "shards": [p.name for p in self.shards],
+            "columns": self.columns,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -226,11 +231,24 @@ def probe_run(
             step = snap_step + 1  # the weights step s + 1 starts from
             lr = cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
             ctx = ProbeContext(
-                step=step, model=model, params=dict(model.named_parameters()), matrices=model.matrices(),
-                train_x=data.train_x, train_y=data.train_y, val_x=data.val_x, val_y=data.val_y,
-                loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0], config=cfg, lr=lr, optimizer=None,
-                flat_params=flat.detach(), param_slices=slices, last_update=None, snapshots=window,
-                generator=torch.Generator(dev).manual_seed(cfg.seed * 1_000_003 + step), device=dev,
+                step=step,
+                model=model,
+                params=dict(model.named_parameters()),
+                matrices=model.matrices(),
+                train_x=data.train_x,
+                train_y=data.train_y,
+                val_x=data.val_x,
+                val_y=data.val_y,
+                loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
+                config=cfg,
+                lr=lr,
+                optimizer=None,
+                flat_params=flat.detach(),
+                param_slices=slices,
+                last_update=None,
+                snapshots=window,
+                generator=torch.Generator(dev).manual_seed(cfg.seed * 1_000_003 + step),
+                device=dev,
                 options=options,
             )
             values = run_probes(names, ctx, cadence=False)

@@ -21,8 +21,9 @@ import time
 
 
 class QuietWindow:
-    def __init__(self, hold_seconds: float = 0.15, max_pause: float = 0.25, grace: float = 0.25,
-                 clock=time.monotonic) -> None:
+    def __init__(
+        self, hold_seconds: float = 0.15, max_pause: float = 0.25, grace: float = 0.25, clock=time.monotonic
+    ) -> None:
         self.hold_seconds = hold_seconds
         self.max_pause = max_pause
         self.grace = grace

@@ -14,12 +14,10 @@ import importlib
 import logging
 import sys
 
+from grokwatch.errors import UsageError
+
 # Module names under grokwatch.commands, in the order --help lists them.
 COMMANDS = ["demo", "sweep", "tui", "alerts", "silence", "simulate", "predict", "report", "probe", "import_"]
-
-
-class UsageError(ValueError):
-    """Bad input from the user: printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,9 +53,10 @@ class _SubParser(_Parser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="grokwatch", description="Watch a sweep of grokking runs and warn early.",
+        prog="grokwatch",
+        description="Watch a sweep of grokking runs and warn early.",
         epilog="grokwatch SOURCE (no command) opens the dashboard on a sweep directory, like grokwatch tui "
-               "SOURCE. grokwatch COMMAND --help lists a command's options.",
+        "SOURCE. grokwatch COMMAND --help lists a command's options.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)

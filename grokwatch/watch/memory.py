@@ -18,7 +18,7 @@ import ctypes.util
 import logging
 import sys
 
-log = logging.getLogger("grokwatch.memory")
+log = logging.getLogger("grokwatch.watch.memory")
 
 M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
 MMAP_THRESHOLD_BYTES = 256 * 1024

@@ -32,14 +32,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from grokwatch.phases import phase_of
+from grokwatch.runs.phases import phase_of
 from grokwatch.store import RunWriter, atomic_write_json, check_run_id, read_json
 from grokwatch.store.layout import STATUS_JSON, run_id_for
 
@@ -55,9 +55,14 @@ N_VAL = P * P - N_TRAIN
 BLOCK = 1000  # noise is drawn per block of steps: chunking never changes the data
 W_CRIT = 22.0  # mean weight norm at onset
 _NOISE = (
-    "train_acc val_acc train_loss val_loss grad weight update h0 h0_total h0_median "
-    "hess_max hess_min hess_tr defect transverse cosine pca rank_a rank_b"
-).split() + [f"alpha/{m}" for m in MATRICES] + [f"ks/{m}" for m in MATRICES] + [f"ntail/{m}" for m in MATRICES]
+    (
+        "train_acc val_acc train_loss val_loss grad weight update h0 h0_total h0_median "
+        "hess_max hess_min hess_tr defect transverse cosine pca rank_a rank_b"
+    ).split()
+    + [f"alpha/{m}" for m in MATRICES]
+    + [f"ks/{m}" for m in MATRICES]
+    + [f"ntail/{m}" for m in MATRICES]
+)
 _ROW = {name: i for i, name in enumerate(_NOISE)}
 
 
@@ -341,7 +346,9 @@ def _probes(p: RunPlan, t: np.ndarray, nz) -> dict[str, np.ndarray]:
     bump = np.exp(-0.5 * ((t - p.t_on) / (3 * p.w_val)) ** 2)
     out["commutator_defect"] = (0.02 + 0.3 * bump) * (1 + 0.05 * nz("defect"))
     out["defect_transverse_frac"] = np.clip(0.2 + 0.5 * bump + 0.02 * nz("transverse"), 0, 1)
-    out["update_cosine"] = np.clip(0.9 - 0.6 * np.exp(-0.5 * ((t - p.t_gai) / (5 * p.w_gai)) ** 2) + 0.01 * nz("cosine"), -1, 1)
+    out["update_cosine"] = np.clip(
+        0.9 - 0.6 * np.exp(-0.5 * ((t - p.t_gai) / (5 * p.w_gai)) ** 2) + 0.01 * nz("cosine"), -1, 1
+    )
     out["pca2_variance_share"] = np.clip(0.6 + 0.3 * g + 0.01 * nz("pca"), 0, 1)
     return out
 
@@ -441,7 +448,9 @@ class _RunSim:
         if p.preempt_at is not None and not self.resumed and self.next_step > p.preempt_at:
             w.close("preempted", message="simulated preemption (SIGTERM)")
             self.resumed = True
-            self.writer = RunWriter(self.dir, run_config(p, self.sweep), heartbeat_seconds=1.0, resume=True, start_step=p.resume_from).open()
+            self.writer = RunWriter(
+                self.dir, run_config(p, self.sweep), heartbeat_seconds=1.0, resume=True, start_step=p.resume_from
+            ).open()
             self.next_step = p.resume_from + 1
             return
         if self.next_step > p.last_step:
@@ -522,9 +531,24 @@ def live_simulation(root: Path | str, *, runs: int, steps: int, speed: float, sw
     benchmarks and the terminal tests watch it); yields the sweep directory and
     stops the writer on exit (SIGINT, then SIGKILL after 30 s)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grokwatch", "simulate", str(root), "--runs", str(runs), "--steps", str(steps),
-         "--speed", str(speed), "--sweep", sweep],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "grokwatch",
+            "simulate",
+            str(root),
+            "--runs",
+            str(runs),
+            "--steps",
+            str(steps),
+            "--speed",
+            str(speed),
+            "--sweep",
+            sweep,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         line = proc.stdout.readline().strip()

@@ -12,7 +12,7 @@ tag), then :func:`default_column` (``train/loss``, ``Loss/train``,
 ``train_loss`` -> train_loss; ``val/acc``, ``Accuracy/test`` -> val_acc;
 ``grad_norm`` -> grad_norm; ...), and any other tag is kept under its own name.
 When two tags claim one column the one with more points wins; the other keeps
-its own name. Each run is written through :mod:`grokwatch.track` (same shards
+its own name. Each run is written through :mod:`grokwatch.integrations.track` (same shards
 and status as a live run, state ``completed``), one row per step.
 
 Reading needs the ``tensorboard`` package: ``pip install 'grokwatch[tensorboard]'``.
@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from .store import is_valid_run_id, run_dir
+from grokwatch.store import is_valid_run_id, run_dir
 
 EVENTS = "tfevents"
 TRAIN = {"train", "training", "trn"}
@@ -96,8 +97,9 @@ def _load(d: Path) -> dict[str, dict[int, float]]:
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     except ImportError:
-        raise ImportProblem("reading TensorBoard event files needs the tensorboard extra: "
-                            "pip install 'grokwatch[tensorboard]'") from None
+        raise ImportProblem(
+            "reading TensorBoard event files needs the tensorboard extra: pip install 'grokwatch[tensorboard]'"
+        ) from None
     ea = EventAccumulator(str(d), size_guidance={"scalars": 0})  # 0: keep every point
     ea.Reload()
     out: dict[str, dict[int, float]] = {}
@@ -113,7 +115,7 @@ def _scalars_part(d: Path, series: Mapping[str, Any]) -> tuple[str, str] | None:
     (tag,) = series
     prefix = tag.replace("/", "_") + "_"
     if d.name.startswith(prefix) and len(d.name) > len(prefix):
-        return tag, d.name[len(prefix):]
+        return tag, d.name[len(prefix) :]
     return None
 
 
@@ -186,7 +188,7 @@ def import_tensorboard(
 
     ``config`` is added to every run's run.json (e.g. ``{"weight_decay": 1.0}``);
     an existing run is an error (nothing is written then)."""
-    from .track import init
+    from grokwatch.integrations.track import init
 
     if not is_valid_run_id(sweep):
         raise ImportProblem(f"bad sweep name {sweep!r}: use letters, digits, '.', '_' and '-'")
@@ -202,8 +204,11 @@ def import_tensorboard(
             for step, value in r.series[tag].items():
                 rows.setdefault(step, {})[col] = value
         steps = sorted(rows)
-        cfg = {**(config or {}), "steps": steps[-1] if steps else 0,
-               "imported_from": {"tensorboard": str(Path(r.path).resolve()), "tags": cols}}
+        cfg = {
+            **(config or {}),
+            "steps": steps[-1] if steps else 0,
+            "imported_from": {"tensorboard": str(Path(r.path).resolve()), "tags": cols},
+        }
         run = init(root=root, sweep=sweep, run_id=r.run_id, config=cfg, flush_steps=10_000, flush_seconds=1e9)
         try:
             for s in steps:

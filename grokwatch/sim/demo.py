@@ -18,13 +18,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
-from .phases import phase_of
-from .store import RunReader
-from .store.layout import run_id_for
+from grokwatch.runs.phases import phase_of
+from grokwatch.store import RunReader
+from grokwatch.store.layout import run_id_for
 
 DEFAULT_WEIGHT_DECAYS = (0.3, 1.0, 3.0)
 DEFAULT_SEEDS = 3
@@ -69,8 +70,12 @@ class DemoPlan:
 # Probes every 250 steps with the H0 slice at each (Rips construction, alive on real runs:
 # docs/topology.md), so the H0 signal and its alarm have points on every plateau; about
 # +30% of the tiny preset's training time on one CPU thread.
-DEMO_PROBES = ["--probe-every", "250", "--probes",
-               "effective_rank,htsr,htsr_traps,h0@1,commutator,hessian,hessian_trace,update_cosine,pca2"]
+DEMO_PROBES = [
+    "--probe-every",
+    "250",
+    "--probes",
+    "effective_rank,htsr,htsr_traps,h0@1,commutator,hessian,hessian_trace,update_cosine,pca2",
+]
 
 
 def plan_demo(
@@ -90,11 +95,31 @@ def plan_demo(
         for seed in range(seeds):
             run_id = run_id_for(wd, seed)
             args = [
-                sys.executable, "-m", "trainer",
-                "--root", str(root), "--sweep", sweep, "--run-id", run_id,
-                "--preset", "tiny", "--seed", str(seed), "--weight-decay", f"{wd:g}",
-                "--steps", str(steps), "--device", "cpu", "--threads", "1",
-                "--stop-after-grok", str(stop_after_grok), "--flush-seconds", "1",
+                sys.executable,
+                "-m",
+                "trainer",
+                "--root",
+                str(root),
+                "--sweep",
+                sweep,
+                "--run-id",
+                run_id,
+                "--preset",
+                "tiny",
+                "--seed",
+                str(seed),
+                "--weight-decay",
+                f"{wd:g}",
+                "--steps",
+                str(steps),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--stop-after-grok",
+                str(stop_after_grok),
+                "--flush-seconds",
+                "1",
                 *DEMO_PROBES,
                 "--resume",
                 *(extra or []),
@@ -107,16 +132,24 @@ def write_manifest(plan: DemoPlan) -> None:
     """Declare the plan in ``<sweep>/sweep.json``, the manifest ``grokwatch sweep plan``
     writes (same format, no submissions), so every view shows all the runs at once,
     the ones not started yet included."""
+    from grokwatch.store import atomic_write_json, read_json
     from slurm.plan import MANIFEST, PlanError, RunSpec, SweepOptions, make_manifest
 
-    from .store import atomic_write_json, read_json
-
     sweep_dir = plan.root / plan.sweep
-    opts = SweepOptions(root=str(plan.root.resolve()), sweep=plan.sweep, seeds=len({r.seed for r in plan.runs}),
-                        weight_decays=tuple(dict.fromkeys(r.weight_decay for r in plan.runs)), preset="tiny",
-                        steps=plan.steps, gpus_per_task=0, pack=1)
-    runs = [RunSpec(index=i, slot=0, run_id=r.run_id, weight_decay=float(r.weight_decay), seed=r.seed)
-            for i, r in enumerate(plan.runs)]
+    opts = SweepOptions(
+        root=str(plan.root.resolve()),
+        sweep=plan.sweep,
+        seeds=len({r.seed for r in plan.runs}),
+        weight_decays=tuple(dict.fromkeys(r.weight_decay for r in plan.runs)),
+        preset="tiny",
+        steps=plan.steps,
+        gpus_per_task=0,
+        pack=1,
+    )
+    runs = [
+        RunSpec(index=i, slot=0, run_id=r.run_id, weight_decay=float(r.weight_decay), seed=r.seed)
+        for i, r in enumerate(plan.runs)
+    ]
     try:
         manifest = make_manifest(opts, runs, previous=read_json(sweep_dir / MANIFEST))
     except PlanError:
@@ -150,11 +183,14 @@ class Demo:
                 return
             run.log = open(log_path, "ab")
             # Own session: a terminal's Ctrl-C must not hit the trainers mid-step.
-            run.proc = subprocess.Popen(run.args, stdout=run.log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+            run.proc = subprocess.Popen(
+                run.args, stdout=run.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         run.started = self.elapsed()
         run.phase = "starting"
-        run.reader = RunReader(self.sweep_dir / run.run_id, kinds=("scalars",), columns=["train_acc", "val_acc", "train_loss"])
+        run.reader = RunReader(
+            self.sweep_dir / run.run_id, kinds=("scalars",), columns=["train_acc", "val_acc", "train_loss"]
+        )
 
     def poll(self) -> None:
         """One tick: reap finished trainers, start queued ones (never once stopped), read new shards."""
@@ -333,7 +369,11 @@ def run_demo(
     plan = plan_demo(Path(root), **plan_kwargs)
     live = not headless and out.isatty()
     demo = Demo(plan, on_event=(lambda line: print(line, file=out, flush=True)) if not live else None)
-    print(f"grokwatch demo: {len(plan.runs)} tiny-preset runs, {plan.jobs} at a time, under {plan.root / plan.sweep}", file=out, flush=True)
+    print(
+        f"grokwatch demo: {len(plan.runs)} tiny-preset runs, {plan.jobs} at a time, under {plan.root / plan.sweep}",
+        file=out,
+        flush=True,
+    )
     drawn = 0
     restore, received = _interrupt_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     try:
@@ -362,8 +402,12 @@ def run_demo(
             if not demo.done:  # interrupted
                 print(demo.table(), file=out)
                 started = len(plan.runs) - len(demo.not_started)
-                print(f"grokwatch demo: interrupted; {sum(r.returncode == 0 for r in plan.runs)}/{len(plan.runs)} runs "
-                      f"finished, {started} started; shards kept under {plan.root / plan.sweep}", file=out, flush=True)
+                print(
+                    f"grokwatch demo: interrupted; {sum(r.returncode == 0 for r in plan.runs)}/{len(plan.runs)} runs "
+                    f"finished, {started} started; shards kept under {plan.root / plan.sweep}",
+                    file=out,
+                    flush=True,
+                )
                 return 128 + int((received() or [signal.SIGINT])[0])
     finally:
         restore()
@@ -371,7 +415,13 @@ def run_demo(
         print(demo.table(), file=out)
     grokked = sum(1 for r in plan.runs if r.t_grok is not None)
     failed = [r for r in plan.runs if r.returncode not in (0,)]
-    print(f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; data under {plan.root / plan.sweep}", file=out)
+    print(
+        f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; data under {plan.root / plan.sweep}",
+        file=out,
+    )
     for r in failed:
-        print(f"grokwatch demo: {r.run_id} exited {r.returncode}; see {plan.root / plan.sweep / '.demo-logs' / (r.run_id + '.log')}", file=sys.stderr)
+        print(
+            f"grokwatch demo: {r.run_id} exited {r.returncode}; see {plan.root / plan.sweep / '.demo-logs' / (r.run_id + '.log')}",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
