@@ -20,8 +20,8 @@ checkpoints. On a 2-core VM the tiny pack takes about an hour and the
 canonical one one to two hours (they overlap). Then
 ``bench/evidence_topology.py`` compares the H0 constructions on the tiny
 runs' snapshots (every 500 steps), and ``bench/evidence_report.py`` reads the
-shards and writes report.md, report.json and the figures into ``DIR/report``. The last line printed is one JSON object with the headline
-figures.
+shards and writes report.md, report.json and the figures into ``DIR/report``.
+The last line printed is one JSON object with the headline figures.
 """
 
 from __future__ import annotations

@@ -643,7 +643,8 @@ def _lead(x):
 
 def score_rows(title: str, rows: Mapping[str, dict]) -> list[str]:
     out = [
-        f"| {title} | P | R | false alarms on never-grokked | median lead (steps) | lead / plateau | TP | FP | pos | neg |",
+        f"| {title} | P | R | false alarms on never-grokked | median lead (steps) | lead / plateau "
+        "| TP | FP | pos | neg |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in rows.items():
@@ -716,7 +717,8 @@ def write_markdown(doc: dict, path: Path) -> None:
             L += [
                 "### HTSR: why alpha < 2 from the first probe",
                 "",
-                "| matrix | eigenvalues | alpha at first probe | median alpha | median tail size | median KS | share of probes < 2 | runs ever < 2 | median first step < 2 |",
+                "| matrix | eigenvalues | alpha at first probe | median alpha | median tail size | median KS "
+                "| share of probes < 2 | runs ever < 2 | median first step < 2 |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             ]
             for m, d in sorted(sw["htsr"].items()):
@@ -730,7 +732,8 @@ def write_markdown(doc: dict, path: Path) -> None:
             L += [
                 "### H0 constructions (post hoc, from kept snapshots)",
                 "",
-                "| slice and construction | plateau probes with a finite bar | probes | median abs Spearman vs weight norm (eff. count) | median Spearman vs direction seed 1 |",
+                "| slice and construction | plateau probes with a finite bar | probes "
+                "| median abs Spearman vs weight norm (eff. count) | median Spearman vs direction seed 1 |",
                 "| --- | --- | --- | --- | --- |",
             ]
             for r in sw["topology"]:
@@ -865,7 +868,7 @@ def write_priors(sweep_dir: Path, dest_dir: Path, command: str) -> dict:
     by_wd: dict[str, list[float]] = {}
     plate: dict[str, list[int]] = {}
     fate: dict[str, list[int]] = {}
-    for rid, r in over.items():
+    for r in over.values():
         e = r.events()
         key = f"{r.weight_decay:g}" if r.weight_decay is not None else "?"
         fate.setdefault(key, [0, 0])
@@ -986,7 +989,8 @@ def write_topology_md(doc: dict, path: Path) -> dict | None:
         TOPOLOGY_INTRO,
         f"Measured: {doc['date']}, {doc['machine']}; sweep `{sw['sweep']}`{scored}.",
         "",
-        "| slice and construction | alive | plateau probes | seed stability | abs rho vs weight norm | best rule | P | R | false alarms | median lead |",
+        "| slice and construction | alive | plateau probes | seed stability | abs rho vs weight norm | best rule "
+        "| P | R | false alarms | median lead |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for t, best in rows:
@@ -998,7 +1002,7 @@ def write_topology_md(doc: dict, path: Path) -> dict | None:
             f"{best[0] if best else '-'} | {_f(b['precision']) if b else '-'} | {_f(b['recall']) if b else '-'} | "
             f"{far} | {_lead(b['lead_median']) if b else '-'} |"
         )
-    # the choice, by the order: alive >= 90%, stable, earliest lead, least redundant
+    # the choice, in this order: alive >= 90%, stable, earliest lead, least redundant
     ok = [(t, b) for t, b in rows if (t["alive_share"] or 0) >= 0.9]
     stable = [(t, b) for t, b in ok if (t["spearman_vs_other_seed"] or 0) >= 0.5] or ok
     chosen = None
@@ -1093,7 +1097,8 @@ def write_sim_md(cmp: dict, path: Path) -> None:
         f"{SIM_TOLERANCE['recall']}, false-alarm rate {SIM_TOLERANCE['false_alarm_rate']}, median lead as a share "
         f"of the plateau {SIM_TOLERANCE['lead_share']}. The simulator is a test fixture, never evidence.",
         "",
-        "| rule | recall real | recall sim | false alarms real | false alarms sim | lead/plateau real | lead/plateau sim | within |",
+        "| rule | recall real | recall sim | false alarms real | false alarms sim | lead/plateau real "
+        "| lead/plateau sim | within |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in cmp["rules"].items():

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                         t[kind].append(time_without_recording(cfg))
                 print(
                     f"  {preset} rep {rep + 1}/{args.reps}: with {t['with'][-1][0]:.2f} ms "
-                    f"(cpu {t['with'][-1][1]:.2f}), without {t['without'][-1][0]:.2f} ms (cpu {t['without'][-1][1]:.2f})",
+                    f"(cpu {t['with'][-1][1]:.2f}), "
+                    f"without {t['without'][-1][0]:.2f} ms (cpu {t['without'][-1][1]:.2f})",
                     file=sys.stderr,
                     flush=True,
                 )

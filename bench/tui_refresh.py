@@ -187,7 +187,6 @@ async def bench(sweep: Path, seconds: float, size: tuple[int, int], key_every: f
                 if key == "enter" and isinstance(app.screen, DetailScreen):
                     # until the first paint that starts after the curves were handed to the plots
                     # (polling for the series could miss a paint that followed at once)
-                    screen = app.screen
                     while not (series_set and series_set[-1] > t0) and time.perf_counter() - t0 < 10:
                         await asyncio.sleep(0.002)
                     t_s = series_set[-1] if series_set and series_set[-1] > t0 else time.perf_counter()
@@ -362,8 +361,8 @@ def main() -> int:
     log = result.pop("key_log", [])
     for k in log:
         print(
-            f"key {k['key']:>6} (quiet {'on ' if k['quiet'] else 'off'}): repaint {k['repaint_ms']:7.1f} ms (UI thread CPU {k['cpu_ms']:6.1f} ms)"
-            + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else "")
+            f"key {k['key']:>6} (quiet {'on ' if k['quiet'] else 'off'}): repaint {k['repaint_ms']:7.1f} ms "
+            f"(UI thread CPU {k['cpu_ms']:6.1f} ms)" + (f", curves {k['curves_ms']:.1f} ms" if "curves_ms" in k else "")
         )
     for key in (
         "refresh_cpu_ms_p50",

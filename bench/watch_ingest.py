@@ -9,7 +9,7 @@ Measures, each in a fresh process:
    through ``grokwatch alerts`` (inotify, then ``--poll --interval S``);
 3. CPU share of one core while the daemon idles on the sweep (both modes).
 
-Targets (issue 5): ingest <= 5 s, peak RSS <= 1 GB, latency <= 1 s with
+Targets: ingest <= 5 s, peak RSS <= 1 GB, latency <= 1 s with
 inotify and <= interval + 1 s when polling, idle CPU <= 2 %.
 The last line of output is one JSON object with the figures.
 """
@@ -217,7 +217,7 @@ def latency_samples(
         t0 = time.time()
         os.replace(tmp, final)
         token = f"{writer.run_dir.name}/bench_spike/{episode0 + i}/firing"
-        if not _wait(lambda: hook.arrival(token) is not None, 30):
+        if not _wait(lambda token=token: hook.arrival(token) is not None, 30):
             raise SystemExit(f"alarm {token} never arrived")
         out.append(hook.arrival(token) - t0)
         step += 100

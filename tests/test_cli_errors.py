@@ -1,4 +1,4 @@
-"""What a researcher meets first (issue 15): a mistake gives one line and a non-zero exit,
+"""What a researcher meets first: a mistake gives one line and a non-zero exit,
 never a traceback, and never a silent success.
 
 The commands run as a user runs them: ``python -m grokwatch ...`` in a real process.

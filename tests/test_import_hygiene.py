@@ -55,7 +55,10 @@ def test_headless_module_loads_no_ui(module):
 
 
 def test_package_root_is_cheap():
-    code = "import sys, grokwatch, grokwatch.commands.main; print(int('torch' in sys.modules), int('pyarrow' in sys.modules))"
+    code = (
+        "import sys, grokwatch, grokwatch.commands.main; "
+        "print(int('torch' in sys.modules), int('pyarrow' in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0"]

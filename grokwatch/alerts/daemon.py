@@ -318,7 +318,10 @@ class AlertDaemon:
         snap = self.watcher.snapshot()
         firing = sum(1 for _, a in snap.active_alarms() if a.state == "firing")
         title = f"[grokwatch] watcher alive: {self.sweep_dir.name}"
-        body = f"grokwatch alerts on {socket.gethostname()} (pid {os.getpid()}) watches {len(snap.runs)} runs; {firing} alarm(s) firing."
+        body = (
+            f"grokwatch alerts on {socket.gethostname()} (pid {os.getpid()}) watches {len(snap.runs)} runs; "
+            f"{firing} alarm(s) firing."
+        )
         for ch in self.channels:
             ch.enqueue_message(title, body)
 

@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-predict",
         action="store_true",
-        help="no onset predictions (by default logged to .grokwatch/predictions.arrow and fed to rules on predicted_onset_in)",
+        help="no onset predictions (by default logged to .grokwatch/predictions.arrow "
+        "and fed to rules on predicted_onset_in)",
     )
     p.add_argument(
         "--deliver-timeout",

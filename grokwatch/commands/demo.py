@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         wds = tuple(float(x) for x in args.weight_decays.split(",") if x.strip())
     except ValueError:
-        raise UsageError(f"--weight-decays must be numbers separated by commas, not {args.weight_decays!r}")
+        raise UsageError(f"--weight-decays must be numbers separated by commas, not {args.weight_decays!r}") from None
     if not wds or any(w < 0 for w in wds):
         raise UsageError("--weight-decays needs at least one non-negative value")
     if args.seeds < 1 or args.steps < 1 or (args.jobs is not None and args.jobs < 1):

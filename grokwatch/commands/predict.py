@@ -194,7 +194,10 @@ def _count(items) -> dict[str, int]:
 
 
 def _table(rows: list[dict]) -> None:
-    head = f"{'run':<16} {'wd':>5} {'step':>7} {'t_mem':>6} {'t_grok':>7}  {'predicted t_grok':<24} {'method':<20} {'P(grok)':>7}"
+    head = (
+        f"{'run':<16} {'wd':>5} {'step':>7} {'t_mem':>6} {'t_grok':>7}  "
+        f"{'predicted t_grok':<24} {'method':<20} {'P(grok)':>7}"
+    )
     print(head)
     for r in rows:
         p, f = r["prediction"], r["will_grok"]

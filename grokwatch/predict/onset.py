@@ -136,8 +136,8 @@ class CalibratorCache:
         return c
 
 
-TREND_POINTS = 512
-MIN_SCALE = 0.05  # wnorm-analog ignores a calibrator more than 20x faster or slower than the target  # the trend fit thins its window to about this many rows
+TREND_POINTS = 512  # the trend fit thins its window to about this many rows
+MIN_SCALE = 0.05  # wnorm-analog ignores a calibrator more than 20x faster or slower than the target
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     )
     add("|---|---|---:|---:|---:|---:|---:|---:|")
     absent = []
-    for name, s in sig.items():
+    for s in sig.values():
         g, a = s["grokking"], s["anti_grokking"]
         if not s["present"]:
             absent.append(s["title"])
@@ -115,9 +115,10 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
             "minimum, trap count) and the alarm engine with the rules' thresholds, durations, gates and cooldowns."
         )
     add(
-        f"- Commutator defect: robust z of `commutator_defect` against its {Z_BASELINE} trailing probe values (a full window) "
-        f"> {Z_THRESHOLD:g} while memorized. Effective-rank drop: the same z of the mean `effective_rank/*` "
-        f"< -{Z_THRESHOLD:g}. (No built-in alarm rule exists for either; same shape as the entropy-shift rule.)"
+        f"- Commutator defect: robust z of `commutator_defect` against its {Z_BASELINE} trailing probe values "
+        f"(a full window) > {Z_THRESHOLD:g} while memorized. Effective-rank drop: the same z of the mean "
+        f"`effective_rank/*` < -{Z_THRESHOLD:g}. (No built-in alarm rule exists for either; "
+        "same shape as the entropy-shift rule.)"
     )
     add(
         "- Weight norm crossing (the baseline): weight_norm <= w* after t_mem, where w* is the median weight "
@@ -136,7 +137,7 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     add("")
     add("| series | n runs | median rho [CI] | runs with abs(rho) > 0.8 |")
     add("|---|---:|---:|---:|")
-    for name, r in numbers["redundancy"].items():
+    for r in numbers["redundancy"].values():
         add(f"| {r['title']} | {r['n']} | {_f(r['rho_median'])}{_ci(r['rho_ci'])} | {_pct(r['abs_rho_over_0.8'])} |")
     add("")
     for name in figures.get("redundancy", []):
@@ -150,7 +151,7 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     add("")
     add("| signal | runs | pairs | lead gain median [CI] | precision gain [CI] | recall gain [CI] | verdict |")
     add("|---|---:|---:|---:|---:|---:|---|")
-    for name, s in sig.items():
+    for s in sig.values():
         v = s.get("vs_weight_norm")
         if v is None:
             continue

@@ -416,12 +416,14 @@ def run_demo(
     grokked = sum(1 for r in plan.runs if r.t_grok is not None)
     failed = [r for r in plan.runs if r.returncode not in (0,)]
     print(
-        f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; data under {plan.root / plan.sweep}",
+        f"grokwatch demo: {grokked}/{len(plan.runs)} runs grokked in {demo.elapsed():.0f}s; "
+        f"data under {plan.root / plan.sweep}",
         file=out,
     )
     for r in failed:
         print(
-            f"grokwatch demo: {r.run_id} exited {r.returncode}; see {plan.root / plan.sweep / '.demo-logs' / (r.run_id + '.log')}",
+            f"grokwatch demo: {r.run_id} exited {r.returncode}; "
+            f"see {plan.root / plan.sweep / '.demo-logs' / (r.run_id + '.log')}",
             file=sys.stderr,
         )
     return 1 if failed else 0

@@ -302,7 +302,6 @@ def _scalars(p: RunPlan, t: np.ndarray, nz) -> dict[str, np.ndarray]:
 
 
 def _probes(p: RunPlan, t: np.ndarray, nz) -> dict[str, np.ndarray]:
-    m = _sig((t - p.t_mem_c) / p.w_mem)
     g = _sig((t - p.t_on) / p.w_val)
     shift = _sig((t - p.t_h0) / p.probe_every)
     early = _sig((t - p.t_mem_c + 4 * p.w_mem) / p.w_mem)  # the landscape settles while memorizing

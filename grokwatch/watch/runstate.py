@@ -36,7 +36,7 @@ from .scores import (
 )
 from .snapshot import RunView
 
-# Lifecycle indicator of a resumed attempt that went back to the start (issue 7).
+# Lifecycle indicator of a resumed attempt that went back to the start.
 SCRATCH_SIGNAL = "restarted_from_scratch"
 SCRATCH_SETTLE_ROWS = 5  # rows of a new attempt after which its loss check is decided (lifecycle's window)
 

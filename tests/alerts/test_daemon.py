@@ -241,7 +241,8 @@ def test_rules_reload_and_watchdog(tmp_path, webhook):
         assert wait_for(lambda: any("alive" in (r["json"] or {}).get("title", "") for r in webhook.delivered()), 15)
         assert journal(sweep) == []
         rules.write_text(
-            'include_defaults = false\n[rules.mem]\nsignal = "memorized"\ncomparison = ">="\nthreshold = 1\nonce = true\n'
+            'include_defaults = false\n[rules.mem]\nsignal = "memorized"\n'
+            'comparison = ">="\nthreshold = 1\nonce = true\n'
         )
         time.sleep(3.0)  # the daemon checks the file every second
         flat_run(sweep, "b")

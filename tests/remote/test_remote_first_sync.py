@@ -129,7 +129,7 @@ def test_first_sync_reports_progress_on_stderr(sshd, ssh_config, tmp_path):
     )
     m.close()
     lines = err.getvalue().splitlines()
-    assert lines[0] == "grokwatch: connecting to gwtest (%s@127.0.0.1:%d) ..." % (sshd.user, sshd.port)
+    assert lines[0] == f"grokwatch: connecting to gwtest ({sshd.user}@127.0.0.1:{sshd.port}) ..."
     assert any(re.match(r"grokwatch: listing \d of 6 runs, newest data first", x) for x in lines)
     counts = [
         (int(a.replace(",", "")), int(b.replace(",", "")))

@@ -45,7 +45,7 @@ def write_runs(sweep: Path, run_ids, steps: int, *, flush_steps: int = 10, pause
         )
         writers[rid] = w.open()
     for step in range(1, steps + 1):
-        for i, (rid, w) in enumerate(writers.items()):
+        for i, w in enumerate(writers.values()):
             w.log("scalars", step, {"train_loss": 4.5 / step, "train_acc": min(1.0, step / steps), "val_acc": 0.01 * i})
             if step % 25 == 0:
                 w.log("probes", step, {"h0_total": float(step)})

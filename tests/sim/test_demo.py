@@ -103,7 +103,7 @@ def _ctrl_c(tmp_path):
     except subprocess.TimeoutExpired:
         # Seen once on a heavily loaded machine: the first signal had no
         # effect. A user would press Ctrl-C again; so does the test, and warns.
-        warnings.warn("the demo needed a second SIGINT to stop")
+        warnings.warn("the demo needed a second SIGINT to stop", stacklevel=1)
         proc.send_signal(signal.SIGINT)
         try:
             out, err = proc.communicate(timeout=90)

@@ -1,4 +1,4 @@
-"""Stopping the demo early (issue 15, item 1).
+"""Stopping the demo early.
 
 `q` or Ctrl-C in the dashboard, Ctrl-C or SIGTERM in the plain mode: no trainer
 outlives the demo (real trainer processes, found by their command line, orphans

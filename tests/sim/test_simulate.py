@@ -92,7 +92,7 @@ def test_columns_truth_and_fates(sweep):
     resumed = [st for _, _, _, st in data.values() if st.get("restarts")]
     assert len(resumed) == 1 and resumed[0]["state"] == "completed"
     # Planted signals around onset, for a run that groks:
-    for sc, pr, cfg, status in data.values():
+    for sc, _, cfg, _ in data.values():
         t = cfg["simulated"]
         if t["fate"] == "groks" and t["t_grok"]:
             gn = sc["grad_norm"]

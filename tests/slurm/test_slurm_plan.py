@@ -186,7 +186,7 @@ def test_hostile_values_are_quoted_not_run(tmp_path, capsys):
         ]
     )
     assert rc == 0
-    script = capsys.readouterr().out
+    capsys.readouterr()
     _script_checks(root / "sw" / "sweep.sbatch")
     # The whole script with a fake python that only echoes its arguments: the
     # hostile text arrives as single arguments, nothing is executed.
@@ -302,7 +302,10 @@ def test_pack_mapping_and_manifest_submissions():
 
 
 def test_sweep_help_is_cheap():
-    code = "import sys; from grokwatch.commands.main import build_parser; build_parser(); print(int('pyarrow' in sys.modules))"
+    code = (
+        "import sys; from grokwatch.commands.main import build_parser; build_parser(); "
+        "print(int('pyarrow' in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"

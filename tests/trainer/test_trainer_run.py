@@ -180,10 +180,10 @@ def test_sigkill_at_a_random_moment_leaves_a_readable_run(tmp_path):
         proc = subprocess.Popen(cli_args(cfg), cwd=ROOT, stderr=subprocess.DEVNULL)
         try:
             # Past the first checkpoint, so there is one to resume from below.
+            run_dir = cfg.run_dir
             wait_for(
-                lambda: (
-                    (read_status(cfg.run_dir) or {}).get("last_step", 0) > 0
-                    and (cfg.run_dir / "checkpoint.pt").exists()
+                lambda run_dir=run_dir: (
+                    (read_status(run_dir) or {}).get("last_step", 0) > 0 and (run_dir / "checkpoint.pt").exists()
                 ),
                 proc,
             )

@@ -98,8 +98,8 @@ def test_a_crash_restores_the_terminal_and_exits_non_zero(tmux, sim_sweep, isola
 def test_demo_opens_the_dashboard_and_quitting_stops_the_trainers(tmux, isolated_home, tmp_path):
     root = tmp_path / "demo-root"
     tmux.start(
-        f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch demo --tui --root {shlex.quote(str(root))}"
-        " --weight-decays 1 --seeds 1 --steps 100000 --jobs 1",
+        f"cd {shlex.quote(str(REPO))} && {shlex.quote(sys.executable)} -m grokwatch demo --tui"
+        f" --root {shlex.quote(str(root))} --weight-decays 1 --seeds 1 --steps 100000 --jobs 1",
         env=_env(isolated_home),
     )
     screen = tmux.wait("wd1.0-s00", timeout=120)  # planned: in the table before its trainer starts
@@ -112,7 +112,7 @@ def test_demo_opens_the_dashboard_and_quitting_stops_the_trainers(tmux, isolated
     assert "running" in screen
     tmux.keys("q")
     screen = tmux.wait("[exited rc=", timeout=120)
-    assert "[exited rc=130]" in screen  # the sweep was cut short (issue 15): not a success
+    assert "[exited rc=130]" in screen  # the sweep was cut short: not a success
     assert "interrupted" in screen  # the plain summary after the dashboard closes
     status = json.loads((root / "demo" / "wd1.0-s00" / "status.json").read_text())
     assert status["state"] == "preempted"  # stopped with SIGTERM: checkpointed and flushed
@@ -120,7 +120,7 @@ def test_demo_opens_the_dashboard_and_quitting_stops_the_trainers(tmux, isolated
 
 @pytest.mark.slow
 def test_a_90_run_sweep_still_being_written(isolated_home, tmp_path, request):
-    """Issue 6's check: a 90-run sweep written live (grokwatch simulate --speed, another
+    """The dashboard at scale: a 90-run sweep written live (grokwatch simulate --speed, another
     process), the dashboard at 160x48 in tmux: every run reachable, a run's curves and
     markers shown, and the phase counts change while the runs go on."""
     from grokwatch.sim.simulate import live_simulation
@@ -133,15 +133,15 @@ def test_a_90_run_sweep_still_being_written(isolated_home, tmp_path, request):
                 env=_env(isolated_home),
             )
             first = t.wait("90 runs", timeout=90).splitlines()[0]
+
             # runs per phase in the status line: "7 grokked" when it has room, else "G7"
-            counts = lambda line: (
-                re.findall(
-                    r"\b(\d+) (waiting|learning|memorized|grokking|grokked|anti-grokking|"  # noqa: E731
+            def counts(line: str) -> list:
+                return re.findall(
+                    r"\b(\d+) (waiting|learning|memorized|grokking|grokked|anti-grokking|"
                     r"diverged|stalled|failed|preempted)\b",
                     line,
-                )
-                or re.findall(r"\b([.lMgGADSFP])(\d+)\b", line)
-            )
+                ) or re.findall(r"\b([.lMgGADSFP])(\d+)\b", line)
+
             t.keys("End")  # the last run of the sorted table is reachable
             t.wait("wd1.0-s29", timeout=30)
             t.keys("Home")  # and the first

@@ -1,4 +1,4 @@
-"""Lifecycle alarm ``restarted_from_scratch`` (issue 7) through the watcher:
+"""Lifecycle alarm ``restarted_from_scratch`` through the watcher:
 runs written by the real RunWriter, resumed as a second attempt."""
 
 from __future__ import annotations

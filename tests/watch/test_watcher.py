@@ -59,7 +59,7 @@ def test_follows_new_shards_with_inotify(tmp_path):
         for a in (1, 101, 201):
             live.write_shard("scalars", flat_run_columns(a, a + 100))
             assert wait_for(
-                lambda: (w.snapshot().runs.get("live") or None) and w.snapshot().runs["live"].step == a + 99, 5
+                lambda a=a: (w.snapshot().runs.get("live") or None) and w.snapshot().runs["live"].step == a + 99, 5
             )
         snap = w.snapshot()
         assert snap.runs["done"] is first.runs["done"]  # unchanged runs keep their view object
