@@ -35,11 +35,12 @@ sys.path.insert(0, str(ROOT))
 COLD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter(); c0 = time.process_time()
-from grokwatch.alerts import AlertEngine, load_rules
+from grokwatch.alerts import AlarmSubscriber, AlertEngine, load_rules
 from grokwatch.watch import SweepWatcher
 t1 = time.perf_counter(); c1 = time.process_time()
 events = []
-snap = SweepWatcher(sys.argv[1], engine=AlertEngine(load_rules()), on_alarms=events.extend).cycle()
+alarms = AlarmSubscriber(AlertEngine(load_rules()), on_events=events.extend)
+snap = SweepWatcher(sys.argv[1], subscribers=[alarms]).cycle()
 t2 = time.perf_counter(); c2 = time.process_time()
 rows = sum(len(v.scalars["step"]) for v in snap.runs.values())
 print(json.dumps({"import_s": t1 - t0, "ingest_s": t2 - t1, "ingest_cpu_s": c2 - c1, "runs": len(snap.runs),

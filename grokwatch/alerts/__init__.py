@@ -8,8 +8,10 @@ imported only by :mod:`grokwatch.alerts.notify` when a channel is built.
 
 from .engine import ActiveAlarm, AlarmEvent, AlertEngine
 from .rules import DEFAULT_RULES, Rule, RuleError, load_rules, parse_duration
+from .subscriber import AlarmSubscriber
 
 __all__ = [
+    "AlarmSubscriber",
     "DEFAULT_RULES",
     "ActiveAlarm",
     "AlarmEvent",

@@ -36,6 +36,7 @@ from .lock import InstanceLock
 from .notify import Channel, ChannelPolicy
 from .rules import RuleError, load_rules
 from .silences import SilenceWatch
+from .subscriber import AlarmSubscriber
 
 log = logging.getLogger("grokwatch.alerts")
 
@@ -111,15 +112,21 @@ class AlertDaemon:
             self.predictor = SweepPredictor(
                 log=PredictionLog(self.sweep_dir), resume=read_predictions(self.sweep_dir), sweep_dir=self.sweep_dir
             )
+        # The watcher publishes; the predictor (first: it feeds its onset signal
+        # to the engine in the same cycle) and the engine subscribe.
+        alarms = AlarmSubscriber(self.engine, on_events=self._on_alarms)
+        subscribers: list = [alarms]
+        if self.predictor is not None:
+            from grokwatch.predict.subscriber import PredictorSubscriber
+
+            subscribers.insert(0, PredictorSubscriber(self.predictor, feed=alarms))
         self.watcher = SweepWatcher(
             self.sweep_dir,
-            engine=self.engine,
+            subscribers=subscribers,
             config=ScoreConfig(stall_timeout=opts.stall_timeout),
             poll=opts.poll,
             interval=opts.interval,
-            on_alarms=self._on_alarms,
             on_error=self._on_error,
-            predictor=self.predictor,
         )
 
     # -- lifecycle ---------------------------------------------------------------------

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from grokwatch.watch.snapshot import ActiveAlarm  # what a run's view carries; the watcher's type
+
 from .rules import Rule
 
 INACTIVE, PENDING, FIRING, SUPPRESSED, DONE = "inactive", "pending", "firing", "suppressed", "done"
@@ -84,21 +86,6 @@ class AlarmEvent:
             "time_unix": round(self.time_unix, 3),
             "description": self.description,
         }
-
-
-@dataclass(frozen=True)
-class ActiveAlarm:
-    """An alarm now pending or firing on a run (for the dashboard)."""
-
-    rule: str
-    state: str  # "pending" or "firing"
-    severity: str
-    signal: str
-    since_step: int  # first step of the episode
-    fired_step: int | None  # step it fired at (None while pending)
-    value: float | None  # latest value of the signal
-    threshold: float
-    comparison: str
 
 
 @dataclass

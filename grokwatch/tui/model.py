@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grokwatch.runs.defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
+from grokwatch.watch.snapshot import OnsetPrediction
 
 # Phases of DESIGN section 4, plus "waiting" (planned, queued or pending: no
 # data yet) and states a run can end in before its phase settles.
@@ -87,15 +88,9 @@ STATE_ORDER = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """A predicted grokking step with its interval and the method that made it."""
-
-    step: int
-    lo: int | None = None
-    hi: int | None = None
-    method: str | None = None
-    made_at: int | None = None
+# A predicted grokking step with its interval and the method that made it: the
+# type the watcher's snapshot carries (RunView.prediction).
+Prediction = OnsetPrediction
 
 
 @dataclass(frozen=True, slots=True)

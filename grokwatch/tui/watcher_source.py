@@ -21,10 +21,10 @@ run_id, seed, weight_decay  same (seed / wd from the run id when run.json lacks 
 step, total_steps           same (step 0 before the first shard)
 phase                       same ("stalled" layered by the watcher), plus
                             "failed" / "diverged" when status.json says so
-status, heartbeat_age       state (:func:`~grokwatch.tui.hooks.run_state`,
-                            with the SLURM task when the sweep was submitted)
+state                       state (:func:`grokwatch.watch.queue.run_state`:
+                            the SLURM task, status.json and the heartbeat)
 snapshot.planned            a row per planned run not started yet: phase
-                            "waiting", state planned / submitted / pending ...
+                            "waiting", its state planned / submitted / pending ...
 train_acc, val_acc          same
 scalars step/val_acc        val_spark (10 values, decimated; cached per version)
 signals gai_z               gai_z
@@ -35,13 +35,23 @@ signals h0_entropy_z        h0_entropy_z
 alarms (firing)             alarms (rule names; the journal's, with a daemon)
 t_mem, t_grok               same
 restarts                    restarts; restart_steps from status.json attempts
-(in-process SweepPredictor) prediction (t_grok, interval, method)
-(slurm hook)                slurm_state
+prediction                  prediction (t_grok, interval, method)
+slurm_state                 slurm_state
 ==========================  ===================================================
 
 Rows are rebuilt only for runs whose ``RunView`` object changed (the watcher
 reuses the object while a run does not change). The alarm feed is the
-engine's events (``on_alarms``), or the daemon's journal, newest first.
+engine's events (its subscriber's ``on_events``), or the daemon's journal,
+newest first.
+
+The wiring is here: the watcher publishes; an in-process onset predictor
+(:class:`grokwatch.predict.subscriber.PredictorSubscriber`: resumed from the
+sweep's prediction log, not writing to it -- the alarm daemon owns the log --
+and predicting each run's newest due step) and the alarm engine
+(:class:`grokwatch.alerts.AlarmSubscriber`) subscribe; SLURM's queue
+(:class:`grokwatch.watch.queue.SlurmQueue`) is plugged in as the watcher's
+queue poller. Predictions and SLURM states reach the table through the
+snapshot, as they reach ``grokwatch alerts`` and ``grokwatch sweep status``.
 """
 
 from __future__ import annotations
@@ -57,11 +67,13 @@ import numpy as np
 
 from grokwatch.runs.defaults import STALL_TIMEOUT
 
-from ..alerts import AlertEngine, Rule, load_rules
+from ..alerts import AlarmSubscriber, AlertEngine, Rule, load_rules
+from ..predict import SweepPredictor, read_predictions
+from ..predict.subscriber import PredictorSubscriber
 from ..store import read_status
 from ..watch import ScoreConfig, SweepWatcher
+from ..watch.queue import SlurmQueue
 from .curves import RunData, build_series
-from .hooks import PredictionHook, SlurmHook, planned_rows, run_state
 from .journal import DaemonJournal
 from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
 from .series import sparkline_values
@@ -102,19 +114,27 @@ class WatcherSource:
         }
         alpha = self.rules.get("htsr_alpha_below_2")
         self.alpha_line = alpha.threshold if alpha is not None else None  # the detail view's alpha line
+        # The watcher publishes; the predictor (first: its onset signal feeds the
+        # engine in the same cycle) and the engine subscribe; SLURM's queue is plugged in.
+        alarms = AlarmSubscriber(self.engine, on_events=self._on_alarms) if self.engine is not None else None
+        self.predict = PredictorSubscriber(
+            SweepPredictor(resume=read_predictions(self.sweep_dir), sweep_dir=self.sweep_dir),
+            feed=alarms,
+            backfill=False,
+        )
+        self.slurm = SlurmQueue(self.sweep_dir)
         self.watcher = SweepWatcher(
             self.sweep_dir,
-            engine=self.engine,
+            subscribers=[self.predict] + ([alarms] if alarms is not None else []),
+            queue=self.slurm,
             config=ScoreConfig(stall_timeout=stall_timeout),
             poll=poll,
             interval=interval,
             on_update=self._on_update,
-            on_alarms=self._on_alarms,
+            on_error=self._on_error,
             pause=pause,
         )
         self.pause = pause
-        self.slurm = SlurmHook(self.sweep_dir, stall_timeout=stall_timeout)
-        self.predict = PredictionHook(self.sweep_dir)
         self._lock = threading.Lock()
         self._events: list[AlarmRow] = []
         self._alarms: tuple[AlarmRow, ...] = ()
@@ -124,28 +144,26 @@ class WatcherSource:
         self._started = False
         self._closed = False
         self.error: BaseException | None = None
+        self._prediction_error: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, on_change: Callable[[], None]) -> None:
         self._on_change = on_change
         self._started = True
-        self.slurm.start(on_change)
         self.daemon.start(on_change)
-        self.watcher.start()
+        self.watcher.start()  # and its queue poller
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self.watcher.close()
-        self.slurm.close()
+        self.watcher.close()  # and its queue poller
         self.daemon.close()
 
     def refresh(self) -> bool:
         """One watcher cycle in this thread (the read-once mode and tests)."""
         before = self.watcher.snapshot().version
-        self.watcher.cycle()
-        self.slurm.refresh()
+        self.watcher.cycle()  # asks the queue poller first
         journal = self.daemon.poll()
         return self.watcher.snapshot().version != before or journal
 
@@ -157,6 +175,10 @@ class WatcherSource:
         self._updated = self.clock()
         if self._on_change is not None:
             self._on_change()
+
+    def _on_error(self, message: str, exc: BaseException | None) -> None:
+        if message.startswith(f"{self.predict.name} failed"):
+            self._prediction_error = message  # the header shows it
 
     def _on_alarms(self, events: list) -> None:
         if not events:
@@ -213,7 +235,7 @@ class WatcherSource:
             step=int(view.step or 0),
             total_steps=view.total_steps if view.total_steps is not None else total,
             phase=phase,
-            state=run_state(None, view.status, view.heartbeat_age, stall_timeout=self.stall_timeout),
+            state=view.state or "unknown",
             train_acc=fin(view.train_acc),
             val_acc=fin(view.val_acc),
             val_spark=spark,
@@ -226,6 +248,8 @@ class WatcherSource:
             t_grok=view.t_grok,
             restarts=restarts,
             restart_steps=rsteps,
+            slurm_state=view.slurm_state,
+            prediction=view.prediction,
         )
 
     def model(self) -> SweepModel:
@@ -250,25 +274,14 @@ class WatcherSource:
             rows = [
                 r if r.alarms == active.get(r.run_id, ()) else replace(r, alarms=active.get(r.run_id, ())) for r in rows
             ]
-        slurm = self.slurm.states()
-        tasks = self.slurm.tasks()
-        if tasks:  # the state column joins the SLURM task with the run's own record
-            for i, r in enumerate(rows):
-                view = snap.runs[r.run_id]
-                st = run_state(tasks.get(r.run_id), view.status, view.heartbeat_age, stall_timeout=self.stall_timeout)
-                if st != r.state:
-                    rows[i] = replace(r, state=st)
         # Runs the manifest plans that have not started: every run of the sweep shows.
-        rows += planned_rows(snap.planned, set(snap.runs), tasks, snap.submitted)
-        preds = self.predict.from_views(snap.runs, pause=self.pause)
-        if slurm or preds:
-            rows = [replace(r, slurm_state=slurm.get(r.run_id), prediction=preds.get(r.run_id)) for r in rows]
+        rows += planned_rows(snap)
         if self.daemon.following:
             alarms = self.daemon.alarms()
         else:
             with self._lock:
                 alarms = self._alarms
-        errors = tuple(e for e in (self.predict.error, self.slurm.last_error, self.daemon.error) if e)
+        errors = tuple(e for e in (self._prediction_error, self.slurm.last_error, self.daemon.error) if e)
         if self._started and not self._closed and not self.watcher.alive:
             errors += ("the watcher thread stopped",)
         return SweepModel(
@@ -318,3 +331,22 @@ class WatcherSource:
                 )
             )
         return build_series(data, smoothing, snap.version, alpha_line=self.alpha_line)
+
+
+def planned_rows(snap) -> list[RunRow]:
+    """Rows for the runs the sweep manifest plans that have no directory yet
+    (``snap.planned``, with the state words the watcher joined in)."""
+    return [
+        RunRow(
+            run_id=rid,
+            seed=p.seed,
+            weight_decay=p.weight_decay,
+            step=0,
+            total_steps=p.total_steps,
+            phase="waiting",
+            state=p.state or "planned",
+            slurm_state=p.slurm_state,
+        )
+        for rid, p in snap.planned.items()
+        if rid not in snap.runs
+    ]

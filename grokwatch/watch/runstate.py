@@ -306,7 +306,10 @@ class RunState:
         return int(steps[-1]) if steps is not None and len(steps) else None
 
     # -- the frozen view ------------------------------------------------------------------
-    def build_view(self, active_alarms: tuple, now: float) -> RunView:
+    def build_view(self, now: float, *, alarms: tuple = (), **fields) -> RunView:
+        """This run's view as of ``now``; ``alarms`` and ``fields`` (prediction,
+        slurm_state, state) are what the watcher joins in (its subscribers' and
+        its queue poller's)."""
         cfg = self.config or {}
         status = self.status or {}
         sc = _readonly(self.scalars.scalars)
@@ -347,7 +350,7 @@ class RunState:
             train_loss=_last(sc.get("train_loss")),
             val_loss=_last(sc.get("val_loss")),
             signals=MappingProxyType(latest),
-            alarms=active_alarms,
+            alarms=alarms,
             status=status.get("state"),
             stalled=self.stalled,
             heartbeat_unix=_heartbeat_unix(status),
@@ -360,6 +363,7 @@ class RunState:
             scalars=MappingProxyType(sc),
             probes=MappingProxyType(pr),
             scores=MappingProxyType({**scores_s, **scores_p}),
+            **fields,
         )
 
 

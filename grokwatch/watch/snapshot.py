@@ -16,10 +16,39 @@ from typing import Any
 
 import numpy as np
 
-from grokwatch.alerts.engine import ActiveAlarm
-from grokwatch.store.layout import is_valid_run_id
-
 _EMPTY: Mapping = MappingProxyType({})
+
+
+# What subscribers (:mod:`grokwatch.watch.subscribe`) add to a run's view. The
+# types live here, beside the snapshot, so the watcher knows nothing of the
+# alarm engine or the predictor that fill them.
+
+
+@dataclass(frozen=True)
+class ActiveAlarm:
+    """An alarm now pending or firing on a run (the alarm engine's, for a view)."""
+
+    rule: str
+    state: str  # "pending" or "firing"
+    severity: str
+    signal: str
+    since_step: int  # first step of the episode
+    fired_step: int | None  # step it fired at (None while pending)
+    value: float | None  # latest value of the signal
+    threshold: float
+    comparison: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnsetPrediction:
+    """A run's newest predicted grokking step, with its interval and the method
+    that made it (the onset predictor's, for a view)."""
+
+    step: int
+    lo: int | None = None
+    hi: int | None = None
+    method: str | None = None
+    made_at: int | None = None  # the step it was made at
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +95,13 @@ class RunView:
     scalars: Mapping[str, np.ndarray] = field(default_factory=lambda: _EMPTY)
     probes: Mapping[str, np.ndarray] = field(default_factory=lambda: _EMPTY)
     scores: Mapping[str, np.ndarray] = field(default_factory=lambda: _EMPTY)
+    prediction: OnsetPrediction | None = None  # the newest predicted t_grok (a predictor subscribes)
+    # SLURM, when a queue poller is plugged into the watcher: the task's state as
+    # SLURM words it (None when the queue does not know the run), and the state
+    # column's word joining it with status.json and the heartbeat
+    # (slurm.states.display_state, what `grokwatch sweep status` shows).
+    slurm_state: str | None = None
+    state: str | None = None
 
     @property
     def progress(self) -> float | None:
@@ -88,11 +124,18 @@ class PlannedRun:
     seed: int | None = None
     task: int | None = None  # its SLURM array task (SLURM_ARRAY_TASK_ID)
     total_steps: int | None = None  # the plan's step budget (None: the preset's)
+    # Joined in by the watcher when it publishes: SLURM's state of its task (a
+    # queue poller plugged in) and the state column's word (planned, submitted,
+    # pending, ...).
+    slurm_state: str | None = None
+    state: str | None = None
 
 
 def planned_runs(manifest: Mapping[str, Any] | None) -> dict[str, PlannedRun]:
     """The runs of a sweep manifest by run id, in its order; entries it cannot
     read (or with an unsafe run id) are skipped."""
+    from grokwatch.store.layout import is_valid_run_id  # here: the alarm engine imports this module, light
+
     out: dict[str, PlannedRun] = {}
     if not isinstance(manifest, Mapping):
         return out

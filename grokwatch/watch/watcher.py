@@ -21,9 +21,12 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+
+import numpy as np
 
 from grokwatch.store import list_runs
 from grokwatch.store.atomic import read_json
@@ -31,15 +34,16 @@ from grokwatch.store.layout import MANIFEST, RUN_JSON, WATCHER_DIR
 from grokwatch.watch.memory import pin_mmap_threshold
 
 from .fs import is_network_fs
-from .runstate import FINAL_STATES, RunState
+from .queue import run_state, slurm_word
+from .runstate import FINAL_STATES, Batch, RunState
 from .scores import ScoreConfig
 from .snapshot import EMPTY_SNAPSHOT, PlannedRun, RunView, SweepSnapshot, planned_runs
+from .subscribe import VIEW_FIELDS, QueuePoller, Subscriber
 
 log = logging.getLogger("grokwatch.watch")
 
 UpdateCallback = Callable[[SweepSnapshot, frozenset], None]
 ErrorCallback = Callable[[str, "BaseException | None"], None]
-AlarmsCallback = Callable[[list], None]
 CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})  # not opened / closed_no_write
 
 
@@ -49,23 +53,23 @@ class SweepWatcher:
     Parameters
     ----------
     sweep_dir: ``<root>/<sweep>``, holding run directories.
-    engine: an :class:`grokwatch.alerts.engine.AlertEngine` fed every new raw
-        point (optional; without one the snapshot has no alarms).
+    subscribers: what the watcher publishes new points to, in this order
+        (:mod:`grokwatch.watch.subscribe`): the alarm engine
+        (:class:`grokwatch.alerts.AlarmSubscriber`), the onset predictor
+        (:class:`grokwatch.predict.subscriber.PredictorSubscriber`) ... Without them the
+        snapshot has no alarms and no predictions.
+    queue: a :class:`~grokwatch.watch.subscribe.QueuePoller`
+        (:class:`grokwatch.watch.queue.SlurmQueue`): SLURM's state of the
+        runs, joined into the snapshot (optional; without one the state words
+        come from status.json and the heartbeat alone).
     poll: True to poll, False for inotify, None to decide from the filesystem
         type (/proc/self/mounts).
     interval: seconds between polls (poll mode).
     on_update(snapshot, changed_run_ids): after a new snapshot is published.
-    on_alarms(events): after every cycle that fed the engine (events may be
-        empty), in the watcher thread, before the snapshot is published; the
-        alarm daemon persists its journal and state here.
     on_error(message, exc): a warning (unreadable shard, vanished run) or an
         unexpected error in a cycle; the watcher carries on.
-    predictor: a :class:`grokwatch.predict.SweepPredictor` (optional); after
-        every cycle in which a run changed it makes the predictions that came
-        due (``update_runstates``) and feeds them to the engine as signal
-        ``predicted_onset_in``. Its failures are warnings.
     pause: called in the watcher thread before each run's refresh and before
-        the predictions (optional): the dashboard passes
+        each subscriber's end of cycle (optional): the dashboard passes
         :meth:`grokwatch.watch.quiet.QuietWindow.pause`, so a key press waiting for
         its repaint does not compete with reading shards.
     """
@@ -74,36 +78,34 @@ class SweepWatcher:
         self,
         sweep_dir: Path | str,
         *,
-        engine=None,
+        subscribers: Sequence[Subscriber] = (),
+        queue: QueuePoller | None = None,
         config: ScoreConfig | None = None,
         poll: bool | None = None,
         interval: float = 2.0,
         on_update: UpdateCallback | None = None,
-        on_alarms: AlarmsCallback | None = None,
         on_error: ErrorCallback | None = None,
         debounce: float = 0.05,
         rescan_every: float = 60.0,
         finished_every: int = 30,
         force_every: int = 5,
         retry_every: float = 10.0,
-        predictor=None,
         pause: Callable[[], object] | None = None,
     ):
         pin_mmap_threshold()  # many large growing buffers: keep them out of the heap (grokwatch.watch.memory)
         self.sweep_dir = Path(sweep_dir)
-        self.engine = engine
+        self.subscribers: tuple[Subscriber, ...] = tuple(subscribers)
+        self.queue = queue
         self.cfg = config or ScoreConfig()
         self.mode = "poll" if (poll if poll is not None else is_network_fs(self.sweep_dir)) else "inotify"
         self.interval = float(interval)
         self.on_update = on_update
-        self.on_alarms = on_alarms
         self.on_error = on_error
         self.debounce = debounce
         self.rescan_every = rescan_every
         self.finished_every = max(1, finished_every)
         self.force_every = max(1, force_every)
         self.retry_every = retry_every
-        self.predictor = predictor
         self.pause = pause
         self.runs: dict[str, RunState] = {}
         self._lock = threading.Lock()
@@ -130,6 +132,9 @@ class SweepWatcher:
         self._submitted = False
         self._manifest_sig = None
         self._manifest_dirty = False
+        # The queue poller's latest answer (run id -> task), re-read when it says it changed.
+        self._tasks: dict[str, object] = {}
+        self._queue_dirty = queue is not None
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> SweepWatcher:
@@ -137,6 +142,8 @@ class SweepWatcher:
             raise RuntimeError("watcher already started")
         self._thread = threading.Thread(target=self._run, name=f"grokwatch-watch-{self.sweep_dir.name}", daemon=True)
         self._thread.start()
+        if self.queue is not None:
+            self.queue.start(self._on_queue_change)
         return self
 
     def close(self, timeout: float | None = 10.0) -> None:
@@ -146,6 +153,8 @@ class SweepWatcher:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._stop_observer()
+        if self.queue is not None:
+            self.queue.close()
 
     def __enter__(self) -> SweepWatcher:
         return self.start()
@@ -179,6 +188,8 @@ class SweepWatcher:
         only while the thread is not running."""
         if self.alive:
             raise RuntimeError("cycle() while the watcher thread runs")
+        if self.queue is not None and self.queue.refresh():
+            self._queue_dirty = True
         self._cycle(set(), full=full, now=time.time())
         self._ready.set()
         return self.snapshot()
@@ -224,9 +235,7 @@ class SweepWatcher:
     def _cycle(self, dirty: set[str], full: bool, now: float) -> None:
         changed: set[str] = set()
         removed: set[str] = set()
-        events: list = []
-        fed = False
-        evaluated: set[str] = set()
+        fed: set[str] = set()  # runs a subscriber was given points of
         to_refresh = set(r for r in dirty if r in self.runs)
         # Names not known as runs: worth a listing only once they hold a run.json
         # (SLURM logs written into the sweep directory are not runs).
@@ -245,7 +254,10 @@ class SweepWatcher:
             to_refresh |= self._stat_pass()
         with self._lock:
             manifest_dirty, self._manifest_dirty = self._manifest_dirty, False
+            queue_dirty, self._queue_dirty = self._queue_dirty, False
         planned_changed = (full or manifest_dirty) and self._read_manifest()
+        if queue_dirty and self._read_queue(changed):
+            planned_changed = True
         if now - self._last_retry >= self.retry_every:
             self._last_retry = now
             to_refresh |= {rid for rid, rs in self.runs.items() if rs.failed_files}
@@ -267,27 +279,16 @@ class SweepWatcher:
             try:
                 batches = rs.refresh(now)
                 self._report_failures(rs)
-                if self.engine is not None:
-                    for b in batches:
-                        events += self.engine.evaluate(
-                            rid, b.steps, b.signals, now=now, gates=b.gates, repeat_last=b.repeat_last
-                        )
-                        fed = True
-                        evaluated.add(rid)
+                for b in batches:
+                    for sub in self.subscribers:
+                        sub.on_batch(rid, b, now)
+                    fed.add(rid)
             except Exception as exc:  # a bug on one run's data must not cost the others their alarms
                 self._warn(f"{rid}: refresh failed: {type(exc).__name__}: {exc}", exc)
             if rs.version != v0 or rs.view is None:
                 changed.add(rid)
-        if self.predictor is not None and changed:
-            if self.pause is not None:
-                self.pause()
-            try:
-                fed |= self._predict(now, events, evaluated)
-            except Exception as exc:  # predictions are extra: never cost the alarms or the view
-                self._warn(f"prediction failed: {type(exc).__name__}: {exc}", exc)
         # Wall-clock signals: stalls change with time, not with data. Every run
         # at most once a second; runs just refreshed (a heartbeat came) at once.
-        stall_rule = self.engine is not None and "stalled" in self.engine.signals()
         if now - self._last_stall_check >= 1.0:
             self._last_stall_check = now
             check = list(self.runs.items())
@@ -296,38 +297,74 @@ class SweepWatcher:
         for rid, rs in check:
             was = rs.stalled
             now_stalled = rs.check_stalled(now)
-            if stall_rule and (rs.state == "running" or was or now_stalled):
+            if self.subscribers and (rs.state == "running" or was or now_stalled):
                 step = rs.last_step()
                 if step is not None:
-                    stalled = {"stalled": [1.0 if now_stalled else 0.0]}
-                    events += self.engine.evaluate(rid, [step], stalled, now=now, repeat_last=True)
-                    fed = True
-                    evaluated.add(rid)
+                    b = Batch(
+                        np.array([step], dtype=np.int64),
+                        {"stalled": np.array([1.0 if now_stalled else 0.0])},
+                        {},
+                        repeat_last=True,
+                    )
+                    try:
+                        for sub in self.subscribers:
+                            sub.on_batch(rid, b, now)
+                        fed.add(rid)
+                    except Exception as exc:
+                        self._warn(f"{rid}: stall check failed: {type(exc).__name__}: {exc}", exc)
             if was != now_stalled:
                 changed.add(rid)
-        if self.engine is not None:
-            for rid in evaluated - changed:  # alarm state changes (pending -> firing) show in the view
-                v = self.runs[rid].view if rid in self.runs else None
-                if v is not None and v.alarms != self.engine.active(rid):
-                    changed.add(rid)
-        if fed and self.on_alarms is not None:
-            self.on_alarms(events)
+        # The end of the cycle, subscriber by subscriber (the predictor predicts
+        # and feeds the engine; the engine hands its events on).
+        runs = MappingProxyType(self.runs)
+        for sub in self.subscribers:
+            if self.pause is not None:
+                self.pause()
+            try:
+                fed.update(sub.on_cycle(runs, frozenset(changed), now) or ())
+            except Exception as exc:  # one subscriber must not cost the others, nor the view
+                name = getattr(sub, "name", type(sub).__name__)
+                self._warn(f"{name} failed: {type(exc).__name__}: {exc}", exc)
+        for rid in fed - changed:  # alarm states (pending -> firing), new predictions show in the view
+            rs = self.runs.get(rid)
+            v = rs.view if rs is not None else None
+            if v is not None and any(getattr(v, k) != f for k, f in self._view_fields(rid).items()):
+                changed.add(rid)
         if changed or removed or planned_changed or self._version == 0:
             self._publish(changed, removed, now)
 
-    def _predict(self, now: float, events: list, evaluated: set[str]) -> bool:
-        """New predictions (logged by the predictor) -> the engine; True if it was fed."""
-        from grokwatch.predict.sweep import onset_signal_batches
+    def _view_fields(self, rid: str) -> dict[str, object]:
+        """What the subscribers add to a run's view (later subscribers win)."""
+        out: dict[str, object] = {}
+        for sub in self.subscribers:
+            try:
+                out.update(sub.view_fields(rid))
+            except Exception as exc:  # the view goes without this subscriber's fields
+                name = getattr(sub, "name", type(sub).__name__)
+                self._warn(f"{name} failed: {rid}: {type(exc).__name__}: {exc}", exc)
+        return {k: v for k, v in out.items() if k in VIEW_FIELDS}
 
-        new = self.predictor.update_runstates(self.runs)
-        if self.engine is None or not new:
+    # -- the queue poller -----------------------------------------------------------------
+    def _on_queue_change(self) -> None:
+        with self._lock:
+            self._queue_dirty = True
+        self._wake.set()
+
+    def _read_queue(self, changed: set[str]) -> bool:
+        """Take the poller's latest answer; runs whose task changed join ``changed``.
+        True when it changed at all (planned runs' states may have)."""
+        try:
+            tasks = dict(self.queue.tasks())
+        except Exception as exc:
+            self._warn(f"queue poller failed: {type(exc).__name__}: {exc}", exc)
             return False
-        fed = False
-        for b in onset_signal_batches(new):
-            events += self.engine.evaluate(b.run, b.steps, b.signals, now=now, gates=b.gates)
-            fed = True
-            evaluated.add(b.run)
-        return fed
+        if tasks == self._tasks:
+            return False
+        changed.update(
+            rid for rid in set(tasks) | set(self._tasks) if rid in self.runs and tasks.get(rid) != self._tasks.get(rid)
+        )
+        self._tasks = tasks
+        return True
 
     # -- discovery and polling ------------------------------------------------------------
     def _read_manifest(self) -> bool:
@@ -416,8 +453,13 @@ class SweepWatcher:
         for rid in sorted(self.runs):
             rs = self.runs[rid]
             if rid in changed or rs.view is None:
-                alarms = self.engine.active(rid) if self.engine is not None else ()
-                rs.view = rs.build_view(alarms, now)
+                task = self._tasks.get(rid)
+                rs.view = rs.build_view(
+                    now,
+                    slurm_state=slurm_word(task),
+                    state=run_state(task, rs.state, rs.heartbeat_age(now), stall_timeout=self.cfg.stall_timeout),
+                    **self._view_fields(rid),
+                )
                 changed.add(rid)
             views[rid] = rs.view
         self._version += 1
@@ -432,13 +474,25 @@ class SweepWatcher:
             changed=frozenset(changed),
             removed=frozenset(removed),
             warnings=tuple(self._warnings),
-            planned=MappingProxyType(dict(self._planned)),
+            planned=MappingProxyType(self._planned_states()),
             submitted=self._submitted,
         )
         with self._lock:
             self._snapshot = snap
         if self.on_update is not None:
             self.on_update(snap, snap.changed)
+
+    def _planned_states(self) -> dict[str, PlannedRun]:
+        """The manifest's runs, each with its state word (pending, submitted, ...)."""
+        out = {}
+        for rid, p in self._planned.items():
+            task = self._tasks.get(rid)
+            out[rid] = replace(
+                p,
+                slurm_state=slurm_word(task),
+                state=run_state(task, started=rid in self.runs, submitted=self._submitted),
+            )
+        return out
 
     # -- inotify -------------------------------------------------------------------------
     def _start_observer(self) -> None:

@@ -50,10 +50,10 @@ def test_every_stall_timeout_is_the_shared_one():
     from grokwatch.alerts.daemon import DaemonOptions
     from grokwatch.commands.sweep import sweep_rows
     from grokwatch.tui.config import TuiConfig
-    from grokwatch.tui.hooks import SlurmHook, run_state
     from grokwatch.tui.source import open_source
     from grokwatch.tui.watcher_source import WatcherSource
     from grokwatch.watch import ScoreConfig
+    from grokwatch.watch.queue import run_state
 
     found = {
         "watcher (ScoreConfig)": ScoreConfig().stall_timeout,
@@ -64,7 +64,6 @@ def test_every_stall_timeout_is_the_shared_one():
         "dashboard config": TuiConfig().stall_timeout,
         "dashboard source": _default(open_source, "stall_timeout"),
         "WatcherSource": _default(WatcherSource, "stall_timeout"),
-        "SlurmHook": _default(SlurmHook, "stall_timeout"),
         "state column": _default(run_state, "stall_timeout"),
     }
     assert found == dict.fromkeys(found, STALL_TIMEOUT)
@@ -90,7 +89,7 @@ def test_sweep_status_and_the_watcher_agree_on_the_stall_timeout(tmp_path, capsy
     """Runs whose heartbeats are 10 s, 450 s and 900 s old: stalled past the one
     timeout in `grokwatch sweep status`, the watcher, its alarm and the dashboard
     alike (450 s: stalled under the old 300 s of `sweep status`, not under 600 s)."""
-    from grokwatch.alerts import AlertEngine, load_rules
+    from grokwatch.alerts import AlarmSubscriber, AlertEngine, load_rules
     from grokwatch.commands.main import main
     from grokwatch.tui.watcher_source import WatcherSource
     from grokwatch.watch import SweepWatcher
@@ -106,7 +105,9 @@ def test_sweep_status_and_the_watcher_agree_on_the_stall_timeout(tmp_path, capsy
     status = {r["run_id"]: r["state"] == "stalled" for r in json.loads(capsys.readouterr().out)["runs"]}
 
     events: list = []
-    snap = SweepWatcher(sweep, poll=True, engine=AlertEngine(load_rules()), on_alarms=events.extend).cycle()
+    snap = SweepWatcher(
+        sweep, poll=True, subscribers=[AlarmSubscriber(AlertEngine(load_rules()), on_events=events.extend)]
+    ).cycle()
     watcher = {rid: v.stalled for rid, v in snap.runs.items()}
     alarm = {rid: any(e.run == rid and e.rule == "stalled" and e.state == "firing" for e in events) for rid in ages}
 

@@ -60,7 +60,7 @@ EXPECTED = {BAD: "diverged", GOOD: "grokked", PLATEAU: "memorized"}
 
 
 def test_every_view_gives_a_run_the_same_phase(sweep):
-    from grokwatch.alerts import AlertEngine, load_rules
+    from grokwatch.alerts import AlarmSubscriber, AlertEngine, load_rules
     from grokwatch.commands.sweep import sweep_rows
     from grokwatch.report.build import counts
     from grokwatch.report.data import ANTI, DIVERGED, GROKKED, NEVER, load_runs
@@ -76,7 +76,9 @@ def test_every_view_gives_a_run_the_same_phase(sweep):
 
     # the watcher, and its lifecycle alarm
     events: list = []
-    snap = SweepWatcher(sweep, engine=AlertEngine(load_rules()), poll=True, on_alarms=events.extend).cycle()
+    snap = SweepWatcher(
+        sweep, subscribers=[AlarmSubscriber(AlertEngine(load_rules()), on_events=events.extend)], poll=True
+    ).cycle()
     assert {rid: v.phase for rid, v in snap.runs.items()} == EXPECTED
     assert snap.runs[BAD].t_grok == T_GROK and snap.runs[BAD].t_diverged == T_NAN
     fired = {(e.run, e.rule) for e in events if e.state == "firing"}

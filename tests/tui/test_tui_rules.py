@@ -10,6 +10,7 @@ import socket
 import pytest
 from tui_helpers import drive, frozen_config, screen_text, settle
 
+from grokwatch.alerts import AlarmSubscriber
 from grokwatch.alerts.lock import InstanceLock
 from grokwatch.commands.main import main
 from grokwatch.sim.simulate import simulate_sweep
@@ -162,7 +163,8 @@ def test_with_a_daemon_running_the_dashboard_shows_its_journal(small_sweep, rule
     try:
 
         async def script(app, pilot):
-            assert app.source.engine is None and app.source.watcher.engine is None
+            assert app.source.engine is None
+            assert not any(isinstance(s, AlarmSubscriber) for s in app.source.watcher.subscribers)
             model = app.model
             assert [(a.run_id, a.rule, a.state) for a in model.alarms] == [
                 (runs[1], "daemon_rule", "resolved"),

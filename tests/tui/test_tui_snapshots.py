@@ -13,8 +13,8 @@ import dataclasses
 import pytest
 from tui_helpers import settle
 
+from grokwatch.predict.subscriber import PredictorSubscriber
 from grokwatch.tui.config import FROZEN_TIME
-from grokwatch.tui.hooks import PredictionHook
 from grokwatch.tui.model import Prediction
 from grokwatch.tui.watcher_source import WatcherSource
 
@@ -30,7 +30,9 @@ PINNED_PREDICTIONS = {
 
 @pytest.fixture(autouse=True)
 def pinned_predictions(monkeypatch):
-    monkeypatch.setattr(PredictionHook, "from_views", lambda self, views, pause=None: dict(PINNED_PREDICTIONS))
+    monkeypatch.setattr(
+        PredictorSubscriber, "view_fields", lambda self, rid: {"prediction": PINNED_PREDICTIONS.get(rid)}
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -419,7 +419,6 @@ def test_model_changed_since():
         "grokwatch.tui.source",
         "grokwatch.tui.watcher_source",
         "grokwatch.tui.curves",
-        "grokwatch.tui.hooks",
         "grokwatch.tui.journal",
         "grokwatch.tui.config",
         "grokwatch.tui.filtering",

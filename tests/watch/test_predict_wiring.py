@@ -9,10 +9,12 @@ from collections import Counter
 
 import pytest
 
+from grokwatch.alerts import AlarmSubscriber
 from grokwatch.alerts.daemon import AlertDaemon, DaemonOptions
 from grokwatch.alerts.engine import AlertEngine
 from grokwatch.alerts.rules import load_rules
 from grokwatch.predict import PredictionLog, SweepPredictor, predictions_path, read_predictions
+from grokwatch.predict.subscriber import PredictorSubscriber
 from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.watch import SweepWatcher
 
@@ -81,7 +83,8 @@ def test_watcher_feeds_predictions_once(sweep, rules, tmp_path):
     sweep = copy_sweep(sweep, tmp_path)
     events: list = []
     pred = SweepPredictor(log=PredictionLog(sweep))
-    w = SweepWatcher(sweep, engine=AlertEngine(load_rules(rules)), poll=True, predictor=pred, on_alarms=events.extend)
+    alarms = AlarmSubscriber(AlertEngine(load_rules(rules)), on_events=events.extend)
+    w = SweepWatcher(sweep, poll=True, subscribers=[PredictorSubscriber(pred, feed=alarms), alarms])
     w.cycle()
     first = [e for e in events if e.rule == RULE]
     assert first and pred.latest_all()
@@ -91,15 +94,14 @@ def test_watcher_feeds_predictions_once(sweep, rules, tmp_path):
 
 def test_predictor_failure_is_a_warning(sweep, tmp_path):
     class Broken:
-        def update_runstates(self, states):
+        def update_runstates(self, states, backfill=True):
             raise RuntimeError("boom")
 
     warnings = []
     w = SweepWatcher(
         copy_sweep(sweep, tmp_path),
-        engine=AlertEngine(load_rules()),
+        subscribers=[PredictorSubscriber(Broken()), AlarmSubscriber(AlertEngine(load_rules()))],
         poll=True,
-        predictor=Broken(),
         on_error=lambda m, e: warnings.append(m),
     )
     snap = w.cycle()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from grokwatch.alerts import AlarmSubscriber
 from grokwatch.alerts.engine import AlertEngine
 from grokwatch.alerts.rules import load_rules
 from grokwatch.store import RunWriter
@@ -36,7 +37,10 @@ class Rig:
     def __init__(self, sweep: Path):
         self.sweep = sweep
         self.events: list = []
-        self.watcher = SweepWatcher(sweep, engine=AlertEngine(load_rules()), poll=True, on_alarms=self.events.extend)
+        self.engine = AlertEngine(load_rules())
+        self.watcher = SweepWatcher(
+            sweep, subscribers=[AlarmSubscriber(self.engine, on_events=self.events.extend)], poll=True
+        )
 
     def cycle(self):
         self.watcher.cycle()
@@ -111,4 +115,4 @@ def test_resume_from_a_checkpoint_does_not_fire(rig):
     w.close("completed")
     rig.cycle()
     assert rig.fired() == []
-    assert rig.watcher.engine.to_dict()["runs"]["r0"]["restarted_from_scratch"]["evaluated"] is not None
+    assert rig.engine.to_dict()["runs"]["r0"]["restarted_from_scratch"]["evaluated"] is not None

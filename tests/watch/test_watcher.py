@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from watch_helpers import flat_run_columns, start_run, wait_for, write_flat_run
 
-from grokwatch.alerts import AlertEngine, Rule, load_rules
+from grokwatch.alerts import AlarmSubscriber, AlertEngine, Rule, load_rules
 from grokwatch.sim.simulate import simulate_sweep
 from grokwatch.store import columns_to_ipc
 from grokwatch.watch import SweepWatcher, is_network_fs, mount_of
@@ -24,7 +24,7 @@ def small_sweep(tmp_path_factory):
 
 
 def test_backfill_matches_ground_truth(small_sweep):
-    w = SweepWatcher(small_sweep, engine=AlertEngine(load_rules()), config=None)
+    w = SweepWatcher(small_sweep, subscribers=[AlarmSubscriber(AlertEngine(load_rules()))], config=None)
     snap = w.cycle()
     assert snap.ready and len(snap.runs) == 6 and snap.version >= 1
     fates = {}
@@ -144,7 +144,7 @@ def test_bad_data_warns_and_other_runs_carry_on(tmp_path):
 def test_snapshot_views_never_change(tmp_path):
     sweep = tmp_path / "sw"
     w0 = write_flat_run(sweep, "r", n=300, state=None)
-    w = SweepWatcher(sweep, engine=AlertEngine(load_rules()))
+    w = SweepWatcher(sweep, subscribers=[AlarmSubscriber(AlertEngine(load_rules()))])
     old = w.cycle().runs["r"]
     kept = {k: v.copy() for k, v in old.scalars.items()}
     with pytest.raises(ValueError):
@@ -166,7 +166,7 @@ def test_one_step_spike_fires_on_the_raw_point(tmp_path):
         "grad_jump": Rule("grad_jump", "grad_norm", ">", 2.0),
     }
     events = []
-    w = SweepWatcher(sweep, engine=AlertEngine(rules), on_alarms=events.extend)
+    w = SweepWatcher(sweep, subscribers=[AlarmSubscriber(AlertEngine(rules), on_events=events.extend)])
     w.cycle()
     fired = sorted((e.rule, e.step) for e in events if e.state == "firing")
     assert ("grad_jump", 1234) in fired
@@ -178,12 +178,12 @@ def test_one_step_spike_fires_on_the_raw_point(tmp_path):
 def test_engine_state_survives_a_restart_without_repeats(small_sweep):
     e1 = AlertEngine(load_rules())
     ev1 = []
-    SweepWatcher(small_sweep, engine=e1, on_alarms=ev1.extend).cycle()
+    SweepWatcher(small_sweep, subscribers=[AlarmSubscriber(e1, on_events=ev1.extend)]).cycle()
     assert ev1
     e2 = AlertEngine(load_rules())
     e2.load_dict(e1.to_dict())
     ev2 = []
-    SweepWatcher(small_sweep, engine=e2, on_alarms=ev2.extend).cycle()
+    SweepWatcher(small_sweep, subscribers=[AlarmSubscriber(e2, on_events=ev2.extend)]).cycle()
     assert [e for e in ev2 if e.rule != "stalled"] == []
 
 
