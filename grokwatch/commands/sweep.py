@@ -1,5 +1,8 @@
 """``grokwatch sweep plan|submit|status``: a sweep as a SLURM job array.
 
+One module: its three actions share their options, the manifest they read and
+write, and the trainer check.
+
 - ``plan`` prints the sbatch script for seeds x weight decays and writes the
   sweep manifest ``<root>/<sweep>/sweep.json`` (and the script next to it as
   ``sweep.sbatch``).

@@ -1,5 +1,8 @@
 """Watch your own training loop: ``grokwatch.init`` / ``run.log`` / ``run.finish``.
 
+One module: the whole public API a user's loop imports (init, Run,
+probe_values) in one place, beside the row buffer it needs.
+
 ::
 
     import grokwatch
@@ -355,14 +358,13 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:  # never swallows the exception
         if exc_type is None:
             self.finish()
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish("preempted", message="stopped by SIGINT")
         else:
             self.finish("failed", message=f"{exc_type.__name__}: {exc}")
-        return False
 
     def _at_exit(self) -> None:
         """Interpreter exit without finish(): an uncaught exception marks the run failed."""

@@ -1,6 +1,6 @@
 """Remote sources: ``ssh://[user@]host[:port]/path`` mirrored over SFTP.
 
-- :func:`resolve_remote` (url) -> (local path, :class:`Mirror`): what
+- :mod:`.resolve`: :func:`resolve_remote` (url) -> (local path, :class:`Mirror`): what
   ``grokwatch.remote.source`` calls for an ``ssh://`` SOURCE; or :func:`open_source`
   (url) -> local path, a drop-in ``RESOLVERS["ssh"]`` that keeps the mirror
   running until :func:`close_sources` (atexit), with :func:`runner_for`
@@ -58,11 +58,11 @@ __all__ = [
 _LAZY = {
     "Mirror": "mirror",
     "SyncResult": "mirror",
-    "resolve_remote": "mirror",
-    "open_source": "mirror",
-    "runner_for": "mirror",
-    "close_sources": "mirror",
-    "notice_for": "mirror",
+    "resolve_remote": "resolve",
+    "open_source": "resolve",
+    "runner_for": "resolve",
+    "close_sources": "resolve",
+    "notice_for": "resolve",
     "SSHRunner": "ssh",
     "SyncProgress": "progress",
     "StderrProgress": "progress",

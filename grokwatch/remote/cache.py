@@ -97,7 +97,7 @@ def dir_size(path: Path) -> int:
 
 def other_sweeps(root: Path, local: Path) -> list[CachedSweep]:
     """The cached sweeps under ``root`` other than ``local`` (nor inside or around it), least recently used first."""
-    out = []
+    out: list[CachedSweep] = []
     try:
         entries = list(os.scandir(root / INDEX_DIR))
     except OSError:

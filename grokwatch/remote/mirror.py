@@ -1,5 +1,10 @@
 """Mirror a sweep (or one run) from ``ssh://`` into a local cache, incrementally.
 
+One module because it is one class: the pass order, the backfill, the cache
+cap and the reconnects all share the Mirror's per-file state and its locks.
+Opening a SOURCE (the first sync, the mirrors a process keeps) is in
+:mod:`grokwatch.remote.resolve`.
+
 What is copied: ``sweep.json``; per run ``run.json``, ``status.json`` and the
 shards (``shards/<kind>-<step>[-aNN].arrow``); not checkpoints, snapshots,
 logs or ``*.tmp`` files. Shards are immutable once they have their final
@@ -42,14 +47,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grokwatch.store.atomic import read_json
 from grokwatch.store.layout import RUN_JSON, SHARDS_DIR, STATUS_JSON, ShardName, is_valid_run_id
 
 from . import cache
-from .progress import StderrProgress, SyncProgress, describe, mb
+from .progress import SyncProgress, describe, mb
 from .ssh import TRANSIENT, Connection, SSHRunner, resolve_settings
 from .url import ConnectionLost, RemoteError, SshUrl, cache_path, default_cache_root, parse_ssh_url
+
+if TYPE_CHECKING:
+    from paramiko import SFTPAttributes
 
 log = logging.getLogger("grokwatch.remote")
 
@@ -174,7 +183,8 @@ class Mirror:
         self._shards_done: set[str] = set()
         self._quiet_runs: set[str] = set()  # finished runs whose shards were listed after the final status
         self._runs: dict[str, tuple[str, Path]] = {}  # run prefix -> (remote dir, local dir)
-        self._shards: dict[str, dict[str, tuple[ShardName, object]]] = {}  # run prefix -> name -> (parsed, attrs)
+        # run prefix -> name -> (parsed, attrs)
+        self._shards: dict[str, dict[str, tuple[ShardName, SFTPAttributes]]] = {}
         self._others: list[cache.CachedSweep] | None = None  # other sweeps in the cache (scanned once)
         self._touched = float("-inf")
         self._capped_note: str | None = None
@@ -716,116 +726,6 @@ class Mirror:
 
     def _on_chunk(self, rel: str, nbytes: int) -> None:
         """Hook called after each chunk written (tests cut the link here)."""
-
-
-def resolve_remote(
-    url: str,
-    cache_dir: str | os.PathLike | None = None,
-    *,
-    start: bool = True,
-    initial_sync: bool = True,
-    newest_only: bool = False,
-    progress: Callable[[SyncProgress], None] | bool | None = None,
-    **kwargs,
-) -> tuple[Path, Mirror]:
-    """Local directory that mirrors an ``ssh://`` SOURCE, and its :class:`Mirror`.
-
-    With ``initial_sync`` one pass runs before returning (so the directory
-    holds the sweep, and a bad host key, login or path raises
-    :class:`~grokwatch.remote.url.RemoteError` here, one line); with
-    ``newest_only`` that pass stops once every run's newest data is local
-    (the thread, with ``start``, brings the rest). ``progress``: called with
-    the pass's :class:`~grokwatch.remote.progress.SyncProgress` during that
-    first pass only (True: lines on stderr). With ``start`` the mirror then
-    keeps syncing in its thread. The caller owns the mirror:
-    ``mirror.close()`` when done. ``kwargs`` go to :class:`Mirror`
-    (``trust_new_host_key``, ``interval``, ``ssh_config``, ``cache_mb``, ...).
-    """
-    mirror = Mirror(url, cache_dir, **kwargs)
-    mirror.log_notes = not newest_only  # the dashboard's status line says it, stderr would cut into its screen
-    printer = StderrProgress() if progress is True else progress or None
-    try:
-        if initial_sync:
-            mirror.on_progress = printer
-            try:
-                while True:
-                    result = mirror.sync_once(newest_only=newest_only)
-                    if newest_only or result.complete:
-                        break  # else a pass limited by max_files_per_pass: go on
-            finally:
-                mirror.on_progress = None
-            if isinstance(printer, StderrProgress):
-                printer.done(mirror.progress, _home(mirror.local_path))
-        mirror.local_path.mkdir(parents=True, exist_ok=True)
-    except BaseException:
-        if isinstance(printer, StderrProgress):
-            printer.abort()
-        mirror.close()
-        raise
-    if start:
-        mirror.start()
-    return mirror.local_path, mirror
-
-
-_OPEN: dict[Path, Mirror] = {}
-_OPEN_LOCK = threading.Lock()
-
-
-def open_source(url: str, **kwargs) -> Path:
-    """Resolver for ``grokwatch.remote.source.RESOLVERS["ssh"]``: the local mirror of
-    ``url``, synced once and then kept in sync by a thread until
-    :func:`close_sources` (registered with atexit). Opening the same URL again
-    reuses its mirror (waiting for its first whole sync unless
-    ``newest_only``). ``kwargs`` go to :func:`resolve_remote`."""
-    import atexit
-
-    local = cache_path(parse_ssh_url(url), kwargs.get("cache_dir"))
-    with _OPEN_LOCK:
-        mirror = _OPEN.pop(local, None)
-        if mirror is not None and mirror.running:
-            _OPEN[local] = mirror
-        elif mirror is not None:
-            mirror.close()  # its thread stopped on an error: try afresh
-            mirror = None
-    if mirror is not None:
-        if not kwargs.get("newest_only"):
-            mirror.wait_complete()
-        return local
-    with _OPEN_LOCK:
-        if not _OPEN:
-            atexit.register(close_sources)
-        local, mirror = resolve_remote(url, **kwargs)
-        _OPEN[local] = mirror
-        return local
-
-
-def runner_for(local_path: str | os.PathLike) -> SSHRunner | None:
-    """The SSH runner of the mirror serving ``local_path`` (for QueueState), or None if it is local."""
-    with _OPEN_LOCK:
-        mirror = _OPEN.get(Path(local_path))
-    return mirror.runner if mirror is not None else None
-
-
-def notice_for(local_path: str | os.PathLike) -> str | None:
-    """:meth:`Mirror.notice` of the mirror serving ``local_path`` (None if none, or in sync)."""
-    with _OPEN_LOCK:
-        mirror = _OPEN.get(Path(local_path))
-    return mirror.notice() if mirror is not None else None
-
-
-def close_sources() -> None:
-    """Stop and join every mirror :func:`open_source` started."""
-    with _OPEN_LOCK:
-        mirrors = list(_OPEN.values())
-        _OPEN.clear()
-    for m in mirrors:
-        m.close()
-
-
-def _home(path: Path) -> str:
-    home = os.path.expanduser("~")
-    s = str(path)
-    return "~" + s[len(home) :] if home not in ("", "/") and (s == home or s.startswith(home + "/")) else s
 
 
 def _matches(local: Path, attrs) -> bool:

@@ -40,8 +40,8 @@ def source_notice(path: str | os.PathLike) -> str | None:
     """One line on how the remote source behind local sweep directory ``path``
     is doing (an ssh:// mirror's first sync, a lost link, its cache cap), or
     None (a local sweep, or a mirror simply in sync). Cheap: a status bar's tick."""
-    mirror = sys.modules.get("grokwatch.remote.mirror")  # never imports paramiko for a local sweep
-    return mirror.notice_for(path) if mirror is not None else None
+    resolve = sys.modules.get("grokwatch.remote.resolve")  # never imports paramiko for a local sweep
+    return resolve.notice_for(path) if resolve is not None else None
 
 
 def resolve_source(source: str, *, early: bool = False) -> Path:

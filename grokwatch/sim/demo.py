@@ -1,5 +1,8 @@
 """The demo: a small local sweep of the tiny preset on the CPU, shown live.
 
+One module: plan, trainer processes, live view and signal handling are one
+lifecycle (start, show, stop with nothing left running).
+
 Three weight decays x three seeds, as many single-threaded trainer processes at
 once as there are cores. Each run stops a little after it groks, to free its
 core for the next. The trainers run in their own sessions, so a Ctrl-C reaches

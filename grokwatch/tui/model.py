@@ -1,5 +1,8 @@
 """The view-model the dashboard reads: immutable, built off the UI thread.
 
+One module: the view-model is one set of plain data types and the feed that
+builds them; the widgets read it whole.
+
 A :class:`SweepModel` holds one :class:`RunRow` per run (everything the runs
 table, the sweep grid and the status bar show) and the alarm feed. A
 :class:`RunSeries` holds one run's full-resolution curves and markers for the
