@@ -48,8 +48,8 @@ def _hvp_operator(loss_of, params: dict):
     with math_attention():  # fused attention kernels have no double backward
         loss = loss_of(leaves)
         grads = torch.autograd.grad(loss, values, create_graph=True, allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, values)]
-    flat_g = torch.cat([g.reshape(-1) for g in grads])
+    filled = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, values)]
+    flat_g = torch.cat([g.reshape(-1) for g in filled])
     template = torch.cat([p.detach().reshape(-1) for p in values])
     n = template.numel()
 

@@ -23,7 +23,7 @@ HEADLESS = [
     "trainer",
     "slurm",
 ]
-OPTIONAL = [  # present once their issues land; checked when importable
+OPTIONAL = [  # checked when importable
     "grokwatch.watch",
     "grokwatch.alerts",
     "grokwatch.sim.simulate",

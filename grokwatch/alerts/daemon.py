@@ -176,7 +176,8 @@ class AlertDaemon:
         """Follow the sweep until ``stop`` is set; 0, or 1 after a fatal error."""
         self.watcher.start()
         next_hb = time.monotonic() + self.opts.heartbeat_every
-        next_dog = time.monotonic() + self.opts.watchdog_every if self.opts.watchdog_every else None
+        dog_every = self.opts.watchdog_every or 0.0
+        next_dog = time.monotonic() + dog_every if dog_every else None
         announced = False
         while not stop.wait(1.0 if announced else 0.05):
             if not announced and self.watcher.wait_ready(0):
@@ -192,7 +193,7 @@ class AlertDaemon:
                     return 1
                 self._write_heartbeat()
             if next_dog is not None and now >= next_dog:
-                next_dog = now + self.opts.watchdog_every
+                next_dog = now + dog_every
                 self._watchdog()
             if not self.watcher.alive:
                 self.error = "the watcher thread ended unexpectedly"

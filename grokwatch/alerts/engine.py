@@ -203,6 +203,7 @@ class AlertEngine:
                     continue
                 if st.status == INACTIVE:
                     st.status, st.since = PENDING, int(s[a])
+                assert st.since is not None  # set when the episode became pending
                 j = a + int(np.searchsorted(s[a:b], st.since + rule.for_steps, side="left"))
                 if j < b:
                     self._fire(run, rule, st, int(s[j]), float(v[j]), now, out)

@@ -104,7 +104,10 @@ class Journal:
                 if rec.get("notify"):
                     self._owed[rid] = rec
             for d in read_jsonl(self.deliveries_path, repair=True):
-                key = (d.get("id"), d.get("channel"))
+                rid, channel = d.get("id"), d.get("channel")
+                if not isinstance(rid, str) or not isinstance(channel, str):
+                    continue
+                key = (rid, channel)
                 self._done.add(key)
                 if not d.get("ok"):
                     self._gave_up[key] = d
@@ -158,7 +161,12 @@ class Journal:
             log.warning("%d undelivered notification(s) are for channels not configured now; not sent", orphans)
         for recs in out.values():  # a record owed via two primaries to one fallback: once
             seen: set[str] = set()
-            recs[:] = [r for r in recs if not (r["id"] in seen or seen.add(r["id"]))]
+            unique = []
+            for r in recs:
+                if r["id"] not in seen:
+                    seen.add(r["id"])
+                    unique.append(r)
+            recs[:] = unique
         return out
 
     # -- engine state -------------------------------------------------------------------

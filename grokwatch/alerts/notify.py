@@ -79,7 +79,7 @@ def format_message(records: list[dict], sweep: str) -> tuple[str, str, str]:
     import apprise
 
     worst = max(records, key=lambda r: ("info", "warning", "critical").index(r.get("severity", "info")))
-    ntype = getattr(apprise.NotifyType, _ICON.get(worst.get("severity"), "info").upper())
+    ntype = getattr(apprise.NotifyType, _ICON.get(str(worst.get("severity", "info")), "info").upper())
     if len(records) == 1:
         r = records[0]
         if r["state"] == "resolved":

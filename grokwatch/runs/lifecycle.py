@@ -98,9 +98,9 @@ def scratch_restarts(
 
         at_start = (first is not None and first <= run_start) or (start is not None and start <= 0)
         resume_at = first if first is not None else (start + 1 if start is not None else None)
-        lost = reached is not None and resume_at is not None and reached >= resume_at
-        if lost and checkpoint_every is not None:
-            lost = reached - (resume_at - 1) >= checkpoint_every
+        lost = False
+        if reached is not None and resume_at is not None and reached >= resume_at:
+            lost = checkpoint_every is None or reached - (resume_at - 1) >= checkpoint_every
         # A backwards start: an earlier attempt itself resumed later than this one starts.
         backwards = start is not None and reached_starts is not None and start < reached_starts
         if (at_start and lost) or backwards:

@@ -223,8 +223,8 @@ class RunWriter:
             if not rows:
                 continue
             names = list(dict.fromkeys(k for r in rows for k in r))
-            cols = {n: [r.get(n, np.nan) for r in rows] for n in names}
-            cols = {n: np.asarray(v, dtype=np.int64 if n == "step" else np.float64) for n, v in cols.items()}
+            values = {n: [r.get(n, np.nan) for r in rows] for n in names}
+            cols = {n: np.asarray(v, dtype=np.int64 if n == "step" else np.float64) for n, v in values.items()}
             self.write_shard(kind, cols)
             rows.clear()
         self._last_flush = time.monotonic()

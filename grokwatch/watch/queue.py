@@ -18,11 +18,14 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grokwatch.runs.defaults import STALL_TIMEOUT
 from grokwatch.store.atomic import read_json
 from grokwatch.store.layout import MANIFEST
+
+if TYPE_CHECKING:
+    from slurm.queue import QueueState
 
 log = logging.getLogger("grokwatch.watch")
 
@@ -79,7 +82,7 @@ class SlurmQueue:
         self.every = every
         self.runner = runner
         self._tasks: dict[str, Any] = {}
-        self._queue = None
+        self._queue: QueueState | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None

@@ -113,7 +113,7 @@ class RunState:
             except (TypeError, ValueError):
                 own = None
             self._w_crit = own if own and own > 0 else critical_norm(preset, wd)
-        return self._w_crit  # type: ignore[return-value]
+        return self._w_crit
 
     # -- reading -----------------------------------------------------------------
     @property
@@ -138,7 +138,7 @@ class RunState:
 
     def signature(self) -> tuple | None:
         """Cheap change detector for polling: mtimes of shards/ and status.json."""
-        sig = []
+        sig: list[tuple[int, int, int] | None] = []
         for p in (self.run_dir / SHARDS_DIR, self.run_dir / STATUS_JSON):
             try:
                 st = os.stat(p)

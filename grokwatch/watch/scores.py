@@ -152,11 +152,12 @@ def gai_function() -> Callable[[np.ndarray, int, int], np.ndarray]:
     global _external_gai
     if _external_gai is False:
         try:
-            from observables.gai import gai_zscore as ext  # type: ignore[import-not-found]
-        except Exception:  # not written yet, or broken: the watcher must still run
-            ext = None
-        _external_gai = ext
-    return _external_gai or _gai_zscore  # type: ignore[return-value]
+            from observables.gai import gai_zscore
+
+            _external_gai = gai_zscore
+        except Exception:  # broken: the watcher must still run
+            _external_gai = None
+    return _external_gai if callable(_external_gai) else _gai_zscore
 
 
 def gai_tail(grad_norm: np.ndarray, start: int, cfg: ScoreConfig) -> np.ndarray:
@@ -199,8 +200,8 @@ class AlphaCrossing:
                 nt = np.asarray(nt[rows], dtype=np.float64)
                 with np.errstate(invalid="ignore"):
                     good &= nt >= cfg.htsr_min_n_tail
-                ne = probes.get(f"htsr_n_evals/{m}")
-                ne = np.asarray(ne[rows], dtype=np.float64) if ne is not None else self.n_evals.get(m)
+                col = probes.get(f"htsr_n_evals/{m}")
+                ne = np.asarray(col[rows], dtype=np.float64) if col is not None else self.n_evals.get(m)
                 if ne is not None:
                     with np.errstate(invalid="ignore", divide="ignore"):
                         good &= ~(nt / ne > cfg.htsr_cross_max_tail_share)

@@ -139,7 +139,9 @@ def planned_runs(manifest: Mapping[str, Any] | None) -> dict[str, PlannedRun]:
     out: dict[str, PlannedRun] = {}
     if not isinstance(manifest, Mapping):
         return out
-    options = manifest.get("options") if isinstance(manifest.get("options"), Mapping) else {}
+    options = manifest.get("options")
+    if not isinstance(options, Mapping):
+        options = {}
     steps = _int_or_none(options.get("steps"))
     for t in manifest.get("tasks") or []:
         if not isinstance(t, Mapping) or not is_valid_run_id(str(t.get("run_id", ""))):

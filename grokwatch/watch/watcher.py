@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from .runstate import FINAL_STATES, Batch, RunState
 from .scores import ScoreConfig
 from .snapshot import EMPTY_SNAPSHOT, PlannedRun, RunView, SweepSnapshot, planned_runs
 from .subscribe import VIEW_FIELDS, QueuePoller, Subscriber
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger("grokwatch.watch")
 
@@ -116,10 +120,10 @@ class SweepWatcher:
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._thread: threading.Thread | None = None
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self._warnings: deque[str] = deque(maxlen=50)
         self._version = 0
-        self._sweep_sig = None
+        self._sweep_sig: tuple[int, int] | str | None = None  # (mtime_ns, inode), or "missing"
         self._last_pass = 0.0
         self._last_retry = 0.0
         self._polls = 0
@@ -130,7 +134,7 @@ class SweepWatcher:
         # when its stat signature changes (one stat per full pass).
         self._planned: dict[str, PlannedRun] = {}
         self._submitted = False
-        self._manifest_sig = None
+        self._manifest_sig: tuple[int, int, int] | None = None
         self._manifest_dirty = False
         # The queue poller's latest answer (run id -> task), re-read when it says it changed.
         self._tasks: dict[str, object] = {}
@@ -333,9 +337,9 @@ class SweepWatcher:
         if changed or removed or planned_changed or self._version == 0:
             self._publish(changed, removed, now)
 
-    def _view_fields(self, rid: str) -> dict[str, object]:
+    def _view_fields(self, rid: str) -> dict[str, Any]:
         """What the subscribers add to a run's view (later subscribers win)."""
-        out: dict[str, object] = {}
+        out: dict[str, Any] = {}
         for sub in self.subscribers:
             try:
                 out.update(sub.view_fields(rid))
@@ -353,6 +357,8 @@ class SweepWatcher:
     def _read_queue(self, changed: set[str]) -> bool:
         """Take the poller's latest answer; runs whose task changed join ``changed``.
         True when it changed at all (planned runs' states may have)."""
+        if self.queue is None:
+            return False
         try:
             tasks = dict(self.queue.tasks())
         except Exception as exc:
