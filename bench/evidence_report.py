@@ -851,7 +851,7 @@ def _json_default(o):
 # -- the shipped priors ---------------------------------------------------------------------------
 
 
-def write_priors(sweep_dir: Path, dest_dir: Path, command: str) -> dict:
+def write_priors(sweep_dir: Path, dest_dir: Path, command: str, stride: int = 10) -> dict:
     """``<preset>.arrow`` (the runs, for the predictor) and ``<preset>.json``
     (critical weight norm by weight decay, plateau lengths; for the watcher's
     weight_norm_ratio) from one evidence sweep of a single preset."""
@@ -908,6 +908,15 @@ def write_priors(sweep_dir: Path, dest_dir: Path, command: str) -> dict:
             "by_weight_decay": {k: summ(v) for k, v in sorted(by_wd.items())},
         },
         "plateau_by_weight_decay": {k: summ(v) for k, v in sorted(plate.items())},
+        # plateau x lr x weight decay: about one constant per preset if the plateau scales as 1 / (lr wd)
+        "plateau_x_lr_wd": summ(
+            [
+                (r.events().t_grok - r.events().t_mem) * r.lr * r.weight_decay
+                for r in over.values()
+                if r.events().t_grok is not None and r.events().t_mem is not None and r.lr and r.weight_decay
+            ]
+        ),
+        "onset_model": _onset_model(over),
     }
     dest_dir.mkdir(parents=True, exist_ok=True)
     (dest_dir / f"{preset}.json").write_text(json.dumps(facts, indent=1) + "\n")
@@ -915,8 +924,23 @@ def write_priors(sweep_dir: Path, dest_dir: Path, command: str) -> dict:
         dest_dir / f"{preset}.arrow",
         [(sweep_dir.name, r, preset) for r in over.values()],
         {"preset": preset, "command": command},
+        stride=stride,
     )
     return facts
+
+
+def _onset_model(runs: dict) -> dict:
+    """The growth model (grokwatch.predict.growth) fitted on all of a preset's runs, as the
+    predictor fits it from the shipped prior: its plateau prior, scales k and interval."""
+    from grokwatch.predict.growth import GrowthCache, fit_growth
+    from grokwatch.predict.onset import twin_key
+    from grokwatch.predict.series import PriorRun
+
+    cache = GrowthCache()
+    pool = [PriorRun.of(r) for r in runs.values()]
+    calibs = cache.calibrations(pool, 0, twin_key)
+    model = fit_growth(calibs, 3)
+    return model.to_dict() if model is not None else {}
 
 
 # -- docs/topology.md ---------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ Alarm rule on the prediction (TOML)::
     severity = "info"
 """
 
-from .config import FATE_METHOD, INSUFFICIENT, METHODS, T_GROK, WILL_GROK, PredictConfig, Prediction
+from .config import FATE_METHOD, INSUFFICIENT, LEGACY_METHODS, METHODS, T_GROK, WILL_GROK, PredictConfig, Prediction
 from .fate import FateModel, fit_fate, predict_fate
 from .log import PredictionLog, latest_predictions, predictions_path, read_predictions, write_predictions
 from .onset import Calibrator, CalibratorCache, calibrators_at, plateau_at, predict_onset
@@ -55,6 +55,7 @@ from .sweep import ONSET_SIGNAL, SignalBatch, SweepPredictor, onset_signal_batch
 __all__ = [
     "FATE_METHOD",
     "INSUFFICIENT",
+    "LEGACY_METHODS",
     "METHODS",
     "ONSET_SIGNAL",
     "T_GROK",

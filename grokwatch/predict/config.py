@@ -7,11 +7,15 @@ from dataclasses import asdict, dataclass, field
 
 from grokwatch.runs.phases import Thresholds
 
+from .growth import GrowthConfig
+
 T_GROK = "t_grok"  # kind of a prediction of the grokking step
 WILL_GROK = "will_grok"  # kind of a prediction of whether the run groks within its budget
 
 INSUFFICIENT = "insufficient-data"
-METHODS = ("wnorm-analog", "wnorm-extrapolation", "plateau-ratio")
+METHODS = ("growth", "wnorm-analog", "wnorm-extrapolation", "plateau-ratio")
+# The sweep-calibrated methods alone (before the growth model): still selectable, e.g. --methods
+LEGACY_METHODS = METHODS[1:]
 FATE_METHOD = "spectral-logistic"
 
 
@@ -23,7 +27,10 @@ class PredictConfig:
                      None: per run, max(10, total_steps // 400), or 100 when the
                      run's budget is unknown
     methods          t_grok methods tried in this order (the first that can
-                     answer does; see :mod:`grokwatch.predict.onset`)
+                     answer does; see :mod:`grokwatch.predict.onset`); "growth"
+                     is the growth model (:mod:`grokwatch.predict.growth`),
+                     which answers whenever it has calibrators (a prior or 3
+                     grokked runs): its methods are "growth" and "plateau-prior"
     min_calibrators  grokked runs a method needs before it answers
     same_wd_first    calibrate with runs of the same weight decay when there
                      are at least min_calibrators of them
@@ -67,6 +74,7 @@ class PredictConfig:
     min_per_class: int = 2
     l2: float = 1.0
     thresholds: Thresholds = field(default_factory=Thresholds)
+    growth: GrowthConfig = field(default_factory=GrowthConfig)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]

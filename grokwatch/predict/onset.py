@@ -58,6 +58,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import INSUFFICIENT, T_GROK, PredictConfig, Prediction
+from .growth import GrowthCache, extrapolations, growth_at, rate_of
+from .priors import SIM_PRESET
 from .series import PriorRun, RunSeries
 
 
@@ -112,6 +114,8 @@ def twin_key(run: RunSeries) -> tuple | None:
     run that is the target's twin would hand it its own answer."""
     if run.preset is None or run.seed is None or run.weight_decay is None:
         return None
+    if run.preset == SIM_PRESET:
+        return None  # simulated: the sweep seed sets the trajectory too, and the sim prior's (1) is not the tests'
     return (run.preset, int(run.seed), round(float(run.weight_decay), 12))
 
 
@@ -280,15 +284,25 @@ def predict_onset(
     t: int,
     cfg: PredictConfig = PredictConfig(),
     cache: CalibratorCache | None = None,
+    pool=None,
+    growth: GrowthCache | None = None,
 ) -> Prediction | None:
     """The t_grok prediction for ``target`` made at step ``t``, or None when the
     target is not on its plateau at t. ``runs``: the sweep (a mapping or list of
     :class:`RunSeries`, the target among them or not), or a list of
     :class:`Calibrator` already built for step t; only runs grokked by t
-    calibrate, through their rows <= t."""
+    calibrate, through their rows <= t. The growth method reads the runs
+    themselves: ``pool`` (the sweep's runs and prior runs) when ``runs`` are
+    calibrators; ``growth`` caches its calibration (one per sweep)."""
     p = plateau_at(target, t, cfg)
     if p is None:
         return None
+    if "growth" in cfg.methods:
+        if pool is None:
+            pool = [r for r in (runs.values() if isinstance(runs, dict) else runs) if isinstance(r, RunSeries)]
+        g = _growth(target, pool, t, cfg, growth or GrowthCache(cfg.growth))
+        if g is not None:
+            return g
     twin = twin_key(target)
     # never the target itself, nor a prior run that is its twin (no peeking at its own future)
     calibs = [
@@ -301,6 +315,8 @@ def predict_onset(
         groups = [same, calibs] if cfg.same_wd_first and len(same) < len(calibs) else [calibs]
         if method == "wnorm-analog" and cfg.analog_same_wd:
             groups = [same]
+        if method == "growth":
+            continue  # answered above, or could not (too few calibrators)
         for group in groups:
             if len(group) < cfg.min_calibrators:
                 continue
@@ -324,3 +340,14 @@ def predict_onset(
                 target.run_id, t, T_GROK, method, float(mid), float(lo), float(hi), None, len(est), source
             )
     return Prediction(target.run_id, t, T_GROK, INSUFFICIENT, n_calib=len(calibs))
+
+
+def _growth(target: RunSeries, pool, t: int, cfg: PredictConfig, cache: GrowthCache) -> Prediction | None:
+    """The growth model's prediction (:mod:`grokwatch.predict.growth`), or None without a model."""
+    model = growth_at(target, pool, t, cache, cfg.min_calibrators, twin_key)
+    if model is None:
+        return None
+    t_mem = target.events_at(t).t_mem
+    x = extrapolations(target, t, cache.cfg)
+    method, mid, lo, hi = model.predict(x, t, t_mem, rate_of(target))
+    return Prediction(target.run_id, t, T_GROK, method, mid, lo, hi, None, model.n_runs, model.source)

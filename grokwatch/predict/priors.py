@@ -35,6 +35,7 @@ log = logging.getLogger("grokwatch.predict")
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "priors"
 ROOT_DIR = Path(".grokwatch") / "priors"
+SIM_PRESET = "sim"  # grokwatch.sim.simulate's runs say this preset
 FULL_ROWS = 400
 STRIDE = 10
 
@@ -43,7 +44,15 @@ def _keep_rows(run: RunSeries, stride: int) -> np.ndarray:
     n = len(run.steps)
     keep = np.zeros(n, bool)
     keep[: min(n, FULL_ROWS)] = True
-    keep[:: max(1, stride)] = True
+    # The thinning grid: the rows where validation was evaluated (the growth model reads val
+    # loss and accuracy there), thinned to about one row in ``stride``; every stride-th row
+    # when the run has no validation rows.
+    val = np.isfinite(np.asarray(run.cols.get("val_loss", np.zeros(0)), dtype=np.float64))
+    if val.any():
+        idx = np.flatnonzero(val)
+        keep[idx[:: max(1, int(round(stride * len(idx) / max(1, n))))]] = True
+    else:
+        keep[:: max(1, stride)] = True
     if n:
         keep[-1] = True
     e = run.events()
@@ -67,6 +76,7 @@ def write_prior(
         "preset": [],
         "seed": [],
         "weight_decay": [],
+        "lr": [],
         "total_steps": [],
         "state": [],
         "step": [],
@@ -80,6 +90,7 @@ def write_prior(
         cols["preset"] += [preset] * m
         cols["seed"] += [r.seed] * m
         cols["weight_decay"] += [r.weight_decay] * m
+        cols["lr"] += [r.lr] * m
         cols["total_steps"] += [r.total_steps] * m
         cols["state"] += [r.state] * m
         cols["step"] += r.steps[keep].tolist()
@@ -92,6 +103,7 @@ def write_prior(
             "preset": pa.array(cols["preset"], pa.string()).dictionary_encode(),
             "seed": pa.array(cols["seed"], pa.int64()),
             "weight_decay": pa.array(cols["weight_decay"], pa.float64()),
+            "lr": pa.array(cols["lr"], pa.float64()),
             "total_steps": pa.array(cols["total_steps"], pa.int64()),
             "state": pa.array(cols["state"], pa.string()).dictionary_encode(),
             "step": pa.array(cols["step"], pa.int64()),
@@ -133,10 +145,12 @@ def read_prior(path: Path | str) -> tuple[list[tuple[str, PriorRun]], dict]:
         seed = d["seed"][i0] if "seed" in d else None
         seed = None if seed is None or (isinstance(seed, float) and not np.isfinite(seed)) else int(seed)
         preset = d["preset"][i0] if "preset" in d else None
+        lr = d["lr"][i0] if "lr" in d else None  # files written before lr was kept have none
+        lr = None if lr is None or not np.isfinite(lr) else float(lr)
         series = RunSeries(
             run_id=f"prior:{sweep}/{rid}",
             steps=np.asarray(d["step"][idx], dtype=np.int64),
-            cols={c: np.asarray(d[c][idx], dtype=np.float64) for c in COLUMNS},
+            cols={c: np.asarray(d[c][idx], dtype=np.float64) if c in d else np.full(len(idx), np.nan) for c in COLUMNS},
             weight_decay=None if wd is None or not np.isfinite(wd) else float(wd),
             total_steps=None if total is None else int(total),
             state=d["state"][i0],
@@ -153,6 +167,7 @@ def read_prior(path: Path | str) -> tuple[list[tuple[str, PriorRun]], dict]:
                     series.state,
                     preset=preset,
                     seed=seed,
+                    lr=lr,
                 ),
             )
         )
@@ -191,6 +206,18 @@ def auto_prior(preset: str | None, sweep_dir: Path | str | None) -> list[PriorRu
     return out
 
 
+def generic_prior() -> list[PriorRun]:
+    """Every shipped preset's prior runs together: for runs of no known preset
+    (the simulator's, a plain loop's). The growth model puts them on one scale
+    through lr x weight decay: on the evidence sweep the plateau was about
+    9 / (lr x weight decay) steps for both presets (tiny and canonical)."""
+    out = []
+    for f in sorted(SHIPPED_DIR.glob("*.arrow")):
+        if f.stem != SIM_PRESET:  # the simulator's prior is a fixture, not training
+            out += [run for _, run in read_prior(f)[0]]
+    return out
+
+
 def remember_sweep(sweep_dir: Path | str, runs: Mapping[str, RunSeries], configs: Mapping[str, Mapping]) -> Path | None:
     """Add a finished sweep's runs to ``<root>/.grokwatch/priors/<preset>.arrow``
     (replacing its earlier entry). Only when every run is over and they share
@@ -218,7 +245,9 @@ def remember_sweep(sweep_dir: Path | str, runs: Mapping[str, RunSeries], configs
 
 def _unprefixed(r: RunSeries) -> RunSeries:
     rid = r.run_id.split("/", 1)[-1] if r.run_id.startswith("prior:") else r.run_id
-    return RunSeries(rid, r.steps, r.cols, r.weight_decay, r.total_steps, r.state, preset=r.preset, seed=r.seed)
+    return RunSeries(
+        rid, r.steps, r.cols, r.weight_decay, r.total_steps, r.state, preset=r.preset, seed=r.seed, lr=r.lr
+    )
 
 
 def _safe_name(s: str) -> bool:

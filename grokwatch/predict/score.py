@@ -140,6 +140,38 @@ def fate_scores(preds: Iterable[Prediction], runs: Mapping[str, RunSeries]) -> d
     return res
 
 
+def fate_at_share(preds: Iterable[Prediction], runs: Mapping[str, RunSeries], share: float = 0.1) -> dict:
+    """P(groks within budget) as it stood at t_mem + ``share`` x the run's budget:
+    for each run with a budget and a final outcome that had memorized and not
+    yet grokked by then, the newest will_grok prediction made at or before that
+    step, scored against the outcome (AUC, Brier, accuracy at 0.5)."""
+    by = _by_run(preds, WILL_GROK)
+    y, p = [], []
+    for rid in sorted(runs):
+        r = runs[rid]
+        out = final_outcome(r)
+        e = r.events()
+        if out is None or e.t_mem is None or not r.total_steps:
+            continue
+        at = e.t_mem + share * r.total_steps
+        if e.t_grok is not None and e.t_grok <= at:
+            continue  # grokked before the prediction was due: nothing to predict
+        q = latest_before(by.get(rid, []), at)
+        if q is None or q.p_grok is None:
+            continue
+        y.append(1.0 if out else 0.0)
+        p.append(q.p_grok)
+    y_arr, p_arr = np.array(y), np.array(p)
+    return {
+        "share": share,
+        "n": len(y),
+        "n_grokked": int(y_arr.sum()) if len(y) else 0,
+        "auc": roc_auc(y_arr, p_arr) if len(y) else None,
+        "brier": float(np.mean((p_arr - y_arr) ** 2)) if len(y) else None,
+        "accuracy": float(np.mean((p_arr >= 0.5) == (y_arr == 1))) if len(y) else None,
+    }
+
+
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
     """Mann-Whitney ROC AUC (ties count half); None without both classes."""
     pos, neg = score[y == 1], score[y == 0]

@@ -21,7 +21,7 @@ import numpy as np
 from grokwatch.runs.phases import Thresholds, phase_of
 from grokwatch.store import config_value
 
-COLUMNS = ("train_loss", "train_acc", "val_acc", "weight_norm")
+COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
 FINAL_STATES = ("completed", "diverged")  # a run in one of these is over: no grokking to come
 
 
@@ -52,6 +52,7 @@ class RunSeries:
     thresholds: Thresholds = field(default_factory=Thresholds)
     preset: str | None = None  # run.json "preset" (the trainer's), for the shipped priors
     seed: int | None = None  # run.json "seed": with preset and weight decay, a run's twin key
+    lr: float | None = None  # run.json "lr": the plateau scales as 1 / (lr x weight decay)
     _events: Events | None = field(default=None, repr=False)
     _wrows: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
@@ -85,6 +86,7 @@ class RunSeries:
             thresholds=thresholds,
             preset=cfg.get("preset") if isinstance(cfg.get("preset"), str) else None,
             seed=_int(cfg.get("seed")),
+            lr=_float(cfg.get("lr")),
         )
 
     @classmethod
@@ -122,6 +124,9 @@ class RunSeries:
             self.total_steps,
             self.state_at(t),
             self.thresholds,
+            preset=self.preset,
+            seed=self.seed,
+            lr=self.lr,
         )
 
     def weight_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +206,7 @@ class PriorRun(RunSeries):
             run.thresholds,
             preset=run.preset,
             seed=run.seed,
+            lr=run.lr,
         )
 
     def events_at(self, t: int) -> Events:

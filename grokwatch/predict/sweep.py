@@ -28,11 +28,14 @@ import numpy as np
 
 from .config import T_GROK, WILL_GROK, PredictConfig, Prediction
 from .fate import FateModel, FeatureCache, fit_fate, predict_fate
+from .growth import GrowthCache, growth_at, rate_of
 from .log import PredictionLog
-from .onset import CalibratorCache, calibrators_at, predict_onset
+from .onset import CalibratorCache, calibrators_at, predict_onset, twin_key
 from .series import PriorRun, RunSeries
 
 ONSET_SIGNAL = "predicted_onset_in"
+GROWTH_METHODS = ("growth", "plateau-prior")
+SURVIVAL_METHOD = "plateau-survival"
 
 
 class SweepPredictor:
@@ -69,6 +72,7 @@ class SweepPredictor:
         self._done: dict[str, int] = {}
         self._latest: dict[tuple[str, str], Prediction] = {}
         self._calib = CalibratorCache()
+        self._growth = GrowthCache(self.cfg.growth)
         self._feat = FeatureCache()
         self._model: FateModel | None = None
         self._series: dict[str, tuple[object, RunSeries]] = {}
@@ -115,11 +119,16 @@ class SweepPredictor:
                 for run in todo[t]:
                     if pause is not None:
                         pause()
-                    p = predict_onset(run, calibs, t, self.cfg)
+                    p = predict_onset(run, calibs, t, self.cfg, pool=pool, growth=self._growth)
                     if p is not None:
                         new.append(p)
                         self._latest[(run.run_id, T_GROK)] = p
-                    if run.outcome_at(t) is None and run.rows_upto(t) >= self.cfg.signature_steps:
+                    f = self._survival(run, p, pool, t)
+                    if f is not None:
+                        if _changed(self._latest.get((run.run_id, WILL_GROK)), f, tol=0.005):
+                            new.append(f)
+                            self._latest[(run.run_id, WILL_GROK)] = f
+                    elif run.outcome_at(t) is None and run.rows_upto(t) >= self.cfg.signature_steps:
                         if model is None:
                             model = self._model = fit_fate(pool, t, self.cfg, self._feat, self._model)
                         f = predict_fate(run, pool, t, self.cfg, self._feat, model)
@@ -131,18 +140,40 @@ class SweepPredictor:
                 self.log.append(new)
             return new
 
-    def _load_auto_prior(self, runs: Mapping[str, RunSeries]) -> None:
-        from .priors import auto_prior
+    def _survival(self, run: RunSeries, p: Prediction | None, pool, t: int) -> Prediction | None:
+        """P(groks within budget) for a run on its plateau, from the growth model's
+        prediction: its log-normal read at the run's budget (``plateau-survival``)."""
+        if p is None or p.t_grok_pred is None or p.method not in GROWTH_METHODS or not run.total_steps:
+            return None
+        model = growth_at(run, pool, t, self._growth, self.cfg.min_calibrators, twin_key)
+        if model is None:
+            return None
+        t_mem = run.events_at(t).t_mem or 0
+        pg = model.p_within(p.method, p.t_grok_pred, t, t_mem, rate_of(run), float(run.total_steps))
+        return Prediction(
+            run.run_id, t, WILL_GROK, SURVIVAL_METHOD, p_grok=pg, n_calib=model.n_runs, source=model.source
+        )
 
+    def _load_auto_prior(self, runs: Mapping[str, RunSeries]) -> None:
+        from .priors import auto_prior, generic_prior
+
+        if not runs:
+            return
         presets = {r.preset for r in runs.values()} - {None}
-        if len(presets) != 1:
+        if len(presets) > 1:
+            self._auto_prior = False  # a sweep of several presets: no one prior fits
             return
         self._auto_prior = False  # once: a sweep keeps its preset
-        preset = presets.pop()
-        got = auto_prior(preset, self.sweep_dir)
+        got = auto_prior(presets.pop(), self.sweep_dir) if presets else []
         if got:
             self.prior += got
-            self.prior_sources.append(f"preset prior {preset!r} ({len(got)} runs)")
+            self.prior_sources.append(f"preset prior {got[0].preset!r} ({len(got)} runs)")
+        elif all(r.lr and r.weight_decay for r in runs.values()):
+            # No prior of its own: every preset's, on the lr x weight decay scale.
+            got = generic_prior()
+            if got:
+                self.prior += got
+                self.prior_sources.append(f"all presets' priors, scaled by lr x weight decay ({len(got)} runs)")
 
     def update_views(
         self, views: Mapping[str, object], backfill: bool = True, pause: Callable[[], object] | None = None
@@ -190,7 +221,7 @@ class SweepPredictor:
             return {r: p for (r, k), p in self._latest.items() if k == kind}
 
 
-def _changed(old: Prediction | None, new: Prediction) -> bool:
+def _changed(old: Prediction | None, new: Prediction, tol: float = 1e-6) -> bool:
     if old is None:
         return True
     if (old.method, old.n_calib) != (new.method, new.n_calib):
@@ -198,7 +229,7 @@ def _changed(old: Prediction | None, new: Prediction) -> bool:
     a, b = old.p_grok, new.p_grok
     if a is None or b is None:
         return (a is None) != (b is None)
-    return abs(a - b) > 1e-6
+    return abs(a - b) > tol
 
 
 def replay(

@@ -383,10 +383,15 @@ def truth(p: RunPlan) -> dict:
     }
 
 
+SIM_PRESET = "sim"
+
+
 def run_config(p: RunPlan, sweep: str) -> dict:
     return {
         "run_id": p.run_id,
         "sweep": sweep,
+        # the simulator is a preset of its own: its prior (grokwatch/priors/sim.*) is simulated too
+        "preset": SIM_PRESET,
         "task": "modular_addition",
         "p": P,
         "train_fraction": 0.3,

@@ -14,8 +14,7 @@ def truncate(run: RunSeries, t: int) -> RunSeries:
     keep = run.steps <= t
     cols = {"step": run.steps[keep].copy(), **{k: np.array(run.cols[k][keep]) for k in COLUMNS}}
     over = run.last_step is not None and run.last_step <= t
-    cfg = {"weight_decay": run.weight_decay, "total_steps": run.total_steps}
-    return RunSeries.from_columns(run.run_id, cols, cfg, run.state if over else "running")
+    return RunSeries.from_columns(run.run_id, cols, _config(run), run.state if over else "running")
 
 
 def mutate_after(run: RunSeries, t: int, rng) -> RunSeries:
@@ -27,9 +26,20 @@ def mutate_after(run: RunSeries, t: int, rng) -> RunSeries:
     cols["val_acc"] = np.where(after, rng.uniform(0.9, 1.0, len(after)), run.cols["val_acc"])  # everyone groks at once
     cols["train_loss"] = np.where(after, rng.uniform(0, 5, len(after)), run.cols["train_loss"])
     cols["weight_norm"] = np.where(after, rng.uniform(1, 100, len(after)), run.cols["weight_norm"])
+    cols["val_loss"] = np.where(after, rng.uniform(0, 30, len(after)), run.cols["val_loss"])
     assert n >= 0
-    cfg = {"weight_decay": run.weight_decay, "total_steps": run.total_steps}
-    return RunSeries.from_columns(run.run_id, cols, cfg, run.state)
+    return RunSeries.from_columns(run.run_id, cols, _config(run), run.state)
+
+
+def _config(run: RunSeries) -> dict:
+    """What a live reader reads of the run's run.json: the same as the replay's."""
+    return {
+        "weight_decay": run.weight_decay,
+        "total_steps": run.total_steps,
+        "lr": run.lr,
+        "seed": run.seed,
+        "preset": run.preset,
+    }
 
 
 def _upto(preds, t):

@@ -7,6 +7,7 @@ import pytest
 
 from grokwatch.predict import (
     INSUFFICIENT,
+    LEGACY_METHODS,
     T_GROK,
     PredictConfig,
     RunSeries,
@@ -72,9 +73,19 @@ def test_predictions_only_on_the_plateau(sim_runs, sim_preds):
 
 @pytest.mark.slow  # the simulated sweep: ~3 s to write
 def test_calibrators_are_runs_grokked_by_then(sim_runs, sim_preds):
-    # n_calib never exceeds the number of other runs that had grokked by the step
+    # n_calib never exceeds the number of other runs that had grokked by the step, plus the
+    # prior's grokked runs (the simulator's shipped prior, grokwatch/priors/sim.arrow)
+    from grokwatch.predict.priors import auto_prior
+
+    n_prior = sum(1 for r in auto_prior("sim", None) if r.events().t_grok is not None)
+    assert n_prior >= 20
     t_groks = {rid: r.events().t_grok for rid, r in sim_runs.items()}
     for p in sim_preds:
+        if p.kind == T_GROK:
+            known = sum(1 for rid, tg in t_groks.items() if rid != p.run and tg is not None and tg <= p.step)
+            assert p.n_calib <= known + n_prior
+    # and without the prior, only the sweep's own runs grokked by then
+    for p in replay(sim_runs, auto_prior=False):
         if p.kind == T_GROK:
             known = sum(1 for rid, tg in t_groks.items() if rid != p.run and tg is not None and tg <= p.step)
             assert p.n_calib <= known
@@ -94,14 +105,19 @@ def test_insufficient_data_without_enough_grokked_runs():
     target = _run("t", 1.0, 100, None, decay=1e-4)
     others = {"a": _run("a", 1.0, 100, 3000), "b": _run("b", 1.0, 100, 3500)}
     runs = {"t": target, **others}
-    p = predict_onset(target, runs, 5000)
-    assert p.method == INSUFFICIENT and p.t_grok_pred is None and p.n_calib == 2
-    # before anyone grokked, there is nothing at all to go on
-    p = predict_onset(target, runs, 2000)
-    assert p.method == INSUFFICIENT and p.n_calib == 0
-    # with a third grokked run the analog answers
+    for cfg in (PredictConfig(), PredictConfig(methods=LEGACY_METHODS)):
+        p = predict_onset(target, runs, 5000, cfg)
+        assert p.method == INSUFFICIENT and p.t_grok_pred is None and p.n_calib == 2
+        # before anyone grokked, there is nothing at all to go on
+        p = predict_onset(target, runs, 2000, cfg)
+        assert p.method == INSUFFICIENT and p.n_calib == 0
+    # with a third grokked run the growth model answers (here from its plateau prior: these
+    # hand-made runs have no validation curve), and without it the analog
     runs["c"] = _run("c", 1.0, 100, 4000)
     p = predict_onset(target, runs, 5000)
+    assert p.method == "plateau-prior" and p.n_calib == 3 and p.source == "sweep"
+    assert p.lo <= p.t_grok_pred <= p.hi and p.lo >= 5000
+    p = predict_onset(target, runs, 5000, PredictConfig(methods=LEGACY_METHODS))
     assert p.method == "wnorm-analog" and p.n_calib == 3
 
 
@@ -119,7 +135,7 @@ def test_analog_recovers_a_time_scaled_decay():
     }
     target = _run("t", 1.0, 100, None, total=20_000, decay=2e-4 / 2.0)  # would grok at 100 + 6000
     runs["t"] = target
-    p = predict_onset(target, runs, 100 + 4000)
+    p = predict_onset(target, runs, 100 + 4000, PredictConfig(methods=LEGACY_METHODS))
     assert p.method == "wnorm-analog"
     assert abs(p.t_grok_pred - 6100) / 6100 < 0.02
     assert p.lo <= 6100 <= p.hi
@@ -137,8 +153,9 @@ def test_fallback_order_and_method_choice():
     extrap = predict_onset(target, runs, 1500, PredictConfig(methods=("wnorm-extrapolation",)))
     assert extrap.method == "wnorm-extrapolation"
     assert extrap.t_grok_pred == pytest.approx(2000, rel=0.02)
-    # the default order: the analog answers first
-    assert predict_onset(target, runs, 1500).method == "wnorm-analog"
+    # the default order: the growth model answers first; without it, the analog
+    assert predict_onset(target, runs, 1500).method in ("growth", "plateau-prior")
+    assert predict_onset(target, runs, 1500, PredictConfig(methods=LEGACY_METHODS)).method == "wnorm-analog"
     # a weight decay with no calibrators of its own: plateau-ratio scales by wd (plateau x wd / wd_target)
     half = _run("h", 0.5, 1000, None, decay=1e-4)
     p = predict_onset(half, {**runs, "h": half}, 1500, only_ratio)

@@ -103,10 +103,27 @@ def test_an_unfinished_sweep_teaches_nothing(sim_sweep, tmp_path):
     assert P.remember_sweep(sweep, runs, {k: read_run_config(sweep / k) for k in runs}) is None
 
 
-def test_predictor_without_a_preset_loads_no_prior(sim_runs):
+def _without_preset(run, lr=True):
+    from grokwatch.predict.series import RunSeries
+
+    return RunSeries(
+        run.run_id, run.steps, run.cols, run.weight_decay, run.total_steps, run.state, lr=run.lr if lr else None
+    )
+
+
+def test_a_run_of_no_preset_gets_every_real_presets_prior_on_the_lr_wd_scale(sim_runs):
+    """No preset of its own (a plain loop): the shipped priors of the real presets,
+    put on one scale by lr x weight decay -- never the simulator's; without lr, none."""
+    runs = {rid: _without_preset(r) for rid, r in sim_runs.items()}
     pred = SweepPredictor(PredictConfig())
-    pred.update(sim_runs, backfill=False)
-    assert pred.prior == [] and pred.prior_sources == []
+    pred.update(runs, backfill=False)
+    presets = {p.preset for p in pred.prior}
+    assert presets and "sim" not in presets and presets <= {"tiny", "canonical"}
+    assert all(p.lr and p.weight_decay for p in pred.prior)
+    assert "lr x weight decay" in pred.prior_sources[0]
+    bare = SweepPredictor(PredictConfig())
+    bare.update({rid: _without_preset(r, lr=False) for rid, r in sim_runs.items()}, backfill=False)
+    assert bare.prior == [] and bare.prior_sources == []
 
 
 def test_a_prior_run_never_calibrates_its_twin(sim_sweep, tmp_path):

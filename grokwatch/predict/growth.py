@@ -1,0 +1,544 @@
+"""The growth model: t_grok of a run on its plateau from the run itself, with a prior.
+
+Physics. Grokking is not a jump out of nothing. On the plateau the
+generalizing circuit forms and grows while the memorizing one is pruned by
+weight decay (Nanda et al. 2023, "Progress measures for grokking via
+mechanistic interpretability": memorization, circuit formation, cleanup;
+Liu et al. 2023, "Omnigrok": the weight norm falls to a critical norm; Power
+et al. 2022: the plateau shortens as 1/(lr x weight decay)). Each shows in a
+column the trainer writes anyway:
+
+``val_loss``
+    After its plateau peak, validation loss falls with the circuit's growth:
+    ln(peak - val_loss) rises about linearly in step. Extrapolated to
+    val_loss = 2% of the peak, it gives the steps left.
+``val_acc``
+    logit(val_acc) rises about linearly in step; extrapolated to the
+    grokking threshold.
+``weight_norm``
+    ln(weight norm) falls about linearly in step; extrapolated to the
+    critical norm (the median norm of calibrator runs at their t_grok).
+
+Each is fitted on the trailing ``window`` share of the plateau so far. On the
+real tiny-preset runs (docs/evidence/report.md) the growth accelerates, so
+the val-loss extrapolation comes early and the val-acc one late: each is
+scaled by a factor ``k`` fitted on calibrator runs (the evidence sweep: about
+1.4 for val loss, 0.4 for val acc, 0.5 for the weight norm).
+
+Prior. The plateau length P = t_grok - t_mem is log-normal with mean
+a + b ln(lr x wd) and spread ``sd`` over calibrator runs (b is fitted when
+they span several lr x wd, else -1, the scaling the papers report; the
+evidence sweep fitted -1.0 to -1.3). Given that a run has not grokked by t,
+its median is the conditional one: log-normal truncated at the elapsed
+plateau. This answers from the first step of the plateau.
+
+The prediction is the median of the prior's conditional median and each
+scaled extrapolation that answers; its 80% interval comes from the 10% and
+90% quantiles of log(t_grok / prediction) over the calibrators' own plateaus
+(in sample; measured out of sample in the report). P(groks within budget)
+is the same log-normal read at the budget.
+
+Calibrators: finished runs of earlier sweeps (the preset's prior) and the
+sweep's own grokked runs; the prior counts as ``PRIOR_WEIGHT`` runs in all,
+so the sweep's own runs take over as they grok. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+import numpy as np
+
+from .series import RunSeries
+
+ESTIMATORS = ("val_loss", "val_acc", "weight_norm")
+DEFAULT_ESTIMATORS = ESTIMATORS  # each kept only where it beats the prior on the calibrators (fit_growth)
+STAGES = (0.33, 0.66)  # the interval is calibrated per stage: elapsed / predicted plateau
+PRIOR_WEIGHT = 5.0  # the prior's runs count as this many of the sweep's own, in all
+SAMPLES_PER_RUN = 30  # plateau points (5%..97%) each calibrator lends the fits
+K_GRID = np.exp(np.linspace(math.log(0.2), math.log(5.0), 81))
+MIN_SD = 0.15
+FOLDS = 8  # cross-validation folds for the interval
+# The plateau's slope in ln(lr x wd) is shrunk toward -1 as if by this much rate variance of runs
+# exactly on it: halves of the evidence sweep (12 runs each) fitted -0.77 and -1.31 on their own,
+# all 23 runs -1.02; with the shrinkage the 80% interval of the prior covered 61% -> 83% (10% of plateau).
+SLOPE_PRIOR = 10.0
+_N = NormalDist()
+_erf = np.vectorize(math.erf, otypes=[float])
+KEEP_MARGIN = 0.95  # an extrapolation must beat the prior's error on the calibrators by 5% to count
+
+
+@dataclass(frozen=True)
+class GrowthConfig:
+    """window: share of the plateau so far the extrapolations are fitted on;
+    min_points: rows they need; vl_floor: share of the val-loss peak below
+    which ln(peak - val_loss) is noise; vl_target: the val loss (share of
+    the peak) that counts as grokked."""
+
+    window: float = 0.2
+    min_points: int = 10
+    estimators: tuple = DEFAULT_ESTIMATORS
+    vl_min_drop: float = 0.0  # val loss must have fallen this share below its peak before it answers
+    vl_floor: float = 0.02
+    vl_target: float = 0.02
+    acc_clip: float = 1e-3
+    max_ratio: float = 10.0  # an extrapolation of more than this x the plateau so far is no growth yet
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """Least squares y = b + c x; None when x does not vary."""
+    xm = x.mean()
+    xc = x - xm
+    sxx = float(xc @ xc)
+    if sxx <= 0:
+        return None
+    c = float(xc @ (y - y.mean())) / sxx
+    return float(y.mean() - c * xm), c
+
+
+def _trailing(steps: np.ndarray, vals: np.ndarray, start: float, t: int, cfg: GrowthConfig):
+    """Finite rows with start <= step <= t, then their trailing window."""
+    a = int(np.searchsorted(steps, start, side="left"))
+    b = int(np.searchsorted(steps, t, side="right"))
+    s = steps[a:b]
+    v = np.asarray(vals[a:b], dtype=np.float64)
+    ok = np.isfinite(v)
+    s, v = s[ok], v[ok]
+    if len(s) < cfg.min_points:
+        return None
+    k = max(cfg.min_points, int(round(cfg.window * len(s))))
+    return s[-k:].astype(np.float64), v[-k:]
+
+
+def extrapolations(run: RunSeries, t: int, cfg: GrowthConfig = GrowthConfig()) -> dict:
+    """What each column says at step t of a run on its plateau (rows <= t only):
+    {"val_loss": steps left, "val_acc": steps left, "weight_norm": (b, c) of
+    ln w = b + c (step - t)}; a column that cannot answer is left out."""
+    out: dict = {}
+    e = run.events_at(t)
+    if e.t_mem is None or t <= e.t_mem:
+        return out
+    cap = cfg.max_ratio * (t - e.t_mem)
+    steps = run.steps
+    vl = run.cols.get("val_loss")
+    if vl is not None:
+        b = int(np.searchsorted(steps, t, side="right"))
+        v = np.asarray(vl[:b], dtype=np.float64)
+        ok = np.isfinite(v)
+        if ok.any():
+            i_pk = int(np.argmax(np.where(ok, v, -np.inf)))
+            peak = float(v[i_pk])
+            got = _trailing(steps, vl, max(e.t_mem, int(steps[i_pk])), t, cfg) if peak > 0 else None
+            if got is not None:
+                s, y = got
+                gap = peak - y
+                keep = gap > cfg.vl_floor * peak
+                if keep.sum() >= 5 and gap[-3:].mean() >= cfg.vl_min_drop * peak:
+                    fit = _fit_line(s[keep] - t, np.log(gap[keep]))
+                    if fit is not None and fit[1] > 0:
+                        left = (math.log((1 - cfg.vl_target) * peak) - fit[0]) / fit[1]
+                        if left <= cap:
+                            out["val_loss"] = max(0.0, left)
+    va = run.cols.get("val_acc")
+    if va is not None:
+        got = _trailing(steps, va, e.t_mem, t, cfg)
+        if got is not None:
+            s, y = got
+            p = np.clip(y, cfg.acc_clip, 1 - cfg.acc_clip)
+            fit = _fit_line(s - t, np.log(p / (1 - p)))
+            if fit is not None and fit[1] > 0:
+                g = min(max(run.thresholds.grok_val_acc, cfg.acc_clip), 1 - cfg.acc_clip)
+                left = (math.log(g / (1 - g)) - fit[0]) / fit[1]
+                if left <= cap:
+                    out["val_acc"] = max(0.0, left)
+    w = run.cols.get("weight_norm")
+    if w is not None:
+        got = _trailing(steps, w, e.t_mem, t, cfg)
+        if got is not None:
+            s, y = got
+            pos = y > 0
+            if pos.sum() >= 5:
+                fit = _fit_line(s[pos] - t, np.log(y[pos]))
+                if fit is not None and fit[1] < 0:
+                    out["weight_norm"] = fit
+    return out
+
+
+def _wnorm_left(fit: tuple[float, float], w_crit: float) -> float:
+    b, c = fit
+    return max(0.0, (math.log(w_crit) - b) / c)
+
+
+def rate_of(run: RunSeries) -> float | None:
+    """ln(lr x weight decay), or ln(weight decay) when lr is unknown; None without weight decay."""
+    wd = run.weight_decay
+    if wd is None or wd <= 0:
+        return None
+    lr = run.lr if run.lr is not None and run.lr > 0 else 1.0
+    return math.log(lr * wd)
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """What a grokked run lends the growth model (built once per run)."""
+
+    run_id: str
+    prior: bool
+    twin: tuple | None
+    t_mem: int
+    t_grok: int
+    rate: float | None
+    w_crit: float
+    t: np.ndarray  # sample steps on its plateau
+    left: dict  # estimator -> steps left at each sample (NaN: no answer); weight_norm: (b, c) pairs
+
+    @property
+    def plateau(self) -> int:
+        return self.t_grok - self.t_mem
+
+
+def calibration_run(run: RunSeries, t_known: int, prior: bool, twin, cfg: GrowthConfig) -> CalibrationRun | None:
+    """The run as a calibrator at step t_known: only if it grokked by then, after memorizing."""
+    e = run.events_at(t_known)
+    if e.t_grok is None or e.t_mem is None or e.t_grok <= e.t_mem:
+        return None
+    P = e.t_grok - e.t_mem
+    ts = np.unique((e.t_mem + np.linspace(0.05, 0.97, SAMPLES_PER_RUN) * P).astype(np.int64))
+    ts = ts[(ts > e.t_mem) & (ts < e.t_grok)]
+    vl = np.full(len(ts), np.nan)
+    va = np.full(len(ts), np.nan)
+    wf = np.full((len(ts), 2), np.nan)
+    for i, t in enumerate(ts):
+        x = extrapolations(run, int(t), cfg)
+        vl[i] = x.get("val_loss", np.nan)
+        va[i] = x.get("val_acc", np.nan)
+        if "weight_norm" in x:
+            wf[i] = x["weight_norm"]
+    steps, w = run.weight_rows()
+    j = int(np.searchsorted(steps, e.t_grok, side="right"))
+    tail = w[max(0, j - 3) : j]
+    return CalibrationRun(
+        run.run_id,
+        prior,
+        twin,
+        e.t_mem,
+        e.t_grok,
+        rate_of(run),
+        float(np.mean(tail)) if len(tail) else float("nan"),
+        ts,
+        {"val_loss": vl, "val_acc": va, "weight_norm": wf},
+    )
+
+
+@dataclass(frozen=True)
+class GrowthModel:
+    """The fitted model (see the module doc). ``q``: (q10, q90) of
+    log(t_grok / prediction) on the calibrators, "growth" when an
+    extrapolation answered and "prior" when only the prior did."""
+
+    a: float
+    b: float
+    sd: float
+    k: dict = field(default_factory=dict)
+    w_crit: float = float("nan")
+    q: dict = field(default_factory=dict)
+    n_runs: int = 0
+    n_prior: int = 0
+    use: tuple = ESTIMATORS
+
+    @property
+    def source(self) -> str:
+        return "prior" if self.n_prior == self.n_runs else "sweep" if self.n_prior == 0 else "prior+sweep"
+
+    def to_dict(self) -> dict:
+        return {
+            "plateau_log_mean": [self.a, self.b],
+            "plateau_log_sd": self.sd,
+            "k": {k: float(v) for k, v in self.k.items()},
+            "w_crit": self.w_crit,
+            "log_residual_q10_q90": {k: [float(a), float(b)] for k, (a, b) in self.q.items()},
+            "n_runs": self.n_runs,
+            "n_prior": self.n_prior,
+        }
+
+    # -- reading the model at step t of a run -------------------------------------------
+    def _conditional(self, rate: float | None, t_mem: int, elapsed: float, q: float) -> float:
+        """Quantile q of t_grok given no grokking by t_mem + elapsed (the log-normal prior)."""
+        mu = self.a + self.b * (rate if rate is not None else 0.0)
+        z0 = _N.cdf((math.log(max(elapsed, 1.0)) - mu) / self.sd)
+        z = min(1 - 1e-12, z0 + q * (1 - z0))
+        return t_mem + math.exp(mu + self.sd * _N.inv_cdf(z))
+
+    def conditional_median(self, t: np.ndarray, t_mem: np.ndarray, rate: np.ndarray) -> np.ndarray:
+        """The prior's conditional median of t_grok at steps t (vectorized _conditional(.., 0.5))."""
+        mu = self.a + self.b * rate
+        z0 = 0.5 * (1 + _erf((np.log(np.maximum(t - t_mem, 1.0)) - mu) / (self.sd * math.sqrt(2))))
+        z = np.minimum(1 - 1e-12, z0 + 0.5 * (1 - z0))
+        return t_mem + np.exp(mu + self.sd * np.array([_N.inv_cdf(float(v)) for v in z]))
+
+    def estimates(self, x: dict, t: int, t_mem: int, rate: float | None) -> tuple[float, list[float]]:
+        """(the prior's conditional median, the scaled extrapolations that answered)."""
+        prior_mid = self._conditional(rate, t_mem, t - t_mem, 0.5)
+        growth = []
+        for name in ESTIMATORS:
+            if name not in x or name not in self.k or name not in self.use:
+                continue
+            if name == "weight_norm":
+                if not math.isfinite(self.w_crit) or self.w_crit <= 0:
+                    continue
+                left = _wnorm_left(x[name], self.w_crit)
+            else:
+                left = float(x[name])
+            growth.append(t + self.k[name] * left)
+        return prior_mid, growth
+
+    def spread(self, mid: float, t: int, t_mem: int) -> tuple[float, float]:
+        """(q10, q90) of log(t_grok / prediction) at this stage of the plateau."""
+        return self.q.get(stage_of(mid, t, t_mem)) or self.q.get("all") or (-0.5, 0.5)
+
+    def predict(self, x: dict, t: int, t_mem: int, rate: float | None) -> tuple[str, float, float, float]:
+        """(method, predicted t_grok, lo, hi) for a run on its plateau at t: with an
+        extrapolation, the median and the cross-validated residual band of its stage;
+        the prior alone, its conditional median and 10-90% quantiles."""
+        prior_mid, growth = self.estimates(x, t, t_mem, rate)
+        if not growth:
+            lo = self._conditional(rate, t_mem, t - t_mem, 0.1)
+            hi = self._conditional(rate, t_mem, t - t_mem, 0.9)
+            mid = max(prior_mid, float(t))
+            return "plateau-prior", mid, min(max(lo, float(t)), mid), max(hi, mid)
+        mid = max(float(np.median([prior_mid, *growth])), float(t))
+        q10, q90 = self.spread(mid, t, t_mem)
+        lo = max(float(t), mid * math.exp(min(q10, 0.0)))  # the band always holds the prediction
+        hi = mid * math.exp(max(q90, 0.0))
+        return "growth", mid, lo, hi
+
+    def p_within(self, method: str, mid: float, t: int, t_mem: int, rate: float | None, budget: float) -> float:
+        """P(t_grok <= budget | not grokked by t): the plateau prior's log-normal
+        (method "plateau-prior"), or log t_grok normal around the growth
+        prediction with the calibrators' residual spread at this stage."""
+        if budget <= t:
+            return 0.0
+        if method == "plateau-prior":
+            mu = self.a + self.b * (rate if rate is not None else 0.0)
+            z0 = _N.cdf((math.log(max(t - t_mem, 1.0)) - mu) / self.sd)
+            zb = _N.cdf((math.log(max(budget - t_mem, 1.0)) - mu) / self.sd)
+            return float(min(1.0, max(0.0, (zb - z0) / max(1e-12, 1 - z0))))
+        q10, q90 = self.spread(mid, t, t_mem)
+        centre = math.log(max(mid, 1.0)) + (q10 + q90) / 2
+        sd = max(MIN_SD, (q90 - q10) / (2 * 1.2816))
+        zt = _N.cdf((math.log(max(t, 1)) - centre) / sd)
+        zb = _N.cdf((math.log(budget) - centre) / sd)
+        return float(min(1.0, max(0.0, (zb - zt) / max(1e-12, 1 - zt))))
+
+
+def _run_weights(calibs: Sequence[CalibrationRun]) -> np.ndarray:
+    n_prior = sum(c.prior for c in calibs)
+    return np.array([(PRIOR_WEIGHT / n_prior if c.prior else 1.0) for c in calibs])
+
+
+def _fit_core(calibs: Sequence[CalibrationRun], use: tuple) -> GrowthModel:
+    """The plateau prior, the critical norm and the scales k (no interval yet)."""
+    wrun = _run_weights(calibs)
+    # The plateau prior: ln P = a + b rate (weighted least squares, b -> -1 when rates do not vary).
+    logP = np.log([c.plateau for c in calibs])
+    rates = np.array([c.rate if c.rate is not None else np.nan for c in calibs])
+    has = np.isfinite(rates)
+    W = wrun / wrun.sum()
+    b = -1.0
+    if has.sum() >= 3 and np.ptp(rates[has]) > 0.1:
+        r, y, ww = rates[has], logP[has], W[has] / W[has].sum()
+        rm, ym = float(ww @ r), float(ww @ y)
+        sxx = float(ww @ (r - rm) ** 2)
+        # shrunk toward -1 (SLOPE_PRIOR): a few runs at a few rates should not set the scaling
+        b = (float(ww @ ((r - rm) * (y - ym))) + SLOPE_PRIOR * -1.0) / (sxx + SLOPE_PRIOR)
+    xr = np.where(has, rates, 0.0)
+    a = float(W @ (logP - b * xr))
+    res = logP - a - b * xr
+    sd = max(MIN_SD, float(np.sqrt(W @ res**2 * len(calibs) / max(1, len(calibs) - 1))))
+    w_crit = _weighted_median(np.array([c.w_crit for c in calibs]), wrun)
+    model = GrowthModel(a, b, sd, {}, w_crit, {}, len(calibs), sum(c.prior for c in calibs), tuple(use))
+    # Per estimator: the scale k that minimizes the weighted mean |t + k left - t_grok| / t_grok.
+    T = np.concatenate([c.t for c in calibs]).astype(np.float64)
+    G = np.concatenate([np.full(len(c.t), c.t_grok, dtype=np.float64) for c in calibs])
+    SW = np.concatenate([np.full(len(c.t), wr / max(1, len(c.t))) for c, wr in zip(calibs, wrun)])
+    t_mem = np.concatenate([np.full(len(c.t), c.t_mem, dtype=np.float64) for c in calibs])
+    rate = np.concatenate([np.full(len(c.t), c.rate if c.rate is not None else 0.0) for c in calibs])
+    prior_err = np.abs(model.conditional_median(T, t_mem, rate) - G) / G
+    for name in use:
+        left = np.concatenate([_lefts(c, name, w_crit) for c in calibs])
+        ok = np.isfinite(left)
+        if ok.sum() < 3 * SAMPLES_PER_RUN // 2:
+            continue  # answered too rarely on the calibrators to be scaled
+        err = SW[ok] @ (np.abs(T[ok, None] + left[ok, None] * K_GRID[None, :] - G[ok, None]) / G[ok, None])
+        best = int(np.argmin(err))
+        # An extrapolation that does no better than the prior where it answers is left out: on
+        # simulated runs the val curves carry no growth, and it only added noise there.
+        if err[best] < KEEP_MARGIN * float(SW[ok] @ prior_err[ok]):
+            model.k[name] = float(K_GRID[best])
+    return model
+
+
+def _lefts(c: CalibrationRun, name: str, w_crit: float) -> np.ndarray:
+    """Raw steps left by one estimator at each of c's samples (NaN: no answer)."""
+    if name != "weight_norm":
+        return c.left[name]
+    fits = c.left[name]
+    out = np.full(len(c.t), np.nan)
+    ok = np.isfinite(fits).all(axis=1)
+    if ok.any() and math.isfinite(w_crit) and w_crit > 0:
+        out[ok] = np.maximum(0.0, (math.log(w_crit) - fits[ok, 0]) / fits[ok, 1])
+    return out
+
+
+def _residuals(model: GrowthModel, c: CalibrationRun, w: float, resid: dict, rw: dict) -> None:
+    """log(t_grok / prediction) at each of c's samples where an extrapolation
+    answered, by stage (and "all"); vectorized estimates() + predict()."""
+    n = len(c.t)
+    t = c.t.astype(np.float64)
+    cols = [model.conditional_median(t, np.full(n, float(c.t_mem)), np.full(n, c.rate or 0.0))]
+    for name in ESTIMATORS:
+        if name in model.use and name in model.k:
+            cols.append(t + model.k[name] * _lefts(c, name, model.w_crit))
+    est = np.vstack(cols)
+    has = np.isfinite(est[1:]).any(axis=0) if len(cols) > 1 else np.zeros(n, bool)
+    if not has.any():
+        return  # the prior alone has its own (log-normal) interval
+    mid = np.maximum(np.nanmedian(est[:, has], axis=0), t[has])
+    r = np.log(c.t_grok / mid)
+    stage = np.searchsorted(STAGES, (t[has] - c.t_mem) / np.maximum(1.0, mid - c.t_mem), side="right")
+    for g in np.unique(stage):
+        resid.setdefault(int(g), []).extend(r[stage == g].tolist())
+        rw.setdefault(int(g), []).extend([w / max(1, n)] * int((stage == g).sum()))
+    resid.setdefault("all", []).extend(r.tolist())
+    rw.setdefault("all", []).extend([w / max(1, n)] * len(r))
+
+
+def fit_growth(
+    calibs: Sequence[CalibrationRun], min_runs: int = 3, use: tuple = DEFAULT_ESTIMATORS
+) -> GrowthModel | None:
+    """Fit the model on calibrator runs (prior runs weighted to PRIOR_WEIGHT in all); None with too few.
+
+    The interval's quantiles are of cross-validated residuals: each calibrator
+    predicted by the model fitted without its fold (``FOLDS`` folds, every
+    run its own fold when there are fewer runs). In-sample residuals covered
+    fewer true t_grok than the nominal 80% on the evidence sweep."""
+    calibs = [c for c in calibs if c.plateau > 0]
+    if len(calibs) < min_runs:
+        return None
+    model = _fit_core(calibs, use)
+    wrun = _run_weights(calibs)
+    resid: dict = {}
+    rw: dict = {}
+    n = len(calibs)
+    folds = min(FOLDS, n) if n > min_runs else 1
+    for f in range(folds):
+        held = [i for i in range(n) if i % folds == f]
+        m = _fit_core([c for i, c in enumerate(calibs) if i % folds != f], use) if folds > 1 else model
+        for i in held:
+            _residuals(m, calibs[i], wrun[i], resid, rw)
+    for g in resid:
+        if len(resid[g]) >= 20:
+            r, w = np.array(resid[g]), np.array(rw[g])
+            model.q[g] = (_weighted_quantile(r, w, 0.1), _weighted_quantile(r, w, 0.9))
+    return model
+
+
+def stage_of(mid: float, t: int, t_mem: int) -> int:
+    """The plateau share elapsed by the prediction's own reckoning, binned at STAGES."""
+    share = (t - t_mem) / max(1.0, mid - t_mem)
+    return int(np.searchsorted(STAGES, share, side="right"))
+
+
+def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
+    ok = np.isfinite(x)
+    x, w = x[ok], w[ok]
+    if not len(x):
+        return float("nan")
+    o = np.argsort(x)
+    cw = np.cumsum(w[o])
+    return float(x[o][min(len(x) - 1, int(np.searchsorted(cw, q * cw[-1])))])
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    return _weighted_quantile(x, w, 0.5)
+
+
+class GrowthCache:
+    """Calibration runs by run id (a grokked run's plateau never changes once it
+    grokked) and the models fitted on them.
+
+    A model is refitted when its calibrators change, except that while the
+    new set only adds fewer than ``REFIT_SHARE`` of the fitted set's size to
+    it, the fitted model stands: one more grokked run among forty hardly
+    moves it, and a 90-run sweep would otherwise refit at every grok. Which
+    model a prediction uses depends only on the sequence of calibrator sets,
+    so a replay and the live watcher agree."""
+
+    REFIT_SHARE = 0.1
+
+    def __init__(self, cfg: GrowthConfig = GrowthConfig()) -> None:
+        self.cfg = cfg
+        self._runs: dict[str, tuple[tuple, CalibrationRun | None]] = {}
+        self._models: dict[frozenset, tuple[frozenset, GrowthModel | None]] = {}
+        self._step: tuple | None = None
+
+    def calibration(self, run: RunSeries, t: int, prior: bool, twin) -> CalibrationRun | None:
+        e = run.events_at(t)
+        if e.t_grok is None:
+            return None
+        key = (e.t_mem, e.t_grok, run.rows_upto(e.t_grok))
+        hit = self._runs.get(run.run_id)
+        if hit is None or hit[0] != key:
+            hit = (key, calibration_run(run, t, prior, twin, self.cfg))
+            self._runs[run.run_id] = hit
+        return hit[1]
+
+    def calibrations(self, pool, t: int, twin_of) -> list[CalibrationRun]:
+        """Every run of ``pool`` grokked by t (prior runs: at any t), as calibrators."""
+        from .series import PriorRun
+
+        out = []
+        for r in pool:
+            if isinstance(r, RunSeries):
+                c = self.calibration(r, t, isinstance(r, PriorRun), twin_of(r))
+                if c is not None:
+                    out.append(c)
+        out.sort(key=lambda c: c.run_id)
+        return out
+
+    def model(self, calibs: Sequence[CalibrationRun], min_runs: int, left_out: frozenset = frozenset()):
+        """The model of these calibrators (see the class doc for when it is refitted).
+        ``left_out``: the prior runs a target must not see (its twin), one model each."""
+        ids = frozenset(c.run_id for c in calibs)
+        hit = self._models.get(left_out)
+        if hit is not None:
+            fitted, model = hit
+            if fitted == ids or (
+                model is not None and fitted <= ids and len(ids - fitted) < max(1.0, self.REFIT_SHARE * len(fitted))
+            ):
+                return model
+        if len(self._models) >= 256:
+            self._models.clear()
+        model = fit_growth(calibs, min_runs, self.cfg.estimators)
+        self._models[left_out] = (ids, model)
+        return model
+
+
+def growth_at(target: RunSeries, pool, t: int, cache: GrowthCache, min_runs: int, twin_of) -> GrowthModel | None:
+    """The model for ``target`` at step t: every run of ``pool`` grokked by t
+    (prior runs: at any t) except the target itself and a prior run that is
+    its twin (``twin_of(run)``: the key a trainer run shares with its twin).
+    The calibrators are gathered once per step t."""
+    if cache._step is None or cache._step[0] != t or cache._step[1] is not pool:
+        cache._step = (t, pool, cache.calibrations(pool, t, twin_of))
+    twin = twin_of(target)
+    calibs = cache._step[2]
+    out = frozenset(
+        c.run_id for c in calibs if c.run_id == target.run_id or (twin is not None and c.prior and c.twin == twin)
+    )
+    if out:
+        calibs = [c for c in calibs if c.run_id not in out]
+    return cache.model(calibs, min_runs, out)
