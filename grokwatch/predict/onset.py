@@ -169,6 +169,8 @@ def plateau_at(run: RunSeries, t: int, cfg: PredictConfig) -> Plateau | None:
     if not run.on_plateau_at(t):
         return None
     t_mem = run.events_at(t).t_mem
+    if t_mem is None:  # cannot be: on the plateau means memorized
+        return None
     fs, fw = run.weight_rows()
     a = int(np.searchsorted(fs, t_mem, side="left"))
     b = int(np.searchsorted(fs, t, side="right"))
@@ -348,6 +350,8 @@ def _growth(target: RunSeries, pool, t: int, cfg: PredictConfig, cache: GrowthCa
     if model is None:
         return None
     t_mem = target.events_at(t).t_mem
+    if t_mem is None:  # cannot be: called for a run on its plateau, so memorized
+        return None
     x = extrapolations(target, t, cache.cfg)
     method, mid, lo, hi = model.predict(x, t, t_mem, rate_of(target))
     return Prediction(target.run_id, t, T_GROK, method, mid, lo, hi, None, model.n_runs, model.source)

@@ -137,8 +137,8 @@ def read_prior(path: Path | str) -> tuple[list[tuple[str, PriorRun]], dict]:
     order: dict[tuple, list[int]] = {}
     for i, k in enumerate(keys):
         order.setdefault(k, []).append(i)
-    for (sweep, rid), idx in order.items():
-        idx = np.asarray(idx)
+    for (sweep, rid), rows in order.items():
+        idx = np.asarray(rows)
         i0 = idx[0]
         wd = d["weight_decay"][i0]
         total = d["total_steps"][i0]

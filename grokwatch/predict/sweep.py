@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from .growth import GrowthCache, growth_at, rate_of
 from .log import PredictionLog
 from .onset import CalibratorCache, calibrators_at, predict_onset, twin_key
 from .series import PriorRun, RunSeries
+
+if TYPE_CHECKING:
+    from grokwatch.watch.runstate import RunState
 
 ONSET_SIGNAL = "predicted_onset_in"
 GROWTH_METHODS = ("growth", "plateau-prior")
@@ -193,7 +197,7 @@ class SweepPredictor:
             del self._series[rid]
         return self.update(runs, backfill, pause)
 
-    def update_runstates(self, states: Mapping[str, object], backfill: bool = True) -> list[Prediction]:
+    def update_runstates(self, states: Mapping[str, RunState], backfill: bool = True) -> list[Prediction]:
         """:meth:`update` from the watcher's own per-run state (``SweepWatcher.runs``:
         :class:`grokwatch.watch.RunState` by run id), in its thread, right after a
         refresh cycle; a run whose ``version`` did not change is not converted again."""

@@ -1,5 +1,9 @@
 """A synthetic grokking sweep, written through the real :class:`RunWriter`.
 
+One module: the plan, the planted signals and the live writer share RunPlan
+and its fixed noise blocks (the same seed gives the same sweep, at once or in
+real time).
+
 Weight decays x seeds (default 3 x 30 = 90 runs). Each run memorizes, sits on
 a plateau whose length grows as 1/weight_decay (times a seed-dependent
 log-normal factor), then groks -- or never does within the budget. One run
