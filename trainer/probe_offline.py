@@ -2,7 +2,7 @@
 
 A run trained with ``--keep-every M`` keeps ``<run>/snapshots/weights-<step:09d>.pt``
 (``{"step": s, "model": state_dict}``, the weights after s updates; see
-``trainer.train.save_snapshot``). :func:`probe_run` loads them in step order,
+``trainer.checkpoint.save_snapshot``). :func:`probe_run` loads them in step order,
 runs the named probes of ``trainer.probes`` on each selected one and writes the
 values as "probes" shards through :class:`grokwatch.store.RunWriter`, so every
 reader (watcher, dashboard, report) sees them like live probe rows.
@@ -25,7 +25,7 @@ Conventions:
   row the store already holds at that step (live or from an earlier post-hoc
   pass) and overrides only the columns it computes.
 - **Trajectory window.** ``pca2_variance_share`` and ``defect_transverse_frac``
-  use the last ``trainer.train.SNAPSHOTS_KEPT`` kept snapshots up to this one
+  use the last ``trainer.checkpoint.SNAPSHOTS_KEPT`` kept snapshots up to this one
   (spaced keep_every), where the live probes use probe-step snapshots (spaced
   probe_every): the same definition on a different window unless the two
   cadences agree.
@@ -161,11 +161,13 @@ def probe_run(
     each snapshot. Raises ProbeError for a bad request."""
     import torch
 
+    from trainer.checkpoint import SNAPSHOTS_KEPT
     from trainer.config import TrainConfig
+    from trainer.loop import lr_at
     from trainer.model import Transformer
-    from trainer.probes import ProbeContext, run_probes
-    from trainer.task import loss_and_acc, make_dataset
-    from trainer.train import SNAPSHOTS_KEPT, flatten_parameters
+    from trainer.probes import probe_context, run_probes
+    from trainer.task import make_dataset
+    from trainer.train import flatten_parameters
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -229,27 +231,8 @@ def probe_run(
             if snap_step not in chosen:
                 continue
             step = snap_step + 1  # the weights step s + 1 starts from
-            lr = cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
-            ctx = ProbeContext(
-                step=step,
-                model=model,
-                params=dict(model.named_parameters()),
-                matrices=model.matrices(),
-                train_x=data.train_x,
-                train_y=data.train_y,
-                val_x=data.val_x,
-                val_y=data.val_y,
-                loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
-                config=cfg,
-                lr=lr,
-                optimizer=None,
-                flat_params=flat.detach(),
-                param_slices=slices,
-                last_update=None,
-                snapshots=window,
-                generator=torch.Generator(dev).manual_seed(cfg.seed * 1_000_003 + step),
-                device=dev,
-                options=options,
+            ctx = probe_context(
+                step, model, flat, slices, data, cfg, lr_at(cfg, step), snapshots=window, options=options
             )
             values = run_probes(names, ctx, cadence=False)
             columns.update(dict.fromkeys(values))

@@ -1,3 +1,4 @@
+# Over 400 lines: the probe registry, one short function per probe beside its settings and the cost table they share.
 """Probes: the heavy observables, run every ``probe_every`` steps (DESIGN section 2).
 
 One module: it is the registry; every probe a config can name is here, beside
@@ -71,6 +72,8 @@ import scipy.optimize  # noqa: F401  (htsr_traps' Marchenko-Pastur fit: imported
 import torch
 import torch.nn.functional as F
 
+from .task import loss_and_acc
+
 log = logging.getLogger("trainer.probes")
 
 
@@ -96,6 +99,54 @@ class ProbeContext:
     device: torch.device = torch.device("cpu")
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-probe overrides of SETTINGS
     cache: dict[str, Any] = field(default_factory=dict)  # shared by the probes of one step
+
+
+def model_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The training loss of ``model`` on (x, y): ProbeContext.loss_fn."""
+    return loss_and_acc(model(x), y)[0]
+
+
+def probe_context(
+    step: int,
+    model: torch.nn.Module,
+    flat: torch.Tensor,
+    slices: dict[str, slice],
+    data: Any,
+    config: Any,
+    lr: float,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    last_update: torch.Tensor | None = None,
+    snapshots: deque | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> ProbeContext:
+    """The probes' view of one run at the start of ``step``, built the same way
+    for a lone run, a run of a pack and a post-hoc pass. ``model``: the eager
+    model whose parameters are views of ``flat`` (trainer.train.flatten_parameters,
+    ``slices`` its layout); ``data``: the run's trainer.task.Split on flat's
+    device; ``config``: its TrainConfig. The generator is seeded from (seed, step)."""
+    device = flat.device
+    return ProbeContext(
+        step=step,
+        model=model,
+        params=dict(model.named_parameters()),
+        matrices=model.matrices(),
+        train_x=data.train_x,
+        train_y=data.train_y,
+        val_x=data.val_x,
+        val_y=data.val_y,
+        loss_fn=model_loss,
+        config=config,
+        lr=lr,
+        optimizer=optimizer,
+        flat_params=flat.detach(),
+        param_slices=slices,
+        last_update=last_update,
+        snapshots=deque() if snapshots is None else snapshots,
+        generator=torch.Generator(device).manual_seed(int(config.seed) * 1_000_003 + step),
+        device=device,
+        options=options or {},
+    )
 
 
 Probe = Callable[[ProbeContext], dict[str, float]]
@@ -472,7 +523,7 @@ def next_adamw_update(ctx: ProbeContext) -> torch.Tensor | None:
 @register("pca2")
 def pca2(ctx: ProbeContext) -> dict[str, float]:
     """``pca2_variance_share``: share of the recent trajectory's variance (the
-    probe-step snapshots, at most trainer.train.SNAPSHOTS_KEPT) in its top-2
+    probe-step snapshots, at most trainer.checkpoint.SNAPSHOTS_KEPT) in its top-2
     PCA modes (observables.trajectory.pca_variance_share; Notsawo et al.
     2023). Left out below three snapshots."""
     from observables.trajectory import pca_variance_share

@@ -171,7 +171,7 @@ def _check_trainer(opts, runs) -> None:
     import logging
 
     try:
-        from trainer.__main__ import build_parser, resolve
+        from trainer.cli import build_parser, resolve
         from trainer.config import PRESETS, ConfigError
     except ImportError as exc:  # e.g. no torch on this machine: the nodes will say
         logging.getLogger("grokwatch").warning(

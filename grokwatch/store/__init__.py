@@ -19,7 +19,7 @@ from .layout import (
     run_dir,
 )
 from .reader import Columns, Delta, RunReader, config_value, list_runs, merge_newest, read_run_config, read_status
-from .writer import RunWriter, StopRequested, columns_to_ipc, utcnow
+from .writer import RunWriter, columns_to_ipc, utcnow
 
 __all__ = [
     "CHECKPOINT",
@@ -34,7 +34,6 @@ __all__ = [
     "RunReader",
     "RunWriter",
     "ShardName",
-    "StopRequested",
     "atomic_write_bytes",
     "atomic_write_json",
     "check_run_id",

@@ -5,13 +5,15 @@ One :class:`RunWriter` per run. It owns the run directory: ``run.json`` once,
 ``*.tmp`` + fsync + ``os.replace``. Rows can be buffered here (``log``) or
 handed over as whole columns (``write_shard``) by a caller that keeps its own
 buffer, like the trainer, whose metrics stay on the device until a flush.
+
+It handles no signals: a process that must stop cleanly on one (the trainer,
+trainer/stopping.py) catches it and calls :meth:`RunWriter.close`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Mapping
@@ -26,16 +28,6 @@ from .atomic import atomic_write_bytes, atomic_write_json, read_json
 from .layout import CHECKPOINT, KINDS, RUN_JSON, SHARDS_DIR, STATUS_JSON, ShardName
 
 log = logging.getLogger("grokwatch.store")
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-
-class StopRequested(Exception):
-    """Raised (when asked for) by the signal handler: SIGTERM or SIGUSR1 came."""
-
-    def __init__(self, signame: str):
-        super().__init__(signame)
-        self.signame = signame
 
 
 def utcnow() -> str:
@@ -109,9 +101,6 @@ class RunWriter:
         self.attempt = 0
         self.last_step = start_step
         self.state = "running"
-        self.stop_signal: str | None = None
-        self._raise_on_signal = False
-        self._old_handlers: dict[int, Any] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
         self._last_flush = time.monotonic()
         self._last_heartbeat = 0.0
@@ -159,17 +148,12 @@ class RunWriter:
             self.open()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        self.restore_signal_handlers()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close: "completed", or "failed" on an exception (a no-op if the caller closed it already)."""
         if exc_type is None:
             self.close("completed" if self.state == "running" else self.state)
-            return False
-        if issubclass(exc_type, (StopRequested, KeyboardInterrupt)):
-            name = exc.signame if isinstance(exc, StopRequested) else "SIGINT"
-            self.close("preempted", message=f"stopped by {name}")
-            return isinstance(exc, StopRequested)
-        self.close("failed", message=f"{exc_type.__name__}: {exc}")
-        return False
+        else:
+            self.close("failed", message=f"{exc_type.__name__}: {exc}")
 
     def close(self, state: str = "completed", message: str | None = None) -> None:
         """Final flush of buffered rows, then the final status."""
@@ -180,25 +164,6 @@ class RunWriter:
         self._status["message"] = message
         self.write_status(force=True)
         self._closed = True
-
-    # -- signals -------------------------------------------------------------
-    def install_signal_handlers(self, raise_on_signal: bool = False) -> None:
-        """SIGTERM/SIGUSR1 set ``stop_signal``; a polling loop checkpoints and
-        exits at its next step boundary. With ``raise_on_signal`` the handler
-        raises :class:`StopRequested` instead, and ``__exit__`` flushes."""
-        self._raise_on_signal = raise_on_signal
-        for sig in STOP_SIGNALS:
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-
-    def restore_signal_handlers(self) -> None:
-        for sig, old in self._old_handlers.items():
-            signal.signal(sig, old)
-        self._old_handlers.clear()
-
-    def _on_signal(self, signum, frame) -> None:
-        self.stop_signal = signal.Signals(signum).name
-        if self._raise_on_signal:
-            raise StopRequested(self.stop_signal)
 
     # -- rows ----------------------------------------------------------------
     def log(self, kind: str, step: int, values: Mapping[str, Any]) -> None:

@@ -182,8 +182,8 @@ def test_run_ids_are_the_same_wherever_runs_are_named(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_packed_trainer_names_runs_like_the_plan():
-    """trainer.pack imports torch (seconds): kept apart from the quick checks."""
-    from trainer.pack import run_specs
+    """trainer.cli imports torch (seconds): kept apart from the quick checks."""
+    from trainer.cli import run_specs
 
     ns = argparse.Namespace(seeds="0-1", weight_decays="1,0.3")
     assert [rid for rid, _, _ in run_specs(ns, 1.0)] == [

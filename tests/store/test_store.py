@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -17,7 +16,6 @@ from grokwatch.store import (
     RunReader,
     RunWriter,
     ShardName,
-    StopRequested,
     check_run_id,
     columns_to_ipc,
     list_runs,
@@ -224,20 +222,16 @@ def test_reader_racing_live_writer_never_sees_partial_shard(tmp_path, caplog):
     assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
 
 
-def test_signal_during_writing_flushes_and_marks_preempted(tmp_path):
-    run = tmp_path / "r"
-    with RunWriter(run, {}, flush_steps=1000) as w:
-        w.install_signal_handlers(raise_on_signal=True)
+def test_the_writer_handles_no_signals(tmp_path):
+    """Signals are the trainer's business (trainer/stopping.py): the writer
+    installs no handler, and has no API for them."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
+    with RunWriter(tmp_path / "r", {}, flush_steps=1000) as w:
         write_rows(w, range(1, 6))
-        os.kill(os.getpid(), signal.SIGUSR1)
-        write_rows(w, range(6, 10))  # never reached
-    assert w.stop_signal == "SIGUSR1"
-    st = json.loads((run / "status.json").read_text())
-    assert st["state"] == "preempted" and "SIGUSR1" in st["message"]
-    r = RunReader(run)
-    r.refresh()
-    assert r.scalars["step"].tolist() == [1, 2, 3, 4, 5]
-    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+        assert {s: signal.getsignal(s) for s in before} == before
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert not [n for n in dir(w) if "signal" in n]
+    assert read_status(tmp_path / "r")["state"] == "completed"
 
 
 def test_exception_flushes_and_marks_failed(tmp_path):
@@ -258,4 +252,3 @@ def test_unsafe_run_ids_are_refused():
         with pytest.raises(ValueError):
             check_run_id(bad)
     assert check_run_id("wd0.3-s07") == "wd0.3-s07"
-    _ = StopRequested  # exported

@@ -15,7 +15,9 @@ import pytest
 import torch
 from host_sync_helpers import record_host_syncs
 
+import trainer.loop as tl
 import trainer.pack as tp
+import trainer.recording as tr
 import trainer.train as tt
 from grokwatch.store import RunReader, read_run_config, read_status
 from trainer.__main__ import main as trainer_main
@@ -257,15 +259,15 @@ def test_a_diverging_run_is_marked_and_the_others_go_on(tmp_path):
 def test_a_run_that_stops_after_grokking_leaves_the_pack(tmp_path, monkeypatch):
     """Run b 'groks' (forced) and stops N steps later; it is checkpointed and
     completed there, the pack shrinks to two runs, and they go on unchanged."""
-    real = tp.scan_flushed
+    real = tr.scan_flushed
 
-    def b_groks_at_40(cols, names, metrics, cfg, step):
-        out = real(cols, names, metrics, cfg, step)
+    def b_groks_at_40(cols, metrics, cfg, step):
+        out = real(cols, metrics, cfg, step)
         if cfg.run_id == "b" and metrics["t_grok"] is None:
             metrics["t_grok"], metrics["stop_at"] = 40, max(40 + cfg.stop_after_grok, step)
         return out
 
-    monkeypatch.setattr(tp, "scan_flushed", b_groks_at_40)
+    monkeypatch.setattr(tr, "scan_flushed", b_groks_at_40)
     cfgs = pack_of(
         tmp_path, "pack", steps=100, flush_steps=25, checkpoint_every=1000, probe_every=30, stop_after_grok=10
     )
@@ -308,7 +310,7 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     """Between two flushes the pack loop calls none of .item/.cpu/.tolist/.numpy/
     __float__/__int__/__index__/__bool__; flushes, probes, checkpoints and
     snapshots (their own cadences) are fenced off."""
-    events = record_host_syncs(monkeypatch, tp, ("flush_pack", "probe_run", "save_run", "save_snapshot"))
+    events = record_host_syncs(monkeypatch, tl, ("flush_shards", "probe_run", "save_run", "keep_snapshot"))
     torch.ones(1).item()
     assert events and events[0][0] == "sync"
     events.clear()
@@ -325,11 +327,11 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     )
     assert tp.train_pack(cfgs) == 0
     monkeypatch.undo()
-    flushes = [i for i, e in enumerate(events) if e == ("start", "flush_pack")]
+    flushes = [i for i, e in enumerate(events) if e == ("start", "flush_shards")]
     assert len(flushes) == 5
-    between = [e for e in events[events.index(("end", "flush_pack")) : flushes[-1]] if e[0] == "sync"]
+    between = [e for e in events[events.index(("end", "flush_shards")) : flushes[-1]] if e[0] == "sync"]
     assert between == []
-    assert ("start", "probe_run") in events and ("start", "save_run") in events and ("start", "save_snapshot") in events
+    assert ("start", "probe_run") in events and ("start", "save_run") in events and ("start", "keep_snapshot") in events
 
 
 def test_compile_falls_back_to_eager_with_a_warning(tmp_path, monkeypatch, capsys):

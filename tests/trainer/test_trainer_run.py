@@ -16,6 +16,7 @@ import pytest
 import torch
 from host_sync_helpers import record_host_syncs
 
+import trainer.loop as tl
 import trainer.train as tt
 from grokwatch.store import RunReader, read_run_config, read_status
 from trainer.config import TrainConfig
@@ -209,19 +210,20 @@ def test_no_device_to_host_transfer_between_flushes(tmp_path, monkeypatch):
     """Between two flushes the loop calls none of .item/.cpu/.tolist/.numpy/
     __float__/__int__/__index__/__bool__: metrics stay on the device. Flushes,
     probes, checkpoints and snapshots (their own cadences) are fenced off."""
-    events = record_host_syncs(monkeypatch, tt, ("flush_scalars", "run_probes", "save_checkpoint", "save_snapshot"))
+    events = record_host_syncs(monkeypatch, tl, ("flush_shards", "probe_run", "save_run", "keep_snapshot"))
     torch.ones(1).item()  # the counter counts
     assert events == [("sync", f"item from {__file__}:test_no_device_to_host_transfer_between_flushes")]
     events.clear()
     cfg = tiny(tmp_path, steps=100, flush_steps=20, eval_every=5, probe_every=30, checkpoint_every=40, keep_every=50)
     assert tt.train(cfg) == 0
     monkeypatch.undo()
-    flushes = [i for i, e in enumerate(events) if e == ("start", "flush_scalars")]
+    flushes = [i for i, e in enumerate(events) if e == ("start", "flush_shards")]
     assert len(flushes) == 5
-    first_end = events.index(("end", "flush_scalars"))
+    first_end = events.index(("end", "flush_shards"))
     between = [e for e in events[first_end : flushes[-1]] if e[0] == "sync"]
     assert between == []
-    assert ("start", "run_probes") in events and ("start", "save_snapshot") in events
+    assert ("start", "probe_run") in events and ("start", "keep_snapshot") in events
+    assert ("start", "save_run") in events
 
 
 def test_probes_that_misbehave_do_not_change_training(tmp_path, monkeypatch):
