@@ -280,3 +280,75 @@ def _span(steps: list[int]) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+# -- the command line: ``python -m trainer.probe_offline`` ------------------------------------
+# The back end of ``grokwatch probe`` (which runs it as a subprocess, so the
+# grokwatch package never imports the trainer): the same options, output,
+# errors (one line, ``grokwatch: error: ...``) and exit codes (0; 2 for a bad
+# request).
+
+
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="grokwatch probe",
+        description="Compute probes post hoc over a run's kept weight snapshots (the back end of grokwatch probe).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (<root>/<sweep>/<run_id>) with snapshots/")
+    p.add_argument("--probes", metavar="LIST", help="comma-separated probe names (default: the post-hoc defaults)")
+    p.add_argument("--grid", type=int, metavar="G", help="H0 loss-slice grid size G (default 15)")
+    p.add_argument("--every", type=int, metavar="N", help="only snapshots whose step is a multiple of N")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+    import sys
+
+    args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print("grokwatch: error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    probes = args.probes.split(",") if args.probes is not None else None
+
+    def progress(i: int, n: int, step: int) -> None:
+        if not args.quiet:
+            print(f"grokwatch probe: {i}/{n} snapshot step {step}", file=sys.stderr, flush=True)
+
+    try:
+        res = probe_run(
+            args.run_dir,
+            probes,
+            grid=args.grid,
+            every=args.every,
+            device=args.device,
+            threads=args.threads,
+            progress=progress,
+        )
+    except ProbeError as exc:
+        print(f"grokwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(res.as_dict(), sort_keys=True))
+    else:
+        first, last = (res.steps[0], res.steps[-1]) if res.steps else (None, None)
+        print(
+            f"{res.run_dir}: {len(res.steps)} snapshots probed (rows at steps {first}..{last}), "
+            f"{len(res.columns)} columns, {len(res.shards)} shards of attempt {res.attempt} "
+            f"in {res.seconds:.1f} s"
+        )
+        for path in res.shards:
+            print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -38,45 +38,62 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    """Run the trainer's offline probe (``python -m trainer.probe_offline``) as a
+    subprocess: the grokwatch package never imports the trainer. Its stdout (the
+    summary) and stderr (progress, the one-line error) come through as they are
+    written; its exit code is this command's."""
+    import subprocess
     import sys
+    import threading
 
     from grokwatch.errors import UsageError
     from grokwatch.integrations.extras import training_extra_error
 
     if err := training_extra_error("grokwatch probe"):
         raise UsageError(err)
-    from trainer.probe_offline import ProbeError, probe_run
-
     if args.threads < 1:
         raise UsageError("--threads must be >= 1")
-    probes = args.probes.split(",") if args.probes is not None else None
+    argv = [args.run_dir, "--device", args.device, "--threads", str(args.threads)]
+    for flag, value in (("--probes", args.probes), ("--grid", args.grid), ("--every", args.every)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += ["--json"] * args.json + ["-q"] * args.quiet
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer.probe_offline", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(),
+    )
 
-    def progress(i: int, n: int, step: int) -> None:
-        if not args.quiet:
-            print(f"grokwatch probe: {i}/{n} snapshot step {step}", file=sys.stderr, flush=True)
+    def relay(src, dst) -> None:
+        for line in src:
+            dst.write(line)
+            dst.flush()
 
+    err_thread = threading.Thread(target=relay, args=(proc.stderr, sys.stderr), daemon=True)
+    err_thread.start()
     try:
-        res = probe_run(
-            args.run_dir,
-            probes,
-            grid=args.grid,
-            every=args.every,
-            device=args.device,
-            threads=args.threads,
-            progress=progress,
-        )
-    except ProbeError as exc:
-        raise UsageError(str(exc)) from None
-    if args.json:
-        print(json.dumps(res.as_dict(), sort_keys=True))
-    else:
-        first, last = (res.steps[0], res.steps[-1]) if res.steps else (None, None)
-        print(
-            f"{res.run_dir}: {len(res.steps)} snapshots probed (rows at steps {first}..{last}), "
-            f"{len(res.columns)} columns, {len(res.shards)} shards of attempt {res.attempt} "
-            f"in {res.seconds:.1f} s"
-        )
-        for path in res.shards:
-            print(f"  {path}")
-    return 0
+        relay(proc.stdout, sys.stdout)
+        rc = proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: the child goes too
+            proc.kill()
+            proc.wait()
+        err_thread.join(5)
+    return rc
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with the directory this process imports ``trainer``
+    from first on the child's PYTHONPATH (a source checkout, a test run)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    env = dict(os.environ)
+    spec = importlib.util.find_spec("trainer")  # finds, does not import
+    if spec is not None and spec.submodule_search_locations:
+        root = str(Path(next(iter(spec.submodule_search_locations))).parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env

@@ -14,6 +14,7 @@ the sweep is read once in a worker and the clock and host name are frozen.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import socket
 import sys
@@ -24,6 +25,7 @@ from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 
+from grokwatch.runs.defaults import STALL_TIMEOUT
 from grokwatch.watch.quiet import QuietWindow
 
 from .config import TuiConfig
@@ -33,7 +35,7 @@ from .model import ModelFeed, SweepModel
 from .screens.dashboard import DashboardScreen
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen
-from .source import SweepSource, open_source
+from .source import SweepSource, WatcherUnavailable, resolve_sweep
 from .widgets.alarm_feed import AlarmFeed
 from .widgets.line_table import LineTable
 from .widgets.runs_table import RunsTable
@@ -227,6 +229,35 @@ class GrokwatchApp(App):
     def get_key_display_name(self, key: str) -> str:
         names = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc", "enter": "enter"}
         return names.get(key, key)
+
+
+log = logging.getLogger("grokwatch.tui")
+
+
+def open_source(
+    source: str | os.PathLike,
+    *,
+    stall_timeout: float = STALL_TIMEOUT,
+    interval: float = 1.0,
+    clock=time.time,
+    pause=None,
+    rules: str | os.PathLike | None = None,
+) -> SweepSource:
+    """The watcher's view of SOURCE (:class:`~grokwatch.tui.watcher_source.WatcherSource`).
+    ``pause``: called by the watcher's thread between runs (the dashboard's
+    :class:`grokwatch.watch.quiet.QuietWindow`), so key presses repaint first.
+    ``rules``: a rules file merged over the defaults (as ``grokwatch alerts
+    --rules``). Raises :class:`~grokwatch.tui.source.WatcherUnavailable` when
+    the watcher does not import (with the reason): there is no other way to
+    read a sweep."""
+    sweep = resolve_sweep(source)
+    try:
+        from .watcher_source import WatcherSource
+    except Exception as exc:  # a broken install or a bug in the watcher: say which, stop
+        log.debug("importing the watcher failed", exc_info=True)
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise WatcherUnavailable(f"the sweep watcher (grokwatch.watch) cannot be loaded: {reason}") from exc
+    return WatcherSource(sweep, stall_timeout=stall_timeout, interval=interval, clock=clock, pause=pause, rules=rules)
 
 
 def make_app(

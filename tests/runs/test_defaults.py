@@ -49,8 +49,8 @@ def _option_default(argv_prefix: list[str], dest: str):
 def test_every_stall_timeout_is_the_shared_one():
     from grokwatch.alerts.daemon import DaemonOptions
     from grokwatch.commands.sweep import sweep_rows
+    from grokwatch.tui.app import open_source
     from grokwatch.tui.config import TuiConfig
-    from grokwatch.tui.source import open_source
     from grokwatch.tui.watcher_source import WatcherSource
     from grokwatch.watch import ScoreConfig
     from grokwatch.watch.queue import run_state

@@ -10,7 +10,7 @@ import socket
 import pytest
 from tui_helpers import drive, frozen_config, screen_text, settle
 
-from grokwatch.alerts import AlarmSubscriber
+from grokwatch.alerts import AlarmSubscriber, load_rules
 from grokwatch.alerts.lock import InstanceLock
 from grokwatch.commands.main import main
 from grokwatch.sim.simulate import simulate_sweep
@@ -75,6 +75,7 @@ def test_rules_file_rule_fires_in_the_dashboard(small_sweep, rules_file, monkeyp
         monkeypatch, [*argv, str(small_sweep), "--rules", str(rules_file), "--no-follow"], script
     )
     assert rc == 0
+    assert "my_only_rule" not in load_rules()  # only FILE has it
     model = seen["model"]
     assert (
         "my_only_rule" in seen["engine"].rules and "weight_norm_near_critical" in seen["engine"].rules
