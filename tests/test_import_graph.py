@@ -16,11 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("grokwatch", "trainer", "observables", "slurm")
-# Cycles known and being taken apart elsewhere: tolerated, never added to.
-# Delete an entry once its cycle is gone.
-KNOWN = [
-    {"trainer.__main__", "trainer.pack"},  # the packed trainer borrows the CLI's helpers
-]
 
 
 def module_files() -> dict[str, Path]:
@@ -162,7 +157,7 @@ def test_the_graph_sees_lazy_and_relative_imports():
 
 def test_no_import_cycles():
     graph = import_graph()
-    tangles = [c for c in strongly_connected(graph) if set(c) not in KNOWN]
+    tangles = strongly_connected(graph)
     report = "\n\n".join(
         f"import cycle ({len(c)} modules tangled: {', '.join(c)}):\n{describe(graph, a_cycle(graph, c))}"
         for c in tangles
