@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         replay,
         write_predictions,
     )
-    from grokwatch.predict.score import fate_scores, plateau_errors
+    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors
     from grokwatch.remote.source import resolve_source
 
     sweep = resolve_source(args.source)
@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         "methods": _count(p.method for p in preds if p.kind == "t_grok"),
         "prediction_error": errors,
         "will_grok": fate_scores(preds, runs),
+        "will_grok_at_10pct_budget": fate_at_share(preds, runs, 0.1),
+        "sources": _count(p.source or "-" for p in preds if p.kind == "t_grok" and p.ok),
     }
     if args.json:
         json.dump(summary, sys.stdout, indent=1)
@@ -158,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(preds)} predictions over {len(runs)} runs" + (f"; written to {path}" if path else ""))
     print("methods: " + ", ".join(f"{m} {n}" for m, n in summary["methods"].items()))
+    print("numbers made from: " + (", ".join(f"{m} {n}" for m, n in summary["sources"].items()) or "none"))
     print("t_grok predicted at      runs  with a number  median rel. error  within 20%  in interval")
     for k, v in errors.items():
         med = "-" if v["median_rel_error"] is None else f"{v['median_rel_error']:.3f}"
@@ -174,6 +177,13 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print("will-grok: no run got a prediction (too few finished runs of each outcome; see --prior)")
+    fb = summary["will_grok_at_10pct_budget"]
+    if fb["n"]:
+        auc = "-" if fb["auc"] is None else f"{fb['auc']:.2f}"
+        print(
+            f"P(groks within budget) at t_mem + 10% of the budget: {fb['n']} runs still on their plateau then "
+            f"({fb['n_grokked']} grokked within budget), AUC {auc}, Brier {fb['brier']:.3f}"
+        )
     return 0
 
 

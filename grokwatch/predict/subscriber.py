@@ -17,12 +17,13 @@ import numpy as np
 from grokwatch.watch.runstate import Batch
 from grokwatch.watch.snapshot import OnsetPrediction
 
-from .config import Prediction
+from .config import WILL_GROK, Prediction
 from .sweep import SweepPredictor, onset_signal_batches
 
 
-def onset_of(p: Prediction | None) -> OnsetPrediction | None:
-    """A t_grok prediction as a run's view carries it (None without a number)."""
+def onset_of(p: Prediction | None, fate: Prediction | None = None) -> OnsetPrediction | None:
+    """A t_grok prediction as a run's view carries it (None without a number), with
+    the newest P(groks within budget) ``fate`` when there is one."""
     if p is None or p.t_grok_pred is None or not np.isfinite(p.t_grok_pred):
         return None
 
@@ -30,7 +31,13 @@ def onset_of(p: Prediction | None) -> OnsetPrediction | None:
         return None if v is None or not np.isfinite(v) else int(round(v))
 
     return OnsetPrediction(
-        step=int(round(p.t_grok_pred)), lo=as_int(p.lo), hi=as_int(p.hi), method=p.method, made_at=int(p.step)
+        step=int(round(p.t_grok_pred)),
+        lo=as_int(p.lo),
+        hi=as_int(p.hi),
+        method=p.method,
+        made_at=int(p.step),
+        source=p.source or None,
+        p_grok=None if fate is None or fate.p_grok is None else float(fate.p_grok),
     )
 
 
@@ -60,4 +67,4 @@ class PredictorSubscriber:
         return {p.run for p in new}
 
     def view_fields(self, run_id: str) -> dict:
-        return {"prediction": onset_of(self.predictor.latest(run_id))}
+        return {"prediction": onset_of(self.predictor.latest(run_id), self.predictor.latest(run_id, WILL_GROK))}

@@ -171,7 +171,9 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
         + "). For each run that grokked, the "
         "newest prediction made by 10%, 25%, 50% and 75% of its plateau (t_mem + f (t_grok - t_mem)) is scored by "
         "|t_grok_pred - t_grok| / t_grok. A run whose newest prediction then was `insufficient-data` has no number "
-        "(coverage)."
+        "(coverage). The interval is the nominal 80% band. Whose runs made the numbers: "
+        + (", ".join(f"{m} {n}" for m, n in pred.get("sources", {}).items()) or "none")
+        + " (prior: the preset's shipped runs or earlier sweeps under the root; sweep: its own grokked runs)."
     )
     add("")
     add("| made at | runs | with a number | median relative error [CI] | within 20% | t_grok inside interval |")
@@ -185,12 +187,21 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     for name in figures.get("prediction", []):
         add(f"![{name}]({name})")
     add("")
+    fb = pred.get("will_grok_at_10pct_budget") or {}
+    if fb.get("n"):
+        add(
+            f"P(groks within budget) as it stood at t_mem + 10% of the budget, for the runs still on their plateau "
+            f"then: {fb['n']} runs ({fb['n_grokked']} grokked within budget), ROC AUC {_f(fb['auc'])}, "
+            f"Brier {_f(fb['brier'], '{:.3f}')}, accuracy at 0.5 {_pct(fb['accuracy'])}."
+        )
+        add("")
     fs = pred["will_grok"]
     if fs["n"]:
         when = "" if fs["made_vs_t_mem"] is None else f" (made a median {fs['made_vs_t_mem']:+,.0f} steps from t_mem)"
         add(
-            f"Will it grok within budget (spectral signature of the first 400 training losses, logistic regression "
-            f"on the runs finished by then), each run's first prediction{when}: {fs['n']} runs "
+            f"Will it grok within budget, each run's first prediction{when} (before memorization the spectral "
+            f"signature of the first 400 training losses; on the plateau the growth model's plateau-survival): "
+            f"{fs['n']} runs "
             f"({fs['n_grokked']} grokked), accuracy {_pct(fs['accuracy'])}, Brier {_f(fs['brier'], '{:.3f}')}, "
             f"ROC AUC {_f(fs['auc'])}."
         )

@@ -171,9 +171,20 @@ def rasterize(
     text = (codes + 0x2800).astype("<u4").tobytes().decode("utf-32-le")
     chars = [list(text[r * pw : (r + 1) * pw]) for r in range(ph)]
     ckeys: list[list[int | str | None]] = [[(c if c != -9 else None) for c in row] for row in color.tolist()]
+    # a band (the predicted interval) first, in the empty cells of its columns; then
     # vertical markers where the column is empty
     for m in markers:
-        if not (x0 <= m.step <= x1):
+        if m.kind != "band" or m.end is None or m.end < x0 or m.step > x1:
+            continue
+        c0 = max(0, int((max(m.step, x0) - x0) / (x1 - x0) * pw))
+        c1 = min(pw - 1, int((min(m.end, x1) - x0) / (x1 - x0) * pw))
+        for cc in range(c0, c1 + 1):
+            for r in range(ph):
+                if codes[r, cc] == 0:
+                    chars[r][cc] = "░"
+                    ckeys[r][cc] = m.kind
+    for m in markers:
+        if m.kind == "band" or not (x0 <= m.step <= x1):
             continue
         cc = min(pw - 1, int((m.step - x0) / (x1 - x0) * pw))
         ch = "┆" if m.kind in ("t_mem", "t_grok") else "╎" if m.kind == "alarm" else "┊"

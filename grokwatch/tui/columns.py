@@ -49,13 +49,33 @@ def _step_total(r: RunRow) -> str:
     return f"{_steps(r.step)}/{_steps(r.total_steps)}" if r.total_steps else _steps(r.step)
 
 
+# Whose runs a prediction came from, as the table tags it: the preset's prior (or earlier
+# sweeps), the sweep's own grokked runs, or both.
+SOURCE_TAG = {"prior": "P", "sweep": "S", "prior+sweep": "P+S"}
+
+
 def _pred(r: RunRow) -> str:
     p = r.prediction
     if p is None:
         return DASH
+    tag = SOURCE_TAG.get(p.source or "", "")
+    tag = f" {tag}" if tag else ""
     if p.lo is not None and p.hi is not None:
-        return f"{_steps(p.step)} [{_steps(p.lo)},{_steps(p.hi)}]"
-    return _steps(p.step)
+        return f"{_steps(p.step)} [{_steps(p.lo)},{_steps(p.hi)}]{tag}"
+    return _steps(p.step) + tag
+
+
+def pred_detail(r: RunRow) -> str:
+    """The prediction in words, for the detail screen's header."""
+    p = r.prediction
+    if p is None:
+        return DASH
+    words = {"prior": "the prior", "sweep": "the sweep's grokked runs", "prior+sweep": "the prior and the sweep"}
+    out = _pred(r).rsplit(" ", 1)[0] if p.source in SOURCE_TAG else _pred(r)
+    out += f" ({p.method or '?'}" + (f", from {words[p.source]}" if p.source in words else "") + ")"
+    if p.p_grok is not None:
+        out += f"  P(grok in budget) {p.p_grok:.0%}"
+    return out
 
 
 HOT = "bold #d62728"
@@ -174,7 +194,7 @@ COLUMNS: dict[str, Column] = {
             16,
             _pred,
             lambda r: r.prediction.step if r.prediction else None,
-            "predicted t_grok [interval]",
+            "predicted t_grok [80% interval], from the prior (P), the sweep's own runs (S) or both",
         ),
         Column("slurm", "slurm", 9, lambda r: r.slurm_state or DASH, lambda r: r.slurm_state, "SLURM job state"),
         Column(

@@ -60,7 +60,10 @@ def _markers(d: RunData, color: int | None = None) -> list[Marker]:
     if r.t_grok is not None:
         out.append(Marker(r.t_grok, "t_grok", f"{tag}t_grok {r.t_grok}"))
     if r.prediction is not None:
-        out.append(Marker(r.prediction.step, "predicted", f"{tag}predicted {r.prediction.step}"))
+        p = r.prediction
+        if color is None and p.lo is not None and p.hi is not None and p.hi > p.lo:
+            out.append(Marker(p.lo, "band", f"predicted interval {p.lo}..{p.hi}", end=p.hi))
+        out.append(Marker(p.step, "predicted", f"{tag}predicted {p.step}"))
     for s in r.restart_steps:
         out.append(Marker(s, "restart", f"{tag}restart {s}"))
     for a in d.alarms:

@@ -208,8 +208,9 @@ class Marker:
     """A vertical marker at a step."""
 
     step: float
-    kind: str  # t_mem, t_grok, alarm, predicted, restart
+    kind: str  # t_mem, t_grok, alarm, predicted, restart; band: a span step..end
     label: str = ""
+    end: float | None = None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ MARKER_STYLE = {
     "t_grok": ("┆", "#00af5f"),
     "alarm": ("╎", "#d62728"),
     "predicted": ("┊", "#9467bd"),
+    "band": ("░", "#3a3a5f"),  # the predicted t_grok's interval, behind the curves
     "restart": ("┊", "#8a8a8a"),
 }
 

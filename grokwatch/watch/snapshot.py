@@ -49,6 +49,8 @@ class OnsetPrediction:
     hi: int | None = None
     method: str | None = None
     made_at: int | None = None  # the step it was made at
+    source: str | None = None  # whose runs made it: "prior", "sweep" or "prior+sweep"
+    p_grok: float | None = None  # the newest P(groks within budget), when there is one
 
 
 @dataclass(frozen=True, eq=False)

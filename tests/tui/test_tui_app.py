@@ -37,6 +37,10 @@ def test_table_lists_every_run_with_phases_and_signals(app_factory):
         p = plateau[0].prediction
         assert p.lo <= p.step <= p.hi and p.method
         assert "[" in table.get_cell(plateau[0].run_id, "pred")
+        # the simulator's runs are preset "sim": its shipped prior answers from the first plateau step,
+        # and the cell says whose runs made the number
+        assert {r.prediction.source for r in plateau} <= {"prior", "prior+sweep"}
+        assert table.get_cell(plateau[0].run_id, "pred").endswith((" P", " P+S"))
         # no SLURM manifest (sweep.json) in a simulated sweep: '-'
         assert all(table.get_cell(r, "slurm") == "-" for r in rows)
 

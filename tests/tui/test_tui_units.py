@@ -89,6 +89,37 @@ def test_canvas_draws_lines_markers_and_reference_lines():
     assert "no H0 probes" in as_text(empty)
 
 
+def test_canvas_shades_the_predicted_interval_behind_the_curve():
+    x = np.arange(0, 101, dtype=float)
+    panel = Panel("a", "val acc", (Series("v", x, np.full_like(x, 0.5)),), y_range=(0.0, 1.0))
+    band = Marker(40, "band", "interval", end=60)
+    rows = rasterize(panel, (band, Marker(50, "predicted")), (0, 100), 47, 10)
+    plot = [line[7:] for line in as_text(rows).splitlines()[1:-1]]
+    cols = {c for line in plot for c, ch in enumerate(line) if ch == "░"}
+    assert cols and min(cols) >= int(0.4 * 40) - 1 and max(cols) <= int(0.6 * 40) + 1  # only its columns
+    assert any("┊" in line for line in plot)  # the predicted step still shows over the band
+    assert all("░" not in line[: int(0.4 * 40) - 1] for line in plot)  # nothing left of it
+    # the curve's own cells are not shaded
+    mid = [line for line in plot if "░" in line]
+    assert len(mid) < len(plot)
+
+
+def test_prediction_cell_and_detail_name_the_source_and_the_odds():
+    from grokwatch.tui.columns import pred_detail
+    from grokwatch.watch.snapshot import OnsetPrediction
+
+    cell = COLUMNS["pred"].cell
+    p = OnsetPrediction(5200, 3100, 8000, "growth", 2600, source="prior", p_grok=0.83)
+    row = RunRow("wd1.0-s00", prediction=p)
+    assert cell(row) == "5.2k [3.1k,8.0k] P"
+    text = pred_detail(row)
+    assert "5.2k [3.1k,8.0k]" in text and "growth" in text and "from the prior" in text and "83%" in text
+    own = RunRow("r", prediction=OnsetPrediction(5200, 3100, 8000, "growth", 2600, source="prior+sweep"))
+    assert cell(own).endswith(" P+S") and "prior and the sweep" in pred_detail(own)
+    assert cell(RunRow("r", prediction=OnsetPrediction(5200))) == "5.2k"
+    assert pred_detail(RunRow("r")) == "-"
+
+
 def test_log_panel_skips_non_positive_values():
     x = np.arange(1, 1001, dtype=float)
     y = np.exp(-x / 100)

@@ -18,7 +18,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from ..columns import _pred, _step_total
+from ..columns import _step_total, pred_detail
 from ..messages import SeriesReady
 from ..model import RunSeries, SweepModel
 from ..style import MARKER_STYLE, palette, phase_badge, state_text
@@ -153,7 +153,7 @@ class DetailScreen(Screen):
                     t.append(f"  seed {r.seed}")
                 t.append(f"  t_mem {r.t_mem if r.t_mem is not None else '-'}")
                 t.append(f"  t_grok {r.t_grok if r.t_grok is not None else '-'}")
-                t.append(f"  pred {_pred(r)}")
+                t.append(f"  pred {pred_detail(r)}")
                 if r.restarts:
                     t.append(f"  restarts {r.restarts}")
                 if r.alarms:
@@ -164,6 +164,7 @@ class DetailScreen(Screen):
                 ("t_grok", "t_grok"),
                 ("alarm", "alarm"),
                 ("predicted", "predicted"),
+                ("band", "80% interval"),
                 ("restart", "restart"),
             ):
                 ch, color = MARKER_STYLE[kind]
