@@ -1,5 +1,8 @@
 """The growth model: t_grok of a run on its plateau from the run itself, with a prior.
 
+One module: the extrapolations, the plateau prior and their cross-validated
+fit are one model, fitted and used together.
+
 Physics. Grokking is not a jump out of nothing. On the plateau the
 generalizing circuit forms and grows while the memorizing one is pruned by
 weight decay (Nanda et al. 2023, "Progress measures for grokking via

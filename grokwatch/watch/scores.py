@@ -1,5 +1,8 @@
 """Watcher-side scores, computed incrementally from the raw columns.
 
+One module: the incremental scores share one contract (causal, bounded
+look-back, equal to a full recomputation) and the buffers that keep it.
+
 Pure numpy, no I/O. Every score is *causal with a bounded look-back*: the
 value at row i depends only on rows ``i - lookback .. i``. So a refresh that
 brings m new rows recomputes only ``m + lookback`` rows, never the whole run,

@@ -1,5 +1,8 @@
 """The sweep watcher: a plain thread (no UI) that follows a sweep directory.
 
+One module: it is one thread's loop; discovery, polling, inotify and
+publishing share its locks, its per-run signatures and its wake-up event.
+
 Toolong's shape: ``start()``, ``close()`` through an Event (and a join), and
 callbacks. First a backfill of every run already on disk, then it follows new
 shards -- woken by inotify (watchdog) on local filesystems, or by polling on
