@@ -802,7 +802,8 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
     }
     doc["predictions"] = {}
     for sw in sweeps:
-        doc["predictions"][sw.name] = prediction_scores(sw)
+        cross = out / "tiny" if sw.name == "canonical" and (out / "tiny").is_dir() else None
+        doc["predictions"][sw.name] = prediction_scores(sw, cross_prior=cross)
         if sw.name in BUDGETS:
             doc["predictions"][f"{sw.name}@{BUDGETS[sw.name]}"] = prediction_scores(sw, BUDGETS[sw.name])
         topo_path = out / "topology" / f"topology-{sw.name}.json"
@@ -1139,18 +1140,20 @@ def write_sim_md(cmp: dict, path: Path) -> None:
 # -- onset predictions, scored with priors and without --------------------------------------------------
 
 
-def prediction_scores(sweep_dir: Path, budget: int | None = None) -> dict:
-    """``grokwatch predict --replay``'s scoring on a real sweep, three ways:
+def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_prior: Path | None = None) -> dict:
+    """``grokwatch predict --replay``'s scoring on a real sweep, several ways:
 
-    - ``sweep only``: no prior; the sweep's own grokked runs calibrate (the old behaviour);
-    - ``prior, 2-fold by seed``: the runs of even seeds predicted with the odd seeds' runs as
+    - ``sweep only``: no prior; the sweep's own grokked runs calibrate;
+    - ``prior (2-fold by seed)``: the runs of even seeds predicted with the odd seeds' runs as
       the prior and the reverse (an honest stand-in for the shipped prior: no run sees itself
-      or its twin);
-    - both together (prior and the sweep's own runs).
+      or its twin), and the same with the sweep's own runs too;
+    - the same two with the sweep-calibrated methods alone (``LEGACY_METHODS``: the predictor
+      before the growth model), for comparison;
+    - ``cross_prior``: another preset's sweep as the only prior (the lr x wd scaling across presets).
     ``budget``: outcomes as if each run had that many steps (for P(groks within budget)).
     """
-    from grokwatch.predict import PredictConfig, load_sweep, replay
-    from grokwatch.predict.score import fate_scores, plateau_errors
+    from grokwatch.predict import LEGACY_METHODS, PredictConfig, load_sweep, replay
+    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors
     from grokwatch.predict.series import PriorRun, RunSeries
 
     runs = load_sweep(sweep_dir)
@@ -1167,21 +1170,34 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None) -> dict:
                 "completed" if n == len(r.steps) or r.last_step >= budget else r.state,
                 preset=r.preset,
                 seed=r.seed,
+                lr=r.lr,
             )
         runs = cut
-    cfg = PredictConfig()
+
+    def scored(preds):
+        return {
+            "errors": _strip(plateau_errors(preds, runs)),
+            "will_grok": fate_scores(preds, runs),
+            "will_grok_at_10pct_budget": fate_at_share(preds, runs, 0.1),
+        }
+
     out = {}
-    preds = replay(runs, cfg, auto_prior=False)
-    out["sweep only"] = {"errors": _strip(plateau_errors(preds, runs)), "will_grok": fate_scores(preds, runs)}
-    for label, with_own in (("prior (2-fold by seed)", False), ("prior (2-fold by seed) + the sweep's own runs", True)):
-        allp = []
-        for parity in (0, 1):
-            target = {rid: r for rid, r in runs.items() if (r.seed or 0) % 2 == parity}
-            prior = [PriorRun.of(r) for r in load_sweep(sweep_dir).values() if (r.seed or 0) % 2 != parity]
-            pool = runs if with_own else target
-            ps = replay(pool, cfg, prior=prior, auto_prior=False)
-            allp += [p for p in ps if p.run in target]
-        out[label] = {"errors": _strip(plateau_errors(allp, runs)), "will_grok": fate_scores(allp, runs)}
+    for tag, cfg in (("", PredictConfig()), (" [sweep-calibrated methods only]", PredictConfig(methods=LEGACY_METHODS))):
+        out["sweep only" + tag] = scored(replay(runs, cfg, auto_prior=False))
+        for label, with_own in (("prior (2-fold by seed)", False), ("prior (2-fold by seed) + own runs", True)):
+            allp = []
+            for parity in (0, 1):
+                target = {rid: r for rid, r in runs.items() if (r.seed or 0) % 2 == parity}
+                prior = [PriorRun.of(r) for r in load_sweep(sweep_dir).values() if (r.seed or 0) % 2 != parity]
+                pool = runs if with_own else target
+                ps = replay(pool, cfg, prior=prior, auto_prior=False)
+                allp += [p for p in ps if p.run in target]
+            out[label + tag] = scored(allp)
+    if cross_prior is not None:
+        prior = [PriorRun.of(r) for r in load_sweep(cross_prior).values()]
+        out[f"prior: the {cross_prior.name} sweep only (scaled by lr x wd)"] = scored(
+            replay(runs, PredictConfig(), prior=prior, auto_prior=False)
+        )
     return out
 
 
@@ -1204,13 +1220,18 @@ def prediction_md(scores: dict, title: str) -> list[str]:
             )
     L += [
         "",
-        "| predictor | will-grok runs scored | accuracy | Brier | AUC | made vs t_mem (median steps) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "P(groks within budget): each run's first prediction with a number, and as it stood at "
+        "t_mem + 10% of the budget for the runs still on their plateau then.",
+        "",
+        "| predictor | first: runs | accuracy | Brier | AUC | made vs t_mem | at t_mem+10%: runs (grokked) | AUC | Brier |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, s in scores.items():
         w = s["will_grok"]
+        b = s.get("will_grok_at_10pct_budget") or {}
         L.append(
             f"| {label} | {w['n']} | {_f(w['accuracy'])} | {_f(w['brier'], 3)} | {_f(w['auc'])} | "
-            f"{_lead(w['made_vs_t_mem'])} |"
+            f"{_lead(w['made_vs_t_mem'])} | {b.get('n', 0)} ({b.get('n_grokked', 0)}) | {_f(b.get('auc'))} | "
+            f"{_f(b.get('brier'), 3)} |"
         )
     return L + [""]

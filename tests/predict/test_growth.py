@@ -1,0 +1,136 @@
+"""The growth model (grokwatch.predict.growth) on real runs and on planted curves.
+
+The real runs are tests/fixtures/real_tiny: nine runs of the evidence sweep
+(tiny preset). The shipped tiny prior holds their twins (same preset, seed,
+weight decay), which the predictor must leave out: what it predicts here it
+predicts from the *other* evidence runs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grokwatch.predict import PredictConfig, RunSeries, load_sweep, replay
+from grokwatch.predict.growth import GrowthCache, GrowthModel, extrapolations, fit_growth
+from grokwatch.predict.onset import twin_key
+from grokwatch.predict.priors import auto_prior
+from grokwatch.predict.score import fate_at_share, plateau_errors
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "real_tiny"
+
+
+@pytest.fixture(scope="module")
+def real():
+    runs = load_sweep(FIXTURE)
+    return runs, replay(runs, sweep_dir=FIXTURE)
+
+
+def test_every_real_run_gets_a_number_from_a_tenth_of_its_plateau(real):
+    runs, preds = real
+    err = plateau_errors(preds, runs)
+    grokked = [r for r in runs.values() if r.events().t_grok is not None]
+    assert len(grokked) == 8
+    for k in ("10", "25", "50", "75"):
+        assert err[k]["n_predicted"] == err[k]["n_runs"] == 8, (k, err[k])
+    # the first run to grok has no grokked run of its own sweep to lean on: the prior answers
+    first = min(grokked, key=lambda r: r.events().t_grok)
+    e = first.events()
+    early = [
+        p
+        for p in preds
+        if p.run == first.run_id and p.kind == "t_grok" and p.step <= e.t_mem + 0.25 * (e.t_grok - e.t_mem)
+    ]
+    assert early and all(p.ok and p.source == "prior" for p in early)
+    # measured on these runs (guards, not targets): later predictions are better
+    assert err["50"]["median_rel_error"] <= 0.2
+    assert err["75"]["median_rel_error"] <= 0.12
+    assert err["75"]["median_rel_error"] < err["25"]["median_rel_error"]
+    for p in preds:
+        if p.kind == "t_grok" and p.ok:
+            assert p.step <= p.lo <= p.t_grok_pred <= p.hi
+
+
+def test_p_groks_within_budget_ranks_the_real_runs(real):
+    runs, preds = real
+    f = fate_at_share(preds, runs, 0.1)
+    assert f["n"] >= 5 and 0 < f["n_grokked"] < f["n"]
+    assert f["auc"] >= 0.8
+    fates = [p for p in preds if p.kind == "will_grok" and p.method == "plateau-survival"]
+    assert fates and all(0.0 <= p.p_grok <= 1.0 for p in fates)
+
+
+@pytest.mark.parametrize("rid", ["wd1.0-s02", "wd3.0-s00"])
+def test_a_run_never_sees_its_twin_in_the_prior(rid):
+    """Predicting a run with the shipped prior gives exactly what the prior without
+    its twin gives: the twin (same trajectory, bit for bit) is never used."""
+    run = load_sweep(FIXTURE)[rid]
+    prior = auto_prior("tiny", None)
+    twin = twin_key(run)
+    assert any(twin_key(p) == twin for p in prior)  # the shipped prior does hold it
+    without = [p for p in prior if twin_key(p) != twin]
+    cfg = PredictConfig()
+    a = replay({rid: run}, cfg, prior=prior, auto_prior=False)
+    b = replay({rid: run}, cfg, prior=without, auto_prior=False)
+    assert a == b and any(p.ok for p in a)
+
+
+def _planted(t_grok: int, total: int = 6000, t_mem: int = 100, rate: float = 1e-3) -> RunSeries:
+    """Val loss whose gap below its peak (20 at t_mem) grows exactly as exp(rate (t - t_grok)) x 19.6."""
+    steps = np.arange(0, total + 1)
+    peak = 20.0
+    gap = 0.98 * peak * np.exp(rate * (steps - t_grok))
+    val_loss = np.where(steps < t_mem, peak, np.maximum(peak - gap, 0.01))
+    val_acc = np.where(steps >= t_grok, 0.99, 0.05)
+    cols = {
+        "step": steps,
+        "train_acc": np.where(steps >= t_mem, 1.0, 0.5),
+        "train_loss": np.full(len(steps), 0.01),
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "weight_norm": np.full(len(steps), 30.0),
+    }
+    return RunSeries.from_columns("r", cols, {"weight_decay": 1.0, "lr": 1e-3, "total_steps": total}, "running")
+
+
+def test_the_val_loss_extrapolation_finds_a_planted_exponential():
+    run = _planted(t_grok=4000)
+    for t in (1500, 2500, 3500):
+        x = extrapolations(run, t)
+        assert x["val_loss"] == pytest.approx(4000 - t, rel=0.02)
+    # a flat plateau says nothing (no growth yet), and nothing before memorization
+    flat = _planted(t_grok=10**9)
+    assert "val_loss" not in extrapolations(flat, 2000)
+    assert extrapolations(run, 50) == {}
+
+
+def test_the_plateau_prior_conditions_on_not_having_grokked():
+    m = GrowthModel(a=math.log(1000), b=-1.0, sd=0.5)
+    rate = 0.0  # ln(lr x wd) = 0: median plateau exp(a) = 1000
+    assert m.predict({}, 101, 100, rate)[1] == pytest.approx(100 + 1000, rel=0.01)
+    mids = [m.predict({}, 100 + e, 100, rate)[1] for e in (100, 1000, 3000)]
+    assert mids == sorted(mids) and mids[-1] > 100 + 3000  # not grokked by then: later still
+    method, mid, lo, hi = m.predict({}, 1100, 100, rate)
+    assert method == "plateau-prior" and 1100 <= lo <= mid <= hi
+    # P(groks within budget): grows with the budget, 0 at or before now
+    ps = [m.p_within(method, mid, 1100, 100, rate, b) for b in (1100, 1500, 3000, 30_000)]
+    assert ps[0] == 0.0 and ps == sorted(ps) and ps[-1] > 0.99
+    # a faster rate (larger lr x wd) shortens the plateau: 1 / (lr x wd)
+    assert m.predict({}, 101, 100, math.log(10))[1] == pytest.approx(100 + 100, rel=0.02)
+
+
+def test_the_shipped_tiny_prior_fits_a_physical_model():
+    cache = GrowthCache()
+    calibs = cache.calibrations(auto_prior("tiny", None), 0, twin_key)
+    assert len(calibs) == 23
+    m = fit_growth(calibs)
+    assert m is not None and m.n_prior == 23 and m.source == "prior"
+    assert -1.3 <= m.b <= -0.8  # plateau ~ 1 / (lr x wd)
+    assert 0.2 <= m.sd <= 0.8
+    assert "val_loss" in m.k  # the extrapolation that beats the prior on these runs
+    assert 25 <= m.w_crit <= 30
+    q10, q90 = m.q["all"]
+    assert q10 < 0 < q90  # a band on both sides of the prediction
