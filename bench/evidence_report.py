@@ -1182,7 +1182,10 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_prior: P
         }
 
     out = {}
-    for tag, cfg in (("", PredictConfig()), (" [sweep-calibrated methods only]", PredictConfig(methods=LEGACY_METHODS))):
+    for tag, cfg in (
+        ("", PredictConfig()),
+        (" [sweep-calibrated methods only]", PredictConfig(methods=LEGACY_METHODS)),
+    ):
         out["sweep only" + tag] = scored(replay(runs, cfg, auto_prior=False))
         for label, with_own in (("prior (2-fold by seed)", False), ("prior (2-fold by seed) + own runs", True)):
             allp = []
@@ -1223,7 +1226,8 @@ def prediction_md(scores: dict, title: str) -> list[str]:
         "P(groks within budget): each run's first prediction with a number, and as it stood at "
         "t_mem + 10% of the budget for the runs still on their plateau then.",
         "",
-        "| predictor | first: runs | accuracy | Brier | AUC | made vs t_mem | at t_mem+10%: runs (grokked) | AUC | Brier |",
+        "| predictor | first: runs | accuracy | Brier | AUC | made vs t_mem "
+        "| at t_mem+10%: runs (grokked) | AUC | Brier |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, s in scores.items():
