@@ -42,6 +42,8 @@ from pathlib import Path  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from grokwatch.store.layout import run_id_for  # noqa: E402
+
 # The two packs. Changing any of these changes the evidence: keep them with the report.
 PACKS: dict[str, list[str]] = {
     "tiny": [
@@ -93,9 +95,9 @@ TOPOLOGY_ARGS = [
     "1000",
     "--runs",
     ",".join(
-        [f"wd3.0-s{i:02d}" for i in range(8)]
-        + [f"wd1.0-s{i:02d}" for i in range(8)]
-        + [f"wd0.3-s{i:02d}" for i in range(4)]
+        [run_id_for(3.0, i) for i in range(8)]
+        + [run_id_for(1.0, i) for i in range(8)]
+        + [run_id_for(0.3, i) for i in range(4)]
     ),
 ]
 

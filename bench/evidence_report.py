@@ -175,11 +175,12 @@ _ALL_SCALARS: dict[str, dict] = {}
 
 def _all_scalars(run) -> dict:
     """Every scalar column of a run (per-layer grad norms included), read once."""
-    key = str(run.config.get("root", "")) + "/" + str(run.config.get("sweep", "")) + "/" + run.run_id
+    root, sweep = str(run.config.extra.get("root", ".")), str(run.config.sweep or "")
+    key = root + "/" + sweep + "/" + run.run_id
     if key not in _ALL_SCALARS:
         from grokwatch.store import RunReader
 
-        d = Path(run.config.get("root", ".")) / str(run.config.get("sweep", "")) / run.run_id
+        d = Path(root) / sweep / run.run_id
         r = RunReader(d, kinds=("scalars",))
         r.refresh()
         _ALL_SCALARS[key] = {k: np.asarray(v) for k, v in r.scalars.items()}
@@ -446,14 +447,9 @@ def htsr_diagnosis(runs) -> dict:
 
 def _matrix_dims(cfg) -> dict[str, int]:
     """Eigenvalue count (min dimension) of each matrix of trainer.model.Transformer from run.json."""
-    try:
-        dm, dmlp, v = int(cfg["d_model"]), int(cfg["d_mlp"]), int(cfg["vocab_size"])
-    except (KeyError, TypeError, ValueError):
-        return {}
-    out = {"embed": min(v, dm), "unembed": min(v, dm), "mlp.W_in": min(dm, dmlp), "mlp.W_out": min(dm, dmlp)}
-    for n in ("attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O"):
-        out[n] = dm
-    return out
+    from grokwatch.watch.scores import trainer_matrix_evals
+
+    return trainer_matrix_evals(cfg)
 
 
 def topology_table(runs, topo: Mapping, w_norm_spearman: Callable) -> list[dict]:
@@ -859,10 +855,10 @@ def write_priors(sweep_dir: Path, dest_dir: Path, command: str, stride: int = 10
     weight_norm_ratio) from one evidence sweep of a single preset."""
     from grokwatch.predict import load_sweep
     from grokwatch.predict.priors import preset_of, write_prior
-    from grokwatch.store import read_run_config
+    from grokwatch.store import RunConfig
 
     runs = load_sweep(sweep_dir)
-    configs = {rid: read_run_config(sweep_dir / rid) or {} for rid in runs}
+    configs = {rid: RunConfig.read(sweep_dir / rid) for rid in runs}
     preset = preset_of(configs.values())
     if preset is None:
         raise ValueError(f"{sweep_dir}: runs of no single preset")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import grokwatch
 from grokwatch.integrations.track import model_norms
+from grokwatch.store import run_id_for
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--root", default="runs")
@@ -59,7 +60,7 @@ config = {
     "steps": args.steps,
     "train_frac": 0.5,
 }
-run_id = args.run_id or f"wd{args.weight_decay:g}-s{args.seed}"
+run_id = args.run_id or run_id_for(args.weight_decay, args.seed)  # "wd1.0-s00", as every grokwatch view names runs
 with grokwatch.init(root=args.root, sweep=args.sweep, run_id=run_id, config=config, flush_seconds=2) as run:
     for step in range(1, args.steps + 1):
         metrics = {}

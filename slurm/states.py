@@ -29,7 +29,6 @@ DISPLAY_STATES = (
 
 EXIT_DIVERGED = 3
 EXIT_PREEMPTED = 75
-DEFAULT_STALL_SECONDS = 300.0
 
 _PENDING = {"PENDING", "CONFIGURING", "RESV_DEL_HOLD"}
 _RUNNING = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
@@ -46,7 +45,7 @@ def display_state(
     run_state: str | None = None,
     heartbeat_age: float | None = None,
     *,
-    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    stall_seconds: float,
     started: bool = True,
     submitted: bool = False,
 ) -> str:
@@ -57,7 +56,10 @@ def display_state(
     ``exit_code``: the task's exit code when it ended. ``restarts``: SLURM's
     restart count. ``run_state``: ``status.json`` state (running, completed,
     failed, preempted, diverged) or None. ``heartbeat_age``: seconds since the
-    last heartbeat in status.json, None if unknown. ``started``: the run has
+    last heartbeat in status.json, None if unknown. ``stall_seconds``: the stall
+    timeout, which the caller passes (grokwatch.runs.defaults.STALL_TIMEOUT, the
+    one the watcher, the alarms and the dashboard use; no default here to drift
+    from it). ``started``: the run has
     its directory (False for a run only the sweep manifest names);
     ``submitted``: the manifest records a submission.
     """

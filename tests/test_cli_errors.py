@@ -62,6 +62,22 @@ def test_sweep_plan_checks_trainer_flags_with_the_trainer(tmp_path, capsys, args
     assert not (tmp_path / "sw" / "sweep.json").exists()
 
 
+def test_sweep_plan_checks_the_trainer_flags_without_importing_the_trainer(tmp_path):
+    """The checks are grokwatch.runs.training's: they hold on a login node where the trainer cannot import."""
+    code = (
+        "import sys; sys.modules['trainer'] = None\n"  # any import of the trainer fails
+        "from grokwatch.commands.main import main\n"
+        f"rc = main(['sweep', 'plan', '--root', {str(tmp_path)!r}, '--sweep', 'sw', '--preset', 'tiny',"
+        " '--trainer-arg=--lr=-1'])\n"
+        "assert not any(m == 'trainer' or m.startswith('trainer.') for m in sys.modules if sys.modules[m])\n"
+        "sys.exit(rc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    err = one_line_error(out, "the trainer would refuse every task", "--lr")
+    assert err.startswith("grokwatch: error: ")
+    assert not (tmp_path / "sw" / "sweep.json").exists()
+
+
 def test_sweep_plan_still_plans_a_good_sweep(tmp_path, capsys):
     from grokwatch.commands.main import main
 

@@ -104,7 +104,9 @@ def run_loop(runs: list[Run], build: Callable[[list[Run]], Engine], c0: TrainCon
     identity; ``meta``: added to each run.json's meta."""
     with contextlib.ExitStack() as stack:
         for run in runs:
-            config = run.cfg.to_dict() if meta is None else {**run.cfg.to_dict(), "meta": meta}
+            config = run.cfg.to_run_config()
+            if meta is not None:
+                config = config.replace(meta=meta)
             run.writer = stack.enter_context(
                 RunWriter(
                     run.cfg.run_dir,

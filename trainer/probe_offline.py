@@ -2,7 +2,7 @@
 
 A run trained with ``--keep-every M`` keeps ``<run>/snapshots/weights-<step:09d>.pt``
 (``{"step": s, "model": state_dict}``, the weights after s updates; see
-``trainer.checkpoint.save_snapshot``). :func:`probe_run` loads them in step order,
+``trainer.checkpoint.save_snapshot``). :func:`probe_snapshots` loads them in step order,
 runs the named probes of ``trainer.probes`` on each selected one and writes the
 values as "probes" shards through :class:`grokwatch.store.RunWriter`, so every
 reader (watcher, dashboard, report) sees them like live probe rows.
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grokwatch.store import SHARDS_DIR, SNAPSHOTS_DIR, RunReader, RunWriter, ShardName, read_run_config
+from grokwatch.store import SHARDS_DIR, SNAPSHOTS_DIR, ContractError, RunConfig, RunReader, RunWriter, ShardName
 
 log = logging.getLogger("grokwatch.probe")
 
@@ -141,7 +141,7 @@ def check_probes(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def probe_run(
+def probe_snapshots(
     run_dir: Path | str,
     probes: Iterable[str] | None = None,
     *,
@@ -171,7 +171,10 @@ def probe_run(
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    saved = read_run_config(run_dir)
+    try:
+        saved = RunConfig.read(run_dir)
+    except ContractError as exc:
+        raise ProbeError(str(exc)) from None
     if saved is None:
         raise ProbeError(f"{run_dir}: not a run directory (no readable run.json)")
     names = check_probes(probes) if probes is not None else default_probes()
@@ -189,7 +192,7 @@ def probe_run(
 
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise ProbeError(f"--device {device}: no such device here (use cpu, or cuda[:N] on a GPU machine)")
-    cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k != "meta"})
+    cfg = TrainConfig.from_dict({k: v for k, v in saved.to_json().items() if k != "meta"})
     cfg = cfg.replace(device=device, threads=max(1, int(threads)))
     torch.set_num_threads(cfg.threads)
     dev = torch.device(device)
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"grokwatch probe: {i}/{n} snapshot step {step}", file=sys.stderr, flush=True)
 
     try:
-        res = probe_run(
+        res = probe_snapshots(
             args.run_dir,
             probes,
             grid=args.grid,

@@ -72,6 +72,11 @@ import scipy.optimize  # noqa: F401  (htsr_traps' Marchenko-Pastur fit: imported
 import torch
 import torch.nn.functional as F
 
+# Probe names and the ones on by default (TrainConfig.probes) live with the config's checks,
+# which run without torch; every probe registered here must be one of PROBE_NAMES.
+from grokwatch.runs.training import DEFAULT_PROBES as DEFAULT_PROBES
+from grokwatch.runs.training import PROBE_NAMES, parse_probe_spec
+
 from .task import loss_and_acc
 
 log = logging.getLogger("trainer.probes")
@@ -184,24 +189,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "pca2": {"every": 1, "k": 2},
 }
 
-#: Probes on by default (TrainConfig.probes).
-DEFAULT_PROBES = (
-    "effective_rank",
-    "htsr",
-    "htsr_traps",
-    "h0",
-    "commutator",
-    "hessian",
-    "hessian_trace",
-    "update_cosine",
-    "pca2",
-)
 
 #: Trajectory snapshots the PCA-based columns need (k + 1 for k = 2).
 MIN_SNAPSHOTS = 3
 
 
 def register(name: str) -> Callable[[Probe], Probe]:
+    if name not in PROBE_NAMES:  # the config's checks would refuse it
+        raise ValueError(f"probe {name!r} is not in grokwatch.runs.training.PROBE_NAMES; add it there")
+
     def deco(fn: Probe) -> Probe:
         PROBES[name] = fn
         return fn
@@ -209,14 +205,7 @@ def register(name: str) -> Callable[[Probe], Probe]:
     return deco
 
 
-def parse_spec(spec: str) -> tuple[str, int | None]:
-    """``"h0@5"`` -> ("h0", 5); ``"h0"`` -> ("h0", None). ValueError for a bad ``@``."""
-    name, at, every = spec.partition("@")
-    if not at:
-        return spec, None
-    if not every.isdigit() or int(every) < 1:
-        raise ValueError(f"bad probe sub-cadence in {spec!r}: expected name@N with N >= 1")
-    return name, int(every)
+parse_spec = parse_probe_spec  # "h0@5" -> ("h0", 5); "h0" -> ("h0", None)
 
 
 def settings(ctx: ProbeContext, name: str) -> dict[str, Any]:

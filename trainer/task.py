@@ -14,30 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-OPS = ("add", "sub", "mul", "div")
+# The task's arithmetic, shared with the config's checks (which run without torch).
+from grokwatch.runs.training import OPS, is_prime, n_examples, n_train, vocab_size
 
-
-def is_prime(n: int) -> bool:
-    if n < 2:
-        return False
-    i = 2
-    while i * i <= n:
-        if n % i == 0:
-            return False
-        i += 1
-    return True
-
-
-def vocab_size(p: int) -> int:
-    return p + 2
-
-
-def n_examples(op: str, p: int) -> int:
-    return p * (p - 1) if op == "div" else p * p
-
-
-def n_train(op: str, p: int, train_frac: float) -> int:
-    return int(train_frac * n_examples(op, p))
+__all__ = ["OPS", "Split", "is_prime", "loss_and_acc", "make_dataset", "n_examples", "n_train", "vocab_size"]
 
 
 @dataclass

@@ -190,9 +190,15 @@ def run(args: argparse.Namespace) -> int:
 def _remember(sweep, runs) -> None:
     """A finished sweep teaches its root's priors file (grokwatch.predict.priors)."""
     from grokwatch.predict.priors import remember_sweep
-    from grokwatch.store import read_run_config
+    from grokwatch.store import ContractError, RunConfig
 
-    configs = {rid: read_run_config(sweep / rid) or {} for rid in runs}
+    def config(rid):
+        try:
+            return RunConfig.read(sweep / rid)
+        except ContractError:
+            return None
+
+    configs = {rid: config(rid) for rid in runs}
     remember_sweep(sweep, runs, configs)
 
 

@@ -164,20 +164,14 @@ def _check_trainer(opts, runs) -> None:
     """The trainer's own checks (preset, flags, resolved config) on what the nodes would
     run, so a plan they would all refuse is a one-line error here, not 90 failed tasks.
 
-    The --trainer-arg values are checked too when the nodes run this very python (the
-    default --python); another python may have another trainer. The device is not
-    (a login node has no GPU): cpu stands in for cuda.
+    The checks are the trainer's configuration (grokwatch.runs.training: its flags,
+    presets and checks, without torch). The --trainer-arg values are checked too when
+    the nodes run this very python (the default --python); another python may have
+    another trainer. The device is not (a login node has no GPU): cpu stands in for cuda.
     """
-    import logging
+    from grokwatch.runs.training import PRESETS, ConfigError, TrainingConfig, build_parser, resolve
+    from slurm.script import trainer_argv
 
-    try:
-        from trainer.cli import build_parser, resolve
-        from trainer.config import PRESETS, ConfigError
-    except ImportError as exc:  # e.g. no torch on this machine: the nodes will say
-        logging.getLogger("grokwatch").warning(
-            "cannot import the trainer here (%s): preset and trainer flags are not checked", exc
-        )
-        return
     if opts.preset not in PRESETS:
         raise UsageError(f"--preset {opts.preset!r}: no such trainer preset; choose from {', '.join(PRESETS)}")
     if not runs:
@@ -189,10 +183,8 @@ def _check_trainer(opts, runs) -> None:
 
     parser.error = refuse  # the trainer's parser would print and exit
     same_python = os.path.abspath(opts.python) == os.path.abspath(sys.executable)
-    from slurm.script import trainer_argv
-
     try:
-        cfg = resolve(parser.parse_args(trainer_argv(opts, runs[0], device="cpu", extra=same_python)))
+        cfg = resolve(parser.parse_args(trainer_argv(opts, runs[0], device="cpu", extra=same_python)), TrainingConfig)
         if str(cfg.device).startswith("cuda"):
             cfg = cfg.replace(device="cpu")
         cfg.validate(check_root=False)
@@ -267,12 +259,13 @@ def sweep_rows(
     sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = STALL_TIMEOUT, now: float | None = None
 ) -> list[dict]:
     """One dict per run: manifest entry + SLURM task state + status.json + phase."""
+    import logging
     import time
     from pathlib import Path
 
     from grokwatch.runs.lifecycle import attempt_reach_from_shards, restarted_from_scratch
     from grokwatch.runs.phases import phase_of
-    from grokwatch.store import SHARDS_DIR, RunReader, is_valid_run_id, list_runs, read_status
+    from grokwatch.store import SHARDS_DIR, ContractError, RunReader, RunStatus, is_valid_run_id, list_runs
     from slurm.states import display_state
 
     sweep_dir = Path(sweep_dir)
@@ -281,10 +274,17 @@ def sweep_rows(
     known = {str(t["run_id"]) for t in entries}
     entries += [{"run_id": p.name} for p in list_runs(sweep_dir) if p.name not in known]
 
-    statuses = {str(t["run_id"]): read_status(sweep_dir / str(t["run_id"])) or {} for t in entries}
+    def read_status(run_dir) -> RunStatus:
+        try:
+            return RunStatus.read(run_dir) or RunStatus()
+        except ContractError as exc:
+            logging.getLogger("grokwatch").warning("%s", exc)
+            return RunStatus()
+
+    statuses = {str(t["run_id"]): read_status(sweep_dir / str(t["run_id"])) for t in entries}
     hints = {}
     for st in statuses.values():
-        slurm_ids = st.get("slurm") or {}
+        slurm_ids = st.slurm
         try:
             hints[str(slurm_ids["job_id"])] = (str(slurm_ids["array_job_id"]), int(slurm_ids["array_task_id"]))
         except (KeyError, TypeError, ValueError):
@@ -309,15 +309,15 @@ def sweep_rows(
                     reach = attempt_reach_from_shards(os.listdir(run_dir / SHARDS_DIR))
                 except OSError:
                     reach = {}
-                every = (reader.config or {}).get("checkpoint_every")
+                every = reader.config.checkpoint_every if reader.config else None
                 scratch = restarted_from_scratch(
                     sc,
-                    status.get("attempts"),
+                    status.attempts,
                     attempt_reach=reach,
                     checkpoint_every=every if isinstance(every, int) and every > 0 else None,
                 )
-        beat = status.get("heartbeat_unix")
-        age = now - float(beat) if isinstance(beat, (int, float)) else None
+        beat = status.heartbeat_unix
+        age = now - beat if beat is not None else None
         ts = tasks.get(run_id)
         rows.append(
             {
@@ -328,21 +328,21 @@ def sweep_rows(
                 "slurm": ts.state if ts else None,
                 "job": f"{ts.array_job_id}_{ts.task_id}" if ts else None,
                 "exit_code": ts.exit_code if ts else None,
-                "restarts": ts.restarts if ts else status.get("restarts"),
+                "restarts": ts.restarts if ts else status.restarts,
                 "reason": ts.reason if ts else None,
-                "run_state": status.get("state"),
+                "run_state": status.state,
                 "state": display_state(
                     ts.state if ts else None,
                     ts.exit_code if ts else None,
                     ts.restarts if ts else 0,
-                    status.get("state"),
+                    status.state,
                     age,
                     stall_seconds=stall_seconds,
                     started=(run_dir / "run.json").exists(),
                     submitted=bool((manifest or {}).get("submissions")),
                 ),
                 "phase": phase,
-                "step": step if step is not None else status.get("last_step"),
+                "step": step if step is not None else status.last_step,
                 "heartbeat_age": round(age, 1) if age is not None else None,
                 "restarted_from_scratch": scratch,
             }

@@ -38,11 +38,11 @@ def load_tui_config(path: Path | None, **overrides):
     from grokwatch.errors import UsageError
 
     from ..tui.columns import COLUMNS
-    from ..tui.config import ConfigError, load_config
+    from ..tui.config import TuiConfigError, load_config
 
     try:
         cfg = load_config(path, known_columns=tuple(COLUMNS))
-    except ConfigError as exc:
+    except TuiConfigError as exc:
         raise UsageError(str(exc)) from None
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -6,8 +6,9 @@ probe_values) in one place, beside the row buffer it needs.
 ::
 
     import grokwatch
+    from grokwatch.store import run_id_for
 
-    run = grokwatch.init(root="runs", sweep="mine", run_id="wd1-s0",
+    run = grokwatch.init(root="runs", sweep="mine", run_id=run_id_for(1.0, 0),  # "wd1.0-s00"
                          config={"lr": 1e-3, "weight_decay": 1.0, "seed": 0, "steps": 10000})
     for step in range(1, 10001):
         ...
@@ -18,7 +19,7 @@ probe_values) in one place, beside the row buffer it needs.
     run.finish()
 
 The run is written like the trainer's (``grokwatch/store``): ``run.json``
-(the config, once), ``status.json`` (state and heartbeat) and Arrow shards,
+(the config, once, as a :class:`grokwatch.store.RunConfig`), ``status.json`` (state and heartbeat) and Arrow shards,
 so ``grokwatch SWEEP``, ``grokwatch alerts`` and ``grokwatch report`` watch it
 like any other run.
 
@@ -65,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from grokwatch.store import RunWriter, columns_to_ipc, is_valid_run_id, read_status, run_dir
+from grokwatch.store import RunConfig, RunStatus, RunWriter, columns_to_ipc, is_valid_run_id, run_dir
 
 log = logging.getLogger("grokwatch.integrations.track")
 
@@ -91,9 +92,12 @@ def init(
 ) -> Run:
     """Start recording a run in ``<root>/<sweep>/<run_id>/`` and return it.
 
-    ``config`` goes to run.json (the watcher reads ``seed``, ``weight_decay``
-    and ``steps``/``total_steps`` from it). ``run_id`` defaults to
-    ``run-<date>-<time>-<pid>``. An existing run is an error unless
+    ``config`` goes to run.json, read as a :class:`grokwatch.store.RunConfig`
+    (the watcher reads ``seed``, ``weight_decay``, ``steps`` -- or
+    ``total_steps`` -- and ``preset``/``critical_weight_norm`` from it; every
+    other key is kept as given); a value of the wrong type there is a
+    ValueError. ``run_id`` defaults to ``run-<date>-<time>-<pid>``; name runs
+    of a sweep with :func:`grokwatch.store.run_id_for`. An existing run is an error unless
     ``resume=True``, which continues it as a new attempt (its shards never
     overwrite the earlier attempt's).
     """
@@ -215,13 +219,14 @@ class Run:
         cfg.setdefault("sweep", self.sweep)
         cfg.setdefault("run_id", self.run_id)
         cfg.setdefault("tracker", "grokwatch.integrations.track")
+        run_config = RunConfig.from_json(cfg, "config")  # a user's keys, as run.json of the contract
         start = 0
         if resume:
-            prev = read_status(self.path) or {}
-            start = int(prev.get("last_step") or 0)
+            prev = RunStatus.read(self.path)
+            start = (prev.last_step if prev else None) or 0
         self._writer = RunWriter(
             self.path,
-            cfg,
+            run_config,
             flush_steps=flush_steps,
             flush_seconds=flush_seconds,
             heartbeat_seconds=heartbeat_seconds,
@@ -232,7 +237,7 @@ class Run:
         # Load the shard writer's lazy imports now (pyarrow may import pandas, which
         # starts a thread pool module): none can be loaded at interpreter exit.
         columns_to_ipc({"step": np.zeros(1, dtype=np.int64), "x": np.zeros(1)})
-        self.config = cfg
+        self.config = run_config
         self._scalars, self._probes = _Rows(), _Rows()
         self._open_step: int | None = None  # the newest logged step (its row may still grow)
         self._last_train_loss: float | None = None

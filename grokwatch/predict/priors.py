@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from grokwatch.store import RunConfig
+
 from .series import COLUMNS, PriorRun, RunSeries
 
 log = logging.getLogger("grokwatch.predict")
@@ -174,9 +176,9 @@ def read_prior(path: Path | str) -> tuple[list[tuple[str, PriorRun]], dict]:
     return out, meta
 
 
-def preset_of(configs: Iterable[Mapping | None]) -> str | None:
+def preset_of(configs: Iterable[RunConfig | Mapping | None]) -> str | None:
     """The preset the runs share (run.json ``preset``), or None when none or several."""
-    names = {c.get("preset") for c in configs if c}
+    names = {RunConfig.coerce(c).preset for c in configs if c}
     names.discard(None)
     return names.pop() if len(names) == 1 else None
 
@@ -218,7 +220,9 @@ def generic_prior() -> list[PriorRun]:
     return out
 
 
-def remember_sweep(sweep_dir: Path | str, runs: Mapping[str, RunSeries], configs: Mapping[str, Mapping]) -> Path | None:
+def remember_sweep(
+    sweep_dir: Path | str, runs: Mapping[str, RunSeries], configs: Mapping[str, RunConfig | Mapping | None]
+) -> Path | None:
     """Add a finished sweep's runs to ``<root>/.grokwatch/priors/<preset>.arrow``
     (replacing its earlier entry). Only when every run is over and they share
     one preset; returns the file written, or None."""

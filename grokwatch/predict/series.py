@@ -10,7 +10,6 @@ up to ``t`` (tests check this against truncated data).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from grokwatch.runs.phases import Thresholds, phase_of
-from grokwatch.store import config_value
+from grokwatch.store import RunConfig
 
 COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
 FINAL_STATES = ("completed", "diverged")  # a run in one of these is over: no grokking to come
@@ -61,7 +60,7 @@ class RunSeries:
         cls,
         run_id: str,
         scalars: Mapping[str, np.ndarray],
-        config: Mapping[str, Any] | None = None,
+        config: RunConfig | Mapping[str, Any] | None = None,
         state: str | None = None,
         thresholds: Thresholds = Thresholds(),
     ) -> RunSeries:
@@ -75,25 +74,25 @@ class RunSeries:
             else:  # floats as they are (a watcher's float32 views: no copy); the math widens slices
                 v = np.asarray(v)
                 cols[k] = v if v.dtype.kind == "f" else v.astype(np.float64)
-        cfg = config or {}
+        cfg = RunConfig.coerce(config)  # a mapping is read as run.json
         return cls(
             run_id=run_id,
             steps=steps,
             cols=cols,
-            weight_decay=_float(config_value(cfg, ("weight_decay", "wd"))),
-            total_steps=_int(config_value(cfg, ("total_steps", "steps", "max_steps", "num_steps"))),
+            weight_decay=cfg.weight_decay,
+            total_steps=cfg.steps,
             state=state,
             thresholds=thresholds,
-            preset=cfg.get("preset") if isinstance(cfg.get("preset"), str) else None,
-            seed=_int(cfg.get("seed")),
-            lr=_float(cfg.get("lr")),
+            preset=cfg.preset,
+            seed=cfg.seed,
+            lr=cfg.lr,
         )
 
     @classmethod
     def from_reader(cls, reader, thresholds: Thresholds = Thresholds()) -> RunSeries:
         """From a refreshed :class:`grokwatch.store.RunReader`."""
         return cls.from_columns(
-            reader.run_id, reader.scalars, reader.config, (reader.status or {}).get("state"), thresholds
+            reader.run_id, reader.scalars, reader.config, reader.status.state if reader.status else None, thresholds
         )
 
     @classmethod
@@ -220,21 +219,6 @@ class PriorRun(RunSeries):
 
     def on_plateau_at(self, t: int) -> bool:
         return False
-
-
-def _float(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _int(x: Any) -> int | None:
-    try:
-        return int(x) if x is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def load_sweep(sweep_dir: Path | str, thresholds: Thresholds = Thresholds()) -> dict[str, RunSeries]:

@@ -1,7 +1,7 @@
 """Remote sources: ``ssh://[user@]host[:port]/path`` mirrored over SFTP.
 
 - :mod:`.resolve`: :func:`resolve_remote` (url) -> (local path, :class:`Mirror`): what
-  ``grokwatch.remote.source`` calls for an ``ssh://`` SOURCE; or :func:`open_source`
+  ``grokwatch.remote.source`` calls for an ``ssh://`` SOURCE; or :func:`open_mirror`
   (url) -> local path, a drop-in ``RESOLVERS["ssh"]`` that keeps the mirror
   running until :func:`close_sources` (atexit), with :func:`runner_for`
   (local path) -> its SSH runner for ``QueueState``.
@@ -49,7 +49,7 @@ __all__ = [
     "default_cache_root",
     "is_ssh_url",
     "notice_for",
-    "open_source",
+    "open_mirror",
     "parse_ssh_url",
     "resolve_remote",
     "runner_for",
@@ -59,7 +59,7 @@ _LAZY = {
     "Mirror": "mirror",
     "SyncResult": "mirror",
     "resolve_remote": "resolve",
-    "open_source": "resolve",
+    "open_mirror": "resolve",
     "runner_for": "resolve",
     "close_sources": "resolve",
     "notice_for": "resolve",

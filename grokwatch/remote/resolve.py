@@ -1,7 +1,7 @@
 """From an ``ssh://`` SOURCE to a local directory kept in sync.
 
 :func:`resolve_remote` makes a :class:`~grokwatch.remote.mirror.Mirror`, runs
-its first sync (with progress lines) and starts its thread; :func:`open_source`
+its first sync (with progress lines) and starts its thread; :func:`open_mirror`
 is the resolver ``grokwatch.remote.source`` uses, which keeps the mirrors this
 process opened (one per URL) until :func:`close_sources`, and
 :func:`runner_for` / :func:`notice_for` find the mirror behind a local path.
@@ -73,7 +73,7 @@ _OPEN: dict[Path, Mirror] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def open_source(url: str, **kwargs) -> Path:
+def open_mirror(url: str, **kwargs) -> Path:
     """Resolver for ``grokwatch.remote.source.RESOLVERS["ssh"]``: the local mirror of
     ``url``, synced once and then kept in sync by a thread until
     :func:`close_sources` (registered with atexit). Opening the same URL again
@@ -116,7 +116,7 @@ def notice_for(local_path: str | os.PathLike) -> str | None:
 
 
 def close_sources() -> None:
-    """Stop and join every mirror :func:`open_source` started."""
+    """Stop and join every mirror :func:`open_mirror` started."""
     with _OPEN_LOCK:
         mirrors = list(_OPEN.values())
         _OPEN.clear()

@@ -26,10 +26,10 @@ def _ssh(url: str, early: bool = False) -> Path:
     # in known_hosts is refused unless the user opts in explicitly. The first
     # sync reports on stderr; with ``early`` it returns once every run's newest
     # data is local and the mirror's thread brings the older rows.
-    from grokwatch.remote import open_source
+    from grokwatch.remote import open_mirror
 
     trust = os.environ.get("GROKWATCH_TRUST_NEW_HOST_KEY", "") not in ("", "0")
-    return open_source(url, trust_new_host_key=trust, progress=True, newest_only=early)
+    return open_mirror(url, trust_new_host_key=trust, progress=True, newest_only=early)
 
 
 #: scheme -> resolver(source string[, early=True]) -> local sweep directory. Extend, don't edit callers.

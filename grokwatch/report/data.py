@@ -12,12 +12,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from grokwatch.predict import RunSeries
 from grokwatch.runs.phases import PhaseInfo, Thresholds, phase_of
+from grokwatch.store import RunConfig, RunStatus
 
 log = logging.getLogger("grokwatch.report")
 
@@ -28,8 +28,8 @@ GROKKED, ANTI, NEVER, DIVERGED, CENSORED = "grokked", "anti-grokked", "never", "
 @dataclass(eq=False)
 class RunData:
     run_id: str
-    config: Mapping[str, Any]
-    status: Mapping[str, Any]
+    config: RunConfig
+    status: RunStatus
     scalars: Mapping[str, np.ndarray]
     probes: Mapping[str, np.ndarray]
     batches: list = field(default_factory=list)  # alarm-engine input (grokwatch.watch.Batch)
@@ -42,11 +42,7 @@ class RunData:
 
     @property
     def seed(self) -> int | None:
-        v = self.config.get("seed")
-        try:
-            return int(v) if v is not None else None
-        except (TypeError, ValueError):
-            return None
+        return self.config.seed
 
     @property
     def last_step(self) -> int | None:
@@ -55,7 +51,7 @@ class RunData:
 
     @property
     def state(self) -> str | None:
-        return self.status.get("state")
+        return self.status.state
 
     @property
     def outcome(self) -> str:
@@ -98,14 +94,15 @@ def load_runs(sweep_dir: Path | str, thresholds: Thresholds = Thresholds()) -> d
     for d in list_runs(sweep_dir):
         rs = RunState(d, cfg)
         batches = rs.refresh()
-        if not rs.config:  # a stray directory: no weight decay, no seed, nothing to score it by
-            log.warning("skipping %s: its run.json is empty, unreadable or not a JSON object", d)
+        config = rs.config
+        if config is None or set(config.to_json()) <= {"contract_version"}:  # a stray directory: nothing to score it by
+            why = rs.scalars.contract_errors.get("run.json", "its run.json is empty")
+            log.warning("skipping %s: %s", d, why.replace(str(d / "run.json"), "run.json"))
             continue
         sc = {k: np.asarray(v) for k, v in rs.scalars.scalars.items()}
         pr = {k: np.asarray(v) for k, v in rs.probes.probes.items()}
-        config = dict(rs.config or {})
-        status = dict(rs.status or {})
-        series = RunSeries.from_columns(rs.run_id, sc, config, status.get("state"), thresholds)
+        status = rs.status or RunStatus()
+        series = RunSeries.from_columns(rs.run_id, sc, config, status.state, thresholds)
         info = phase_of(sc, thresholds) if len(sc.get("step", ())) else PhaseInfo("learning", None, None, None, None)
         out[rs.run_id] = RunData(rs.run_id, config, status, sc, pr, batches, info, series)
     return out

@@ -225,7 +225,7 @@ class Demo:
         else:
             phase = run.phase
         if run.finished:
-            state = (run.reader.status or {}).get("state")
+            state = run.reader.status.state if run.reader.status else None
             if run.stop_requested and run.returncode != 0:
                 # Stopped by the demo: SIGTERM (a trainer still starting up dies of it
                 # before its handler exists), or SIGKILL when it did not stop in time.

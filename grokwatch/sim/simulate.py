@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from grokwatch.runs.phases import phase_of
-from grokwatch.store import RunWriter, atomic_write_json, check_run_id, read_json
+from grokwatch.store import ContractError, RunConfig, RunStatus, RunWriter, atomic_write_json, check_run_id
 from grokwatch.store.layout import STATUS_JSON, run_id_for
 
 WEIGHT_DECAYS = (0.1, 0.3, 1.0)
@@ -390,29 +390,31 @@ def truth(p: RunPlan) -> dict:
 SIM_PRESET = "sim"
 
 
-def run_config(p: RunPlan, sweep: str) -> dict:
-    return {
-        "run_id": p.run_id,
-        "sweep": sweep,
+def run_config(p: RunPlan, sweep: str) -> RunConfig:
+    return RunConfig(
+        run_id=p.run_id,
+        sweep=sweep,
         # the simulator is a preset of its own: its prior (grokwatch/priors/sim.*) is simulated too
-        "preset": SIM_PRESET,
-        "task": "modular_addition",
-        "p": P,
-        "train_fraction": 0.3,
-        "model": {"n_layers": 1, "d_model": 128, "n_heads": 4, "d_mlp": 512, "n_params": 302_208},
-        "optimizer": "adamw",
-        "lr": 1e-3,
-        "betas": [0.9, 0.98],
-        "weight_decay": p.weight_decay,
-        "seed": p.seed,
-        "total_steps": p.steps,
-        "eval_every": p.eval_every,
-        "probe_every": p.probe_every,
+        preset=SIM_PRESET,
+        weight_decay=p.weight_decay,
+        lr=1e-3,
+        seed=p.seed,
+        steps=p.steps,
         # the critical weight norm the simulator plants (its mean; each run draws around it),
         # which the watcher's weight_norm_ratio reads as a real run reads its preset's prior
-        "critical_weight_norm": W_CRIT,
-        "simulated": truth(p),
-    }
+        critical_weight_norm=W_CRIT,
+        extra={
+            "task": "modular_addition",
+            "p": P,
+            "train_fraction": 0.3,
+            "model": {"n_layers": 1, "d_model": 128, "n_heads": 4, "d_mlp": 512, "n_params": 302_208},
+            "optimizer": "adamw",
+            "betas": [0.9, 0.98],
+            "eval_every": p.eval_every,
+            "probe_every": p.probe_every,
+            "simulated": truth(p),
+        },
+    )
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -523,11 +525,16 @@ def simulate_sweep(
 
 
 def _backdate_heartbeat(run_dir: Path, seconds: float) -> None:
-    status = read_json(run_dir / STATUS_JSON)
-    if status:
-        status["heartbeat_unix"] = status.get("heartbeat_unix", time.time()) - seconds
-        status["heartbeat"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(status["heartbeat_unix"]))
-        atomic_write_json(run_dir / STATUS_JSON, status)
+    try:
+        status = RunStatus.read(run_dir)
+    except ContractError:
+        return
+    if status is not None:
+        beat = (status.heartbeat_unix if status.heartbeat_unix is not None else time.time()) - seconds
+        status = status.replace(
+            heartbeat_unix=beat, heartbeat=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(beat))
+        )
+        atomic_write_json(run_dir / STATUS_JSON, status.to_json())
 
 
 __all__ = ["RunPlan", "generate", "plan_sweep", "run_config", "simulate_sweep", "truth"]

@@ -5,6 +5,7 @@ daemon and the dashboard all share it.
 """
 
 from .atomic import atomic_write_bytes, atomic_write_json, read_json
+from .contract import CONTRACT_VERSION, ContractError, RunConfig, RunStatus
 from .layout import (
     CHECKPOINT,
     KINDS,
@@ -17,12 +18,14 @@ from .layout import (
     check_run_id,
     is_valid_run_id,
     run_dir,
+    run_id_for,
 )
-from .reader import Columns, Delta, RunReader, config_value, list_runs, merge_newest, read_run_config, read_status
+from .reader import Columns, Delta, RunReader, list_runs, merge_newest, read_run_config, read_status
 from .writer import RunWriter, columns_to_ipc, utcnow
 
 __all__ = [
     "CHECKPOINT",
+    "CONTRACT_VERSION",
     "KINDS",
     "RUN_JSON",
     "SHARDS_DIR",
@@ -30,14 +33,16 @@ __all__ = [
     "STATUS_JSON",
     "WATCHER_DIR",
     "Columns",
+    "ContractError",
     "Delta",
+    "RunConfig",
     "RunReader",
+    "RunStatus",
     "RunWriter",
     "ShardName",
     "atomic_write_bytes",
     "atomic_write_json",
     "check_run_id",
-    "config_value",
     "columns_to_ipc",
     "is_valid_run_id",
     "list_runs",
@@ -46,5 +51,6 @@ __all__ = [
     "read_run_config",
     "read_status",
     "run_dir",
+    "run_id_for",
     "utcnow",
 ]

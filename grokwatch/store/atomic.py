@@ -52,11 +52,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+def read_json_any(path: Path | str) -> Any:
+    """Read a JSON document; OSError (FileNotFoundError when missing) or ValueError when it cannot."""
+    with open(path, "rb") as fh:
+        return json.loads(fh.read())
+
+
 def read_json(path: Path | str) -> dict | None:
     """Read a JSON object; None when missing, unreadable or not an object."""
     try:
-        with open(path, "rb") as fh:
-            obj = json.loads(fh.read())
+        obj = read_json_any(path)
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from .atomic import read_json
+from .contract import ContractError, RunConfig, RunStatus
 from .layout import KINDS, RUN_JSON, SHARDS_DIR, STATUS_JSON, WATCHER_DIR, ShardName
 
 log = logging.getLogger("grokwatch.store")
@@ -47,25 +47,15 @@ def list_runs(sweep_dir: Path | str) -> list[Path]:
 
 
 def read_run_config(run_dir: Path | str) -> dict | None:
+    """run.json as raw JSON (None when missing or bad), for tools and tests that
+    look at the file itself; readers of a run use :meth:`RunConfig.read`."""
     return read_json(Path(run_dir) / RUN_JSON)
 
 
 def read_status(run_dir: Path | str) -> dict | None:
+    """status.json as raw JSON (None when missing or bad), for tools and tests that
+    look at the file itself; readers of a run use :meth:`RunStatus.read`."""
     return read_json(Path(run_dir) / STATUS_JSON)
-
-
-def config_value(cfg: Mapping[str, Any], names: tuple[str, ...]) -> Any:
-    """A run.json value by any of ``names``, at the top or one table down
-    (so readers accept both flat configs and ones nested by section)."""
-    for n in names:
-        if n in cfg:
-            return cfg[n]
-    for v in cfg.values():
-        if isinstance(v, Mapping):
-            for n in names:
-                if n in v:
-                    return v[n]
-    return None
 
 
 class Columns:
@@ -222,8 +212,9 @@ class RunReader:
         self._state = {k: _KindState() for k in self.kinds}
         self._failed: dict[str, int] = {}
         self._bad_names: set[str] = set()
-        self.config: dict | None = None
-        self.status: dict | None = None
+        self.config: RunConfig | None = None  # run.json, once read
+        self.status: RunStatus | None = None  # status.json, as of the last refresh
+        self.contract_errors: dict[str, str] = {}  # "run.json"/"status.json" -> why it breaks the contract
 
     @property
     def run_id(self) -> str:
@@ -255,9 +246,9 @@ class RunReader:
         """Read shards not read before (and status.json); never raises for bad data."""
         delta = Delta()
         if self.config is None:
-            self.config = read_run_config(self.run_dir)
+            self.config = self._read_contract(RunConfig)
         if status:
-            self.status = read_status(self.run_dir) or self.status
+            self.status = self._read_contract(RunStatus) or self.status
         shard_dir = self.run_dir / SHARDS_DIR
         try:
             names = os.listdir(shard_dir)
@@ -294,6 +285,20 @@ class RunReader:
             if loaded:
                 self._integrate(kind, st, loaded, delta)
         return delta
+
+    def _read_contract(self, cls):
+        """run.json or status.json through the contract; a bad file is None (tried again
+        later), its one-line reason in :attr:`contract_errors` for the caller to report."""
+        name = RUN_JSON if cls is RunConfig else STATUS_JSON
+        try:
+            out = cls.read(self.run_dir)
+        except ContractError as exc:
+            if name not in self.contract_errors:
+                log.debug("%s: %s", self.run_id, exc)
+            self.contract_errors[name] = str(exc)
+            return None
+        self.contract_errors.pop(name, None)
+        return out
 
     def _read_shard(self, path: Path) -> dict[str, np.ndarray] | None:
         name = path.name

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .atomic import atomic_write_bytes, atomic_write_json, read_json
+from .atomic import atomic_write_bytes, atomic_write_json
+from .contract import ContractError, RunConfig, RunStatus
 from .layout import CHECKPOINT, KINDS, RUN_JSON, SHARDS_DIR, STATUS_JSON, ShardName
 
 log = logging.getLogger("grokwatch.store")
@@ -78,12 +79,15 @@ class RunWriter:
     T seconds, whichever comes first, so a live view lags at most T seconds.
     ``resume=True`` continues an existing run as a new attempt; without it an
     existing ``run.json`` is an error (a run is never silently overwritten).
+    ``config`` is the run's :class:`RunConfig`; a plain mapping is read as a
+    run.json object (:meth:`RunConfig.from_json`), so what is written always
+    follows the contract.
     """
 
     def __init__(
         self,
         run_dir: Path | str,
-        config: Mapping[str, Any],
+        config: RunConfig | Mapping[str, Any],
         *,
         flush_steps: int = 1000,
         flush_seconds: float = 10.0,
@@ -92,7 +96,7 @@ class RunWriter:
         start_step: int = 0,
     ):
         self.run_dir = Path(run_dir)
-        self.config = dict(config)
+        self.config = RunConfig.coerce(config)
         self.flush_steps = max(1, int(flush_steps))
         self.flush_seconds = float(flush_seconds)
         self.heartbeat_seconds = float(heartbeat_seconds)
@@ -104,14 +108,18 @@ class RunWriter:
         self._rows: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
         self._last_flush = time.monotonic()
         self._last_heartbeat = 0.0
-        self._status: dict[str, Any] = {}
+        self._status = RunStatus()
         self._opened = False
         self._closed = False
 
     # -- lifecycle -----------------------------------------------------------
     def open(self) -> RunWriter:
         run_json = self.run_dir / RUN_JSON
-        previous = read_json(self.run_dir / STATUS_JSON) or {}
+        try:
+            previous = RunStatus.read(self.run_dir) or RunStatus()
+        except ContractError as exc:  # a resumed run whose status is bad: start the attempts afresh
+            log.warning("%s; its attempts are not carried over", exc)
+            previous = RunStatus()
         if run_json.exists() and not self.resume:
             raise FileExistsError(f"run directory {self.run_dir} already holds a run; resume it or pick another run id")
         (self.run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
@@ -122,23 +130,22 @@ class RunWriter:
                 "slurm": slurm_ids(),
                 "code_version": _code_version(),
             }
-            atomic_write_json(run_json, {**self.config, "meta": {**self.config.get("meta", {}), **meta}})
-        attempts = list(previous.get("attempts", []))
-        self.attempt = (attempts[-1]["attempt"] + 1) if attempts else 0
+            atomic_write_json(run_json, self.config.replace(meta={**self.config.meta, **meta}).to_json())
+        attempts = list(previous.attempts)
+        self.attempt = (int(attempts[-1]["attempt"]) + 1) if attempts else 0
         attempts.append(
             {"attempt": self.attempt, "start_step": self.start_step, "started": utcnow(), "slurm": slurm_ids()}
         )
-        self._status = {
-            "state": "running",
-            "last_step": self.start_step,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "slurm": slurm_ids(),
-            "attempt": self.attempt,
-            "restarts": self.attempt,
-            "attempts": attempts,
-            "message": None,
-        }
+        self._status = RunStatus(
+            state="running",
+            last_step=self.start_step,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            slurm=slurm_ids(),
+            attempt=self.attempt,
+            restarts=self.attempt,
+            attempts=tuple(attempts),
+        )
         self._opened = True
         self.write_status(force=True)
         return self
@@ -161,7 +168,7 @@ class RunWriter:
             return
         self.flush()
         self.state = state
-        self._status["message"] = message
+        self._status = self._status.replace(message=message)
         self.write_status(force=True)
         self._closed = True
 
@@ -214,19 +221,27 @@ class RunWriter:
     # -- status --------------------------------------------------------------
     def set_state(self, state: str, message: str | None = None) -> None:
         self.state = state
-        self._status["message"] = message
+        self._status = self._status.replace(message=message)
         self.write_status(force=True)
 
     def heartbeat(self) -> None:
         self.write_status(force=False)
 
     def write_status(self, force: bool = False, **extra: Any) -> None:
+        """status.json now (or, unless ``force``, when a heartbeat is due). ``extra``: what
+        else the writer reports (:attr:`RunStatus.extra`, e.g. the trainer's t_mem), kept
+        for later writes."""
         now = time.monotonic()
         if not force and now - self._last_heartbeat < self.heartbeat_seconds:
             return
-        self._status.update(extra)
-        self._status.update(state=self.state, last_step=self.last_step, heartbeat=utcnow(), heartbeat_unix=time.time())
-        atomic_write_json(self.run_dir / STATUS_JSON, self._status)
+        self._status = self._status.replace(
+            state=self.state,
+            last_step=self.last_step,
+            heartbeat=utcnow(),
+            heartbeat_unix=time.time(),
+            extra={**self._status.extra, **extra},
+        )
+        atomic_write_json(self.run_dir / STATUS_JSON, self._status.to_json())
         self._last_heartbeat = now
 
     @property

@@ -59,7 +59,7 @@ DEFAULT_COLUMNS = (
 FROZEN_TIME = 1704164645.0
 
 
-class ConfigError(ValueError):
+class TuiConfigError(ValueError):
     """A configuration file that cannot be used; the message names the key."""
 
 
@@ -120,12 +120,12 @@ def load_config(path: str | os.PathLike | None = None, *, known_columns: tuple[s
     p = Path(path).expanduser() if path is not None else default_path()
     if not p.exists():
         if explicit:
-            raise ConfigError(f"config file {p} does not exist")
+            raise TuiConfigError(f"config file {p} does not exist")
         return TuiConfig()
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: {exc}") from None
+        raise TuiConfigError(f"{p}: {exc}") from None
     return config_from_dict(data, source=str(p), known_columns=known_columns)
 
 
@@ -136,35 +136,37 @@ def config_from_dict(
     for section, value in data.items():
         if section == "keys":
             if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(f"{source}: [keys] maps binding ids to key strings")
+                raise TuiConfigError(f"{source}: [keys] maps binding ids to key strings")
             kw["keys"] = dict(value)
             continue
         spec = _SECTIONS.get(section)
         if spec is None or not isinstance(value, Mapping):
-            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join([*_SECTIONS, 'keys'])})")
+            raise TuiConfigError(f"{source}: unknown section [{section}] (known: {', '.join([*_SECTIONS, 'keys'])})")
         for key, v in value.items():
             if key not in spec:
-                raise ConfigError(f"{source}: unknown key {section}.{key} (known: {', '.join(spec)})")
+                raise TuiConfigError(f"{source}: unknown key {section}.{key} (known: {', '.join(spec)})")
             name, typ = spec[key]
             if typ is float and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             if not isinstance(v, typ) or (typ is float and isinstance(v, bool)):
-                raise ConfigError(f"{source}: {section}.{key} must be a {typ.__name__}")
+                raise TuiConfigError(f"{source}: {section}.{key} must be a {typ.__name__}")
             if typ is float and v < 0:
-                raise ConfigError(f"{source}: {section}.{key} must not be negative")
+                raise TuiConfigError(f"{source}: {section}.{key} must not be negative")
             kw[name] = v
     cols = kw.get("columns")
     if cols is not None:
         if not cols or not all(isinstance(c, str) for c in cols):
-            raise ConfigError(f"{source}: table.columns must be a non-empty list of column keys")
+            raise TuiConfigError(f"{source}: table.columns must be a non-empty list of column keys")
         if known_columns is not None:
             bad = [c for c in cols if c not in known_columns]
             if bad:
-                raise ConfigError(f"{source}: unknown column(s) {', '.join(bad)} (known: {', '.join(known_columns)})")
+                raise TuiConfigError(
+                    f"{source}: unknown column(s) {', '.join(bad)} (known: {', '.join(known_columns)})"
+                )
         if "run" not in cols:
             cols = ["run", *cols]
         kw["columns"] = tuple(dict.fromkeys(cols))
     if known_columns is not None and "sort" in kw and kw["sort"] not in known_columns:
-        raise ConfigError(f"{source}: table.sort must be a column key, not {kw['sort']!r}")
+        raise TuiConfigError(f"{source}: table.sort must be a column key, not {kw['sort']!r}")
     known = {f.name for f in fields(TuiConfig)}
     return TuiConfig(**{k: v for k, v in kw.items() if k in known})

@@ -1,8 +1,8 @@
 """The detail view's curves: panels and markers from one run's raw columns.
 
-:func:`build_series` turns :class:`RunData` (a run's row, its scalar and
+:func:`build_series` turns :class:`RunCurves` (a run's row, its scalar and
 probe columns as the watcher's snapshot holds them, its GAI spike steps and
-alarm events) into a :class:`~grokwatch.tui.model.RunSeries`: every curve of
+alarm events) into a :class:`~grokwatch.tui.model.DetailPlot`: every curve of
 one run, or one curve per run for an overlay. Pure data, no textual: built
 off the UI thread.
 """
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import AlarmRow, Marker, Panel, RunRow, RunSeries, Series
+from .model import AlarmRow, DetailPlot, Marker, Panel, RunRow, Series
 from .series import prepare
 
 
 @dataclass
-class RunData:
+class RunCurves:
     """One run's raw columns and events, as the watcher source hands them to :func:`build_series`."""
 
     row: RunRow
@@ -40,8 +40,8 @@ def _series(label: str, cols: Mapping[str, np.ndarray], name: str, smoothing: fl
 
 
 def build_series(
-    runs: Sequence[RunData], smoothing: float = 0.0, generation: int = 0, alpha_line: float | None = None
-) -> RunSeries:
+    runs: Sequence[RunCurves], smoothing: float = 0.0, generation: int = 0, alpha_line: float | None = None
+) -> DetailPlot:
     """Panels and markers for one run (every curve) or an overlay (one curve per run).
     ``alpha_line``: the horizontal line on the HTSR alpha panels (the threshold of the
     alpha alarm rule; None: no line)."""
@@ -51,7 +51,7 @@ def build_series(
     return _overlay(runs, smoothing, generation, hlines)
 
 
-def _markers(d: RunData, color: int | None = None) -> list[Marker]:
+def _markers(d: RunCurves, color: int | None = None) -> list[Marker]:
     r = d.row
     out: list[Marker] = []
     tag = f"{r.run_id} " if color is not None else ""
@@ -73,7 +73,7 @@ def _markers(d: RunData, color: int | None = None) -> list[Marker]:
     return out
 
 
-def _single(d: RunData, smoothing: float, generation: int, alpha_hlines: tuple) -> RunSeries:
+def _single(d: RunCurves, smoothing: float, generation: int, alpha_hlines: tuple) -> DetailPlot:
     sc, pr = d.scalars, d.probes
     panels = []
 
@@ -108,10 +108,10 @@ def _single(d: RunData, smoothing: float, generation: int, alpha_hlines: tuple) 
     x_hi = max(last, float(total), 1.0)
     if d.row.prediction is not None:
         x_hi = max(x_hi, float(d.row.prediction.hi or d.row.prediction.step))
-    return RunSeries((d.row.run_id,), tuple(panels), tuple(_markers(d)), (0.0, x_hi), (d.row,), generation)
+    return DetailPlot((d.row.run_id,), tuple(panels), tuple(_markers(d)), (0.0, x_hi), (d.row,), generation)
 
 
-def _overlay(runs: Sequence[RunData], smoothing: float, generation: int, alpha_hlines: tuple) -> RunSeries:
+def _overlay(runs: Sequence[RunCurves], smoothing: float, generation: int, alpha_hlines: tuple) -> DetailPlot:
     specs = [
         ("acc", "val accuracy", "scalars", "val_acc", dict(y_range=(0.0, 1.0))),
         ("loss", "train loss (log)", "scalars", "train_loss", dict(log=True)),
@@ -139,7 +139,7 @@ def _overlay(runs: Sequence[RunData], smoothing: float, generation: int, alpha_h
         if "step" in d.scalars and len(d.scalars["step"]):
             x_hi = max(x_hi, float(d.scalars["step"][-1]))
         x_hi = max(x_hi, float(d.row.total_steps or 0))
-    return RunSeries(
+    return DetailPlot(
         tuple(d.row.run_id for d in runs),
         tuple(panels),
         tuple(markers),

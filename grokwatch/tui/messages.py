@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from .model import AlarmRow, RunSeries, SweepModel
+from .model import AlarmRow, DetailPlot, SweepModel
 
 
 class ModelReady(Message):
@@ -34,7 +34,7 @@ class SourceFailed(Message):
 class SeriesReady(Message):
     """Detail curves for a run (or an overlay), built in a worker."""
 
-    def __init__(self, series: RunSeries, request: tuple[str, ...]) -> None:
+    def __init__(self, series: DetailPlot, request: tuple[str, ...]) -> None:
         super().__init__()
         self.series = series
         self.request = request

@@ -5,7 +5,7 @@ builds them; the widgets read it whole.
 
 A :class:`SweepModel` holds one :class:`RunRow` per run (everything the runs
 table, the sweep grid and the status bar show) and the alarm feed. A
-:class:`RunSeries` holds one run's full-resolution curves and markers for the
+:class:`DetailPlot` holds one run's full-resolution curves and markers for the
 detail view. Both are plain data: the UI only formats and draws them; no
 signal is computed here or in the widgets (DESIGN section 1).
 
@@ -16,15 +16,15 @@ changed.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from grokwatch.runs.defaults import ANTI_VAL_ACC, GROK_VAL_ACC, GROKKING_VAL_ACC, MEM_TRAIN_ACC
+from grokwatch.store.contract import RunStatus
 from grokwatch.watch.snapshot import OnsetPrediction
 
 # Phases of DESIGN section 4, plus "waiting" (planned, queued or pending: no
@@ -91,11 +91,6 @@ STATE_ORDER = (
 )
 
 
-# A predicted grokking step with its interval and the method that made it: the
-# type the watcher's snapshot carries (RunView.prediction).
-Prediction = OnsetPrediction
-
-
 @dataclass(frozen=True, slots=True)
 class RunRow:
     run_id: str
@@ -117,7 +112,7 @@ class RunRow:
     alarms: tuple[str, ...] = ()  # rules currently firing
     t_mem: int | None = None
     t_grok: int | None = None
-    prediction: Prediction | None = None
+    prediction: OnsetPrediction | None = None
     slurm_state: str | None = None
     restarts: int = 0
     restart_steps: tuple[int, ...] = ()
@@ -225,7 +220,7 @@ class Panel:
 
 
 @dataclass(frozen=True)
-class RunSeries:
+class DetailPlot:
     """What the detail view plots for one run, or an overlay of several."""
 
     run_ids: tuple[str, ...]
@@ -240,37 +235,6 @@ class RunSeries:
 
 
 # --- building rows from a run's raw data (used by the watcher source) -------
-
-_WD_SEED = re.compile(r"wd(?P<wd>[0-9.eE+-]+)[-_]s(?:eed)?(?P<seed>\d+)")
-
-
-def find_key(obj: object, *names: str, depth: int = 3):
-    """The first value under any of ``names`` in a nested dict (breadth first)."""
-    level = [obj]
-    for _ in range(depth + 1):
-        nxt = []
-        for d in level:
-            if not isinstance(d, Mapping):
-                continue
-            for n in names:
-                if n in d and not isinstance(d[n], Mapping):
-                    return d[n]
-            nxt.extend(v for v in d.values() if isinstance(v, Mapping))
-        level = nxt
-    return None
-
-
-def run_identity(run_id: str, config: Mapping | None) -> tuple[int | None, float | None, int | None]:
-    """(seed, weight decay, total steps) from run.json, else from a run id like ``wd0.3-s07``."""
-    cfg = config or {}
-    seed = find_key(cfg, "seed")
-    wd = find_key(cfg, "weight_decay", "wd")
-    total = find_key(cfg, "total_steps", "steps", "max_steps")
-    m = _WD_SEED.search(run_id)
-    if m:
-        seed = seed if seed is not None else m["seed"]
-        wd = wd if wd is not None else m["wd"]
-    return _int(seed), _float(wd), _int(total)
 
 
 def last_finite(x: np.ndarray | None) -> float | None:
@@ -304,12 +268,12 @@ def fin(v) -> float | None:
     return _float(v)
 
 
-def restart_steps(status: Mapping | None) -> tuple[int, ...]:
+def restart_steps(status: RunStatus | None) -> tuple[int, ...]:
     """Steps at which a resumed attempt started (status.json ``attempts[*].start_step``)."""
-    attempts = (status or {}).get("attempts") or []
+    attempts = status.attempts if status is not None else ()
     out = []
     for a in attempts[1:]:
-        s = _int(a.get("start_step")) if isinstance(a, Mapping) else None
+        s = _int(a.get("start_step"))
         if s is not None:
             out.append(s)
     return tuple(out)

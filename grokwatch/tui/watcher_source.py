@@ -70,12 +70,12 @@ from grokwatch.runs.defaults import STALL_TIMEOUT
 from ..alerts import AlarmSubscriber, AlertEngine, Rule, load_rules
 from ..predict import SweepPredictor, read_predictions
 from ..predict.subscriber import PredictorSubscriber
-from ..store import read_status
+from ..store import ContractError, RunStatus
 from ..watch import ScoreConfig, SweepWatcher
 from ..watch.queue import SlurmQueue
-from .curves import RunData, build_series
+from .curves import RunCurves, build_series
 from .journal import DaemonJournal
-from .model import AlarmRow, RunRow, RunSeries, SweepModel, fin, newest_first, restart_steps, run_identity
+from .model import AlarmRow, DetailPlot, RunRow, SweepModel, fin, newest_first, restart_steps
 from .series import sparkline_values
 
 SPARK_WIDTH = 10  # values in a row's val_acc sparkline
@@ -202,7 +202,6 @@ class WatcherSource:
 
     # -- the view-model (feed thread or a worker) ------------------------------------------
     def _row(self, view) -> RunRow:
-        seed, wd, total = run_identity(view.run_id, view.config)
         sc = view.scalars
         steps = sc.get("step")
         spark = ()
@@ -227,13 +226,16 @@ class WatcherSource:
         restarts = int(view.restarts or 0)
         rsteps: tuple[int, ...] = ()
         if restarts:
-            rsteps = restart_steps(read_status(view.path))
+            try:
+                rsteps = restart_steps(RunStatus.read(view.path))
+            except ContractError:
+                rsteps = ()
         return RunRow(
             run_id=view.run_id,
-            seed=view.seed if view.seed is not None else seed,
-            weight_decay=view.weight_decay if view.weight_decay is not None else wd,
+            seed=view.seed,
+            weight_decay=view.weight_decay,
             step=int(view.step or 0),
-            total_steps=view.total_steps if view.total_steps is not None else total,
+            total_steps=view.total_steps,
             phase=phase,
             state=view.state or "unknown",
             train_acc=fin(view.train_acc),
@@ -302,7 +304,7 @@ class WatcherSource:
             return self.daemon.note
         return f"rules: {self.rules_path.name}" if self.rules_path is not None else None
 
-    def series(self, run_ids: Sequence[str], smoothing: float = 0.0) -> RunSeries:
+    def series(self, run_ids: Sequence[str], smoothing: float = 0.0) -> DetailPlot:
         snap = self.watcher.snapshot()
         model_rows = {rid: row for rid, (view, row) in self._rows.items()}
         if self.daemon.following:
@@ -322,7 +324,7 @@ class WatcherSource:
             if self.gai_spike is not None and z is not None and steps is not None and len(z) == len(steps):
                 spikes = np.asarray(steps[self.gai_spike.test(z)], dtype=np.float64)
             data.append(
-                RunData(
+                RunCurves(
                     row,
                     view.scalars,
                     view.probes,

@@ -64,7 +64,7 @@ def slurm_word(task) -> str | None:
         return None
     from slurm.states import display_state
 
-    return display_state(task.state, task.exit_code, task.restarts)
+    return display_state(task.state, task.exit_code, task.restarts, stall_seconds=STALL_TIMEOUT)
 
 
 class SlurmQueue:

@@ -6,7 +6,6 @@ is the frozen :class:`~grokwatch.watch.snapshot.RunView` built from it.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from grokwatch.runs.lifecycle import attempt_reach_from_shards, restarted_from_scratch
-from grokwatch.store import config_value
+from grokwatch.store import RunConfig, RunStatus
 from grokwatch.store.layout import SHARDS_DIR, STATUS_JSON
 
 from .fastread import BatchReader
@@ -99,35 +98,23 @@ class RunState:
                 return None
             from grokwatch.runs.presets import critical_norm
 
-            preset = cfg.get("preset") if isinstance(cfg.get("preset"), str) else None
-            wd = config_value(cfg, ("weight_decay", "wd"))
-            try:
-                wd = float(wd) if wd is not None else None
-            except (TypeError, ValueError):
-                wd = None
-            own = cfg.get(
-                "critical_weight_norm"
-            )  # a run may name its own (grokwatch.integrations.track, the simulator)
-            try:
-                own = float(own) if own is not None else None
-            except (TypeError, ValueError):
-                own = None
-            self._w_crit = own if own and own > 0 else critical_norm(preset, wd)
+            own = cfg.critical_weight_norm  # a run may name its own (grokwatch.integrations.track, the simulator)
+            self._w_crit = own if own and own > 0 else critical_norm(cfg.preset, cfg.weight_decay)
         return self._w_crit
 
     # -- reading -----------------------------------------------------------------
     @property
-    def status(self) -> dict | None:
+    def status(self) -> RunStatus | None:
         return self.scalars.status
 
     @property
-    def config(self) -> dict | None:
+    def config(self) -> RunConfig | None:
         return self.scalars.config
 
     @property
     def state(self) -> str | None:
         st = self.status
-        return st.get("state") if st else None
+        return st.state if st else None
 
     @property
     def failed_files(self) -> dict[str, int]:
@@ -248,8 +235,7 @@ class RunState:
         when the attempt has written a few rows (the loss criterion needs
         them). Returns a one-point batch of ``restarted_from_scratch`` (1/0)
         at the newest step, or None while undecided."""
-        status = self.status or {}
-        attempts = [a for a in status.get("attempts") or () if isinstance(a, Mapping)]
+        attempts = self.status.attempts if self.status else ()
         newest = max((_as_int(a.get("attempt")) or 0 for a in attempts), default=0)
         if newest <= self._scratch_settled:
             return None
@@ -261,7 +247,7 @@ class RunState:
             names = os.listdir(self.run_dir / SHARDS_DIR)
         except OSError:
             names = []
-        every = _as_int(config_value(self.config or {}, ("checkpoint_every",)))
+        every = self.config.checkpoint_every if self.config else None
         hit = restarted_from_scratch(
             sc,
             attempts,
@@ -310,8 +296,8 @@ class RunState:
         """This run's view as of ``now``; ``alarms`` and ``fields`` (prediction,
         slurm_state, state) are what the watcher joins in (its subscribers' and
         its queue poller's)."""
-        cfg = self.config or {}
-        status = self.status or {}
+        cfg = self.config or RunConfig()
+        status = self.status or RunStatus()
         sc = _readonly(self.scalars.scalars)
         pr = _readonly(self.probes.probes)
         scores_s = {"gai_z": self.gai.view()}
@@ -321,7 +307,7 @@ class RunState:
             "htsr_traps": self.traps.view(),
         }
         step = self.last_step()
-        total = _as_int(config_value(cfg, ("total_steps", "steps", "max_steps", "num_steps")))
+        total = cfg.steps
         phase = self.phase.phase
         latest = {
             "grad_norm": _last(sc.get("grad_norm")),
@@ -335,8 +321,8 @@ class RunState:
         return RunView(
             run_id=self.run_id,
             path=str(self.run_dir),
-            seed=_as_int(config_value(cfg, ("seed",))),
-            weight_decay=_as_float(config_value(cfg, ("weight_decay", "wd"))),
+            seed=cfg.seed,
+            weight_decay=cfg.weight_decay,
             step=step,
             total_steps=total,
             phase="stalled" if self.stalled and phase not in ("diverged",) else phase,
@@ -351,15 +337,15 @@ class RunState:
             val_loss=_last(sc.get("val_loss")),
             signals=MappingProxyType(latest),
             alarms=alarms,
-            status=status.get("state"),
+            status=status.state,
             stalled=self.stalled,
             heartbeat_unix=_heartbeat_unix(status),
             heartbeat_age=self.heartbeat_age(now),
-            restarts=int(status.get("restarts") or 0),
-            message=status.get("message"),
+            restarts=status.restarts or 0,
+            message=status.message,
             failed_files=len(self.failed_files),
             version=self.version,
-            config=MappingProxyType(dict(cfg)),
+            config=cfg,
             scalars=MappingProxyType(sc),
             probes=MappingProxyType(pr),
             scores=MappingProxyType({**scores_s, **scores_p}),
@@ -385,13 +371,12 @@ def _last(a: np.ndarray | None) -> float | None:
     return float(tail[idx[-1]]) if idx.size else None
 
 
-def _heartbeat_unix(status: Mapping[str, Any] | None) -> float | None:
-    if not status:
+def _heartbeat_unix(status: RunStatus | None) -> float | None:
+    if status is None:
         return None
-    hb = status.get("heartbeat_unix")
-    if isinstance(hb, (int, float)) and math.isfinite(hb):
-        return float(hb)
-    text = status.get("heartbeat")
+    if status.heartbeat_unix is not None:
+        return status.heartbeat_unix
+    text = status.heartbeat
     if isinstance(text, str):
         try:
             return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -403,12 +388,5 @@ def _heartbeat_unix(status: Mapping[str, Any] | None) -> float | None:
 def _as_int(x: Any) -> int | None:
     try:
         return int(x) if x is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _as_float(x: Any) -> float | None:
-    try:
-        return float(x) if x is not None else None
     except (TypeError, ValueError):
         return None

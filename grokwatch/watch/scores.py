@@ -235,9 +235,11 @@ class AlphaCrossing:
 
 def trainer_matrix_evals(config) -> dict[str, int]:
     """Eigenvalue count of each matrix of the trainer's model (trainer.model.Transformer) from
-    run.json: min(rows, cols). For probe shards written before the htsr probe logged n_evals."""
+    its run.json (a :class:`grokwatch.store.RunConfig`; the trainer's ``d_model``, ``d_mlp``
+    and ``vocab_size``): min(rows, cols). For probe shards written before the htsr probe
+    logged n_evals; {} for a run not made by the trainer."""
     try:
-        dm, dmlp, v = int(config["d_model"]), int(config["d_mlp"]), int(config["vocab_size"])
+        dm, dmlp, v = (int(config.extra[k]) for k in ("d_model", "d_mlp", "vocab_size"))
     except (KeyError, TypeError, ValueError):
         return {}
     out = {"embed": min(v, dm), "unembed": min(v, dm), "mlp.W_in": min(dm, dmlp), "mlp.W_out": min(dm, dmlp)}

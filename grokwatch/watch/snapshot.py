@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from grokwatch.store.contract import RunConfig
 
 _EMPTY: Mapping = MappingProxyType({})
 
@@ -93,7 +96,7 @@ class RunView:
     message: str | None
     failed_files: int  # shards that could not be read yet (retried)
     version: int  # grows when this run's data or status changed
-    config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # run.json
+    config: RunConfig | None = None  # run.json (None until it is read)
     scalars: Mapping[str, np.ndarray] = field(default_factory=lambda: _EMPTY)
     probes: Mapping[str, np.ndarray] = field(default_factory=lambda: _EMPTY)
     scores: Mapping[str, np.ndarray] = field(default_factory=lambda: _EMPTY)

@@ -69,7 +69,7 @@ def test_the_fixture_is_real_and_mixed(runs):
     assert len(pos) >= 3 and len(neg) >= 2
     for r in runs.values():
         cfg = r.config
-        assert cfg["preset"] == "tiny" and "simulated" not in cfg  # trained, not simulated
+        assert cfg.preset == "tiny" and "simulated" not in cfg.extra  # trained, not simulated
         assert len(r.scalars["step"]) >= 1000  # every step, as the trainer logs
 
 

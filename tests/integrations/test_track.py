@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import grokwatch
-from grokwatch.store import RunReader, read_run_config, read_status
+from grokwatch.store import RunReader, read_run_config, read_status, run_id_for
 from grokwatch.watch import SweepWatcher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,7 +228,7 @@ def test_example_plain_loop_is_watched_alerted_and_reported(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     sweep = root / "mine"
-    view = SweepWatcher(sweep, poll=True).cycle().runs["wd1-s0"]
+    view = SweepWatcher(sweep, poll=True).cycle().runs[run_id_for(1.0, 0)]  # the example names runs like a sweep
     assert view.step == 300 and view.total_steps == 300 and view.status == "completed"
     assert view.t_mem is not None and view.t_mem < 300  # the MLP memorizes the training half early
     assert view.phase in ("memorized", "grokking", "grokked")
@@ -239,7 +239,7 @@ def test_example_plain_loop_is_watched_alerted_and_reported(tmp_path):
     alerts = subprocess.run([*GROKWATCH, "alerts", str(sweep), "--once"], capture_output=True, text=True, timeout=120)
     assert alerts.returncode == 0, alerts.stderr
     events = [json.loads(line) for line in alerts.stdout.splitlines() if line.strip()]
-    assert all(e["run"] == "wd1-s0" for e in events)
+    assert all(e["run"] == run_id_for(1.0, 0) for e in events)
     report = subprocess.run(
         [*GROKWATCH, "report", str(sweep), "--out", str(tmp_path / "rep")], capture_output=True, text=True, timeout=300
     )

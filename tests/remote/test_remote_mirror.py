@@ -331,8 +331,8 @@ def test_key_from_the_ssh_agent(sshd, tmp_path, monkeypatch):
         os.kill(pid, signal.SIGTERM)
 
 
-def test_open_source_is_a_resolver_that_keeps_syncing(sshd, ssh_config, tmp_path):
-    from grokwatch.remote import close_sources, open_source, runner_for
+def test_open_mirror_is_a_resolver_that_keeps_syncing(sshd, ssh_config, tmp_path):
+    from grokwatch.remote import close_sources, open_mirror, runner_for
 
     sweep = tmp_path / "remote" / "sw"
     write_runs(sweep, ["a"], 20)
@@ -341,8 +341,8 @@ def test_open_source_is_a_resolver_that_keeps_syncing(sshd, ssh_config, tmp_path
         cache_dir=tmp_path / "cache", ssh_config=ssh_config, allow_agent=False, look_for_keys=False, interval=0.05
     )
     try:
-        local = open_source(url, **kw)
-        assert open_source(url, **kw) == local  # one mirror per URL
+        local = open_mirror(url, **kw)
+        assert open_mirror(url, **kw) == local  # one mirror per URL
         assert np.array_equal(steps(local / "a"), np.arange(1, 21))
         write_runs(sweep, ["b"], 30)  # a run that appears later arrives by itself
         wait_until(lambda: (local / "b" / "status.json").exists() and len(steps(local / "b")) == 30, 20, "run b")

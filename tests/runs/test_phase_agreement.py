@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from grokwatch.runs.phases import phase_of
-from grokwatch.store import RunWriter
+from grokwatch.store import RunConfig, RunStatus, RunWriter
 from grokwatch.store.layout import run_id_for
 
 STEPS = 400
@@ -129,7 +129,7 @@ def test_report_outcome_follows_the_phase_for_every_phase():
     expected_phase = {ANTI: "anti-grokking", GROKKED: "grokked", DIVERGED: "diverged"}
     for name, (sc, outcome) in cases.items():
         info = phase_of(sc)
-        run = RunData(name, {}, {"state": "running"}, sc, {}, info=info)
+        run = RunData(name, RunConfig(), RunStatus(state="running"), sc, {}, info=info)
         assert info.phase == expected_phase[outcome], name
         assert run.outcome == outcome, name
 

@@ -45,7 +45,7 @@ def test_headless_demo_runs_every_run_to_the_end(tmp_path):
         r = RunReader(run)
         r.refresh()
         assert r.scalars["step"].tolist() == list(range(1, 301))
-        assert r.status["state"] == "completed"
+        assert r.status.state == "completed"
     # Plain lines: the phase changes as they happen, then the final table.
     assert "memorized" in out.stdout
     assert out.stdout.count("wd3.0-s00") >= 2

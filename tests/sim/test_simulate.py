@@ -78,7 +78,7 @@ def test_columns_truth_and_fates(sweep):
         info = phase_of(sc)
         assert (info.t_mem, info.t_grok) == (truth["t_mem"], truth["t_grok"]), rid
         fates[truth["fate"]] = (sc, pr, cfg, status)
-        assert cfg["weight_decay"] in (0.1, 0.3, 1.0) and cfg["total_steps"] == 3000
+        assert cfg["weight_decay"] in (0.1, 0.3, 1.0) and cfg["steps"] == 3000 and cfg["contract_version"] >= 1
     sc, pr, cfg, status = fates["anti_grok"]
     assert phase_of(sc).phase == "anti-grokking"
     s = cfg["simulated"]["signals"]

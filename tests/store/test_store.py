@@ -44,8 +44,8 @@ def test_round_trip(tmp_path):
     np.testing.assert_allclose(sc["train_loss"], 1.0 / np.arange(1, 51), rtol=1e-6)
     assert np.isnan(sc["val_acc"][0]) and sc["val_acc"][9] == 0.5
     assert r.probes["h0_entropy"].tolist() == [1.5, 1.25]
-    assert r.config["seed"] == 0 and "meta" in r.config
-    assert r.status["state"] == "completed" and r.status["last_step"] == 50
+    assert r.config.seed == 0 and r.config.weight_decay == 1.0 and r.config.meta["host"]
+    assert r.status.state == "completed" and r.status.last_step == 50
     # Shards follow the naming of the contract and no temp file remains.
     names = sorted(os.listdir(run / "shards"))
     assert names[0] == "probes-000000050.arrow"

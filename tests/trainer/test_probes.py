@@ -16,10 +16,11 @@ import torch
 
 import trainer.train as tt
 from grokwatch.commands.main import main as cli_main
+from grokwatch.runs.training import PROBE_NAMES
 from grokwatch.store import RunReader, ShardName, read_status
 from trainer.config import ConfigError, TrainConfig
 from trainer.model import Transformer
-from trainer.probe_offline import POSTHOC_ATTEMPT_BASE, ProbeError, posthoc_attempt, probe_run
+from trainer.probe_offline import POSTHOC_ATTEMPT_BASE, ProbeError, posthoc_attempt, probe_snapshots
 from trainer.probes import (
     DEFAULT_PROBES,
     PROBES,
@@ -106,7 +107,7 @@ def test_default_sub_cadences(tmp_path):
     """Default probes: the cheap ones at every probe step, h0 / hessian /
     hessian_trace at every 10th probe step (k = 10, 20, ...; k = step //
     probe_every); ``name@m`` overrides a sub-cadence."""
-    assert set(DEFAULT_PROBES) == set(SETTINGS) == set(PROBES)
+    assert set(DEFAULT_PROBES) == set(SETTINGS) == set(PROBES) == set(PROBE_NAMES)  # the config's checks know them all
     due = lambda name, every=None: [s for s in range(5, 121, 5) if is_due(name, every, s, 5)]  # noqa: E731
     assert due("htsr") == list(range(5, 121, 5))
     assert due("h0") == [50, 100] and due("hessian") == [50, 100] and due("hessian_trace") == [50, 100]
@@ -185,7 +186,7 @@ def test_posthoc_probes_match_live_and_never_clobber(live_run):
     status = (run / "status.json").read_bytes()
     assert sorted(n for n in os.listdir(run / "snapshots")) == [f"weights-{s:09d}.pt" for s in (24, 48, 72, 96)]
 
-    res = probe_run(run)  # the defaults that work post hoc: all but update_cosine
+    res = probe_snapshots(run)  # the defaults that work post hoc: all but update_cosine
     assert res.attempt == POSTHOC_ATTEMPT_BASE and res.steps == [25, 49, 73, 97]
     assert [p.name for p in res.shards] == ["probes-000000097-a1000.arrow"]
     assert ALL_COLUMNS - {"update_cosine"} == set(res.columns)
@@ -252,7 +253,7 @@ def test_probe_command_errors(tmp_path, capsys):
     nosnap = tiny(tmp_path, "nosnap", steps=5, probe_every=0)
     assert tt.train(nosnap) == 0
     with pytest.raises(ProbeError, match="no weight snapshots"):
-        probe_run(nosnap.run_dir)
+        probe_snapshots(nosnap.run_dir)
 
 
 def test_probe_command_is_headless(tmp_path):

@@ -49,7 +49,7 @@ def test_the_flag_reaches_the_ssh_connection(name, flag, monkeypatch, tmp_path):
         seen.append((url, trust_new_host_key))
         raise UsageError("stop here: no network in tests")
 
-    monkeypatch.setattr(remote, "open_source", refuse)  # what `grokwatch SOURCE` and friends resolve through
+    monkeypatch.setattr(remote, "open_mirror", refuse)  # what `grokwatch SOURCE` and friends resolve through
     monkeypatch.setattr(remote, "resolve_remote", refuse)  # what `sweep status` connects with
     argv = [a.replace("OUT", str(tmp_path / "out")) for a in COMMANDS[name]]
     assert main(argv + (["--trust-new-host-key"] if flag else [])) == 2

@@ -15,16 +15,16 @@ from tui_helpers import settle
 
 from grokwatch.predict.subscriber import PredictorSubscriber
 from grokwatch.tui.config import FROZEN_TIME
-from grokwatch.tui.model import Prediction
 from grokwatch.tui.watcher_source import WatcherSource
+from grokwatch.watch.snapshot import OnsetPrediction
 
 SIZES = {"small": (80, 24), "large": (160, 48)}
 
 # The predictor is tuned in its own module; pin what the table shows so these
 # snapshots change only when the dashboard does (test_tui_app checks the real ones).
 PINNED_PREDICTIONS = {
-    "wd0.1-s01": Prediction(step=3634, lo=3443, hi=3824, method="wnorm-analog", made_at=3000),
-    "wd0.1-s02": Prediction(step=2017, lo=1886, hi=2148, method="wnorm-analog", made_at=1580),
+    "wd0.1-s01": OnsetPrediction(step=3634, lo=3443, hi=3824, method="wnorm-analog", made_at=3000),
+    "wd0.1-s02": OnsetPrediction(step=2017, lo=1886, hi=2148, method="wnorm-analog", made_at=1580),
 }
 
 

@@ -16,8 +16,9 @@ from grokwatch.commands.main import main
 from grokwatch.store import RunWriter
 from grokwatch.store.layout import MANIFEST, run_id_for
 from grokwatch.tui.app import make_app
-from grokwatch.tui.model import PHASE_LETTER, PHASE_ORDER, AlarmRow, Prediction, RunRow, RunSeries, SweepModel
+from grokwatch.tui.model import PHASE_LETTER, PHASE_ORDER, AlarmRow, DetailPlot, RunRow, SweepModel
 from grokwatch.tui.watcher_source import WatcherSource
+from grokwatch.watch.snapshot import OnsetPrediction
 
 
 def plan(root: Path, sweep: str, seeds: int, wds: str = "0.1,0.3,1.0", steps: int = 8000) -> Path:
@@ -207,8 +208,8 @@ class FixedSource:
     def model(self) -> SweepModel:
         return self._model
 
-    def series(self, run_ids, smoothing=0.0) -> RunSeries:
-        return RunSeries(tuple(run_ids), ())
+    def series(self, run_ids, smoothing=0.0) -> DetailPlot:
+        return DetailPlot(tuple(run_ids), ())
 
     def close(self) -> None:
         pass
@@ -228,7 +229,7 @@ def wide_model() -> SweepModel:
             phase="anti-grokking",
             state="completed",
             alarms=("persistence_entropy_shift", "gai_spike"),
-            prediction=Prediction(step=8200, lo=7900, hi=9700, method="wnorm-analog"),
+            prediction=OnsetPrediction(step=8200, lo=7900, hi=9700, method="wnorm-analog"),
         ),
         RunRow(
             "wd0.0001-s123",
@@ -239,7 +240,7 @@ def wide_model() -> SweepModel:
             phase="memorized",
             state="running",
             alarms=("htsr_alpha_below_2",),
-            prediction=Prediction(step=523_000, lo=488_000, hi=999_000),
+            prediction=OnsetPrediction(step=523_000, lo=488_000, hi=999_000),
         ),
         RunRow(
             "wd1.0-s00",

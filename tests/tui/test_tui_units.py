@@ -12,10 +12,10 @@ import pytest
 from grokwatch.errors import UsageError
 from grokwatch.tui.canvas import as_text, rasterize
 from grokwatch.tui.columns import COLUMNS, sort_rows
-from grokwatch.tui.config import DEFAULT_COLUMNS, ConfigError, TuiConfig, config_from_dict, load_config
+from grokwatch.tui.config import DEFAULT_COLUMNS, TuiConfig, TuiConfigError, config_from_dict, load_config
 from grokwatch.tui.filtering import parse_filter
 from grokwatch.tui.journal import AlarmTail
-from grokwatch.tui.model import Marker, ModelFeed, Panel, RunRow, Series, SweepModel, run_identity
+from grokwatch.tui.model import Marker, ModelFeed, Panel, RunRow, Series, SweepModel
 from grokwatch.tui.series import decimate, prepare, smooth, sparkline, sparkline_values
 from grokwatch.tui.source import resolve_sweep
 
@@ -180,10 +180,14 @@ def test_every_default_column_exists_and_formats_an_empty_row():
         assert col.description
 
 
-def test_run_identity_from_config_or_run_id():
-    assert run_identity("x", {"seed": 3, "optimizer": {"weight_decay": 0.5}, "total_steps": 10}) == (3, 0.5, 10)
-    assert run_identity("wd0.3-s07", {}) == (7, 0.3, None)
-    assert run_identity("other", None) == (None, None, None)
+def test_run_identity_comes_from_run_json_only():
+    """Seed, weight decay and total steps are run.json's (the run contract); a run id is a name, never parsed."""
+    from grokwatch.store import RunConfig
+
+    cfg = RunConfig.from_json({"seed": 3, "optimizer": {"weight_decay": 0.5}, "total_steps": 10})
+    assert (cfg.seed, cfg.weight_decay, cfg.steps) == (3, 0.5, 10)
+    cfg = RunConfig.from_json({"run_id": "wd0.3-s07"})
+    assert (cfg.seed, cfg.weight_decay, cfg.steps) == (None, None, None)
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -215,12 +219,12 @@ def test_config_from_the_default_place(isolated_home):
     ],
 )
 def test_bad_config_names_the_key(data, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(TuiConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         config_from_dict(data, known_columns=tuple(COLUMNS))
 
 
 def test_explicit_missing_config_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(TuiConfigError, match="does not exist"):
         load_config(tmp_path / "none.toml")
 
 
@@ -308,7 +312,6 @@ def test_the_watcher_source_rows_are_what_the_store_says(sim_sweep):
     exactly when a running run's heartbeat is older than the stall timeout."""
     from grokwatch.runs.phases import phase_of
     from grokwatch.store import RunReader, list_runs
-    from grokwatch.tui.model import run_identity
     from grokwatch.tui.watcher_source import SPARK_WIDTH, WatcherSource
 
     watcher = WatcherSource(sim_sweep, stall_timeout=1800)
@@ -324,9 +327,9 @@ def test_the_watcher_source_rows_are_what_the_store_says(sim_sweep):
     for path, row in zip(runs, model.rows):
         r = RunReader(path)
         r.refresh()
-        sc, status = r.scalars, r.status or {}
+        sc, status = r.scalars, r.status
         info = phase_of(sc)
-        seed, wd, total = run_identity(path.name, r.config)
+        seed, wd, total = r.config.seed, r.config.weight_decay, r.config.steps
         assert (row.seed, row.weight_decay, row.step, row.total_steps, row.t_mem, row.t_grok) == (
             seed,
             wd,
@@ -335,7 +338,7 @@ def test_the_watcher_source_rows_are_what_the_store_says(sim_sweep):
             info.t_mem,
             info.t_grok,
         ), path.name
-        late = status.get("state") == "running" and now - status["heartbeat_unix"] > 1800
+        late = status.state == "running" and now - status.heartbeat_unix > 1800
         assert row.phase == ("stalled" if late else info.phase), path.name
         stalled += late
         assert row.val_spark == sparkline_values(sc["step"], sc["val_acc"], SPARK_WIDTH)

@@ -29,7 +29,7 @@ def test_backfill_matches_ground_truth(small_sweep):
     assert snap.ready and len(snap.runs) == 6 and snap.version >= 1
     fates = {}
     for rid, v in snap.runs.items():
-        truth = v.config["simulated"]
+        truth = v.config.extra["simulated"]
         fates[truth["fate"]] = v
         assert (v.t_mem, v.t_grok) == (truth["t_mem"], truth["t_grok"]), rid
         assert v.seed is not None and v.weight_decay in (0.1, 0.3, 1.0)

@@ -20,7 +20,7 @@ from textual.widgets import Static
 
 from ..columns import _step_total, pred_detail
 from ..messages import SeriesReady
-from ..model import RunSeries, SweepModel
+from ..model import DetailPlot, SweepModel
 from ..style import MARKER_STYLE, palette, phase_badge, state_text
 from ..widgets.key_bar import KeyBar
 from ..widgets.plot import Plot
@@ -45,7 +45,7 @@ class DetailScreen(Screen):
         super().__init__()
         self.run_ids = tuple(run_ids)
         self.smoothing = smoothing
-        self.series: RunSeries | None = None
+        self.series: DetailPlot | None = None
         self.loads = 0
         self._last_load = 0.0
         self._pending = False
