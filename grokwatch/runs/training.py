@@ -1,5 +1,8 @@
 """The trainer's configuration, without the trainer: its fields, presets, checks and flags.
 
+One module: the fields, their checks and their command-line flags are one
+definition, which the trainer and the sweep launcher must read alike.
+
 ``python -m trainer`` and ``grokwatch sweep plan|submit`` share this module:
 the trainer builds on :class:`TrainingConfig` (``trainer.config.TrainConfig``
 adds the model and its parameter count, which need torch), and the sweep
