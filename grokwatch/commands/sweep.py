@@ -8,8 +8,10 @@ write, and the trainer check.
   ``sweep.sbatch``).
 - ``submit`` does the same, runs ``sbatch --parsable`` and records the array
   job id in the manifest.
-- ``status`` joins each task's SLURM state (squeue, then sacct) with its run's
-  phase and status: a table, or ``--json``. ROOT may be ``ssh://[user@]host[:port]/path``.
+- ``status`` reads the sweep through one cycle of the dashboard's watcher
+  (:class:`grokwatch.watch.SweepWatcher` with SLURM's answer joined in: squeue,
+  then sacct), so each run's state, SLURM state and phase are the dashboard's:
+  a table, or ``--json``. ROOT may be ``ssh://[user@]host[:port]/path``.
 """
 
 from __future__ import annotations
@@ -255,24 +257,28 @@ def run_submit(args) -> int:
 COLUMNS = ("task", "run_id", "wd", "seed", "slurm", "job", "restarts", "state", "phase", "step", "beat")
 
 
-def sweep_rows(
-    sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = STALL_TIMEOUT, now: float | None = None
-) -> list[dict]:
-    """One dict per run: manifest entry + SLURM task state + status.json + phase."""
+def sweep_rows(sweep_dir, manifest: dict | None, queue, *, stall_seconds: float = STALL_TIMEOUT) -> list[dict]:
+    """One dict per run: its manifest entry, and one watcher cycle's snapshot of it.
+
+    The state, SLURM state, phase and step are the snapshot's
+    (:class:`grokwatch.watch.SweepWatcher`, one synchronous cycle): what the
+    dashboard shows. The other columns come from the same SLURM answer the
+    snapshot joined (job, exit code, restarts, reason) and from status.json.
+    ``queue``: a :class:`grokwatch.watch.queue.SlurmQueue`, a
+    ``slurm.queue.QueueState`` to ask (wrapped in one), or None (SLURM not asked).
+    ``stall_seconds``: the watcher's stall timeout.
+    """
     import logging
-    import time
     from pathlib import Path
 
     from grokwatch.runs.lifecycle import attempt_reach_from_shards, restarted_from_scratch
-    from grokwatch.runs.phases import phase_of
-    from grokwatch.store import SHARDS_DIR, ContractError, RunReader, RunStatus, is_valid_run_id, list_runs
-    from slurm.states import display_state
+    from grokwatch.store import SHARDS_DIR, ContractError, RunStatus, is_valid_run_id, list_runs
+    from grokwatch.watch import ScoreConfig, SweepWatcher
+    from grokwatch.watch.queue import SlurmQueue
+    from grokwatch.watch.snapshot import shown_phase
 
     sweep_dir = Path(sweep_dir)
-    now = time.time() if now is None else now
     entries = [t for t in (manifest or {}).get("tasks") or [] if is_valid_run_id(str(t.get("run_id", "")))]
-    known = {str(t["run_id"]) for t in entries}
-    entries += [{"run_id": p.name} for p in list_runs(sweep_dir) if p.name not in known]
 
     def read_status(run_dir) -> RunStatus:
         try:
@@ -281,7 +287,9 @@ def sweep_rows(
             logging.getLogger("grokwatch").warning("%s", exc)
             return RunStatus()
 
-    statuses = {str(t["run_id"]): read_status(sweep_dir / str(t["run_id"])) for t in entries}
+    # status.json first: its SLURM ids are hints for sacct's completion records.
+    run_ids = {str(t["run_id"]) for t in entries} | {p.name for p in list_runs(sweep_dir)}
+    statuses = {rid: read_status(sweep_dir / rid) for rid in run_ids}
     hints = {}
     for st in statuses.values():
         slurm_ids = st.slurm
@@ -289,58 +297,61 @@ def sweep_rows(
             hints[str(slurm_ids["job_id"])] = (str(slurm_ids["array_job_id"]), int(slurm_ids["array_task_id"]))
         except (KeyError, TypeError, ValueError):
             continue
-    tasks = queue.for_manifest(manifest, raw_hints=hints) if manifest and manifest.get("submissions") else {}
+    poller = queue if queue is None or isinstance(queue, SlurmQueue) else SlurmQueue(sweep_dir, state=queue)
+    if poller is not None:
+        poller.raw_hints = hints
+    watcher = SweepWatcher(sweep_dir, queue=poller, config=ScoreConfig(stall_timeout=stall_seconds), poll=True)
+    try:
+        snap = watcher.cycle()
+    finally:
+        watcher.close()
+    tasks = dict(poller.tasks()) if poller is not None else {}  # the answer the snapshot joined
+    now = snap.time
 
+    known = {str(t["run_id"]) for t in entries}
+    entries += [{"run_id": rid} for rid in snap.runs if rid not in known]
     rows = []
     for t in entries:
         run_id = str(t["run_id"])
-        run_dir = sweep_dir / run_id
-        status = statuses[run_id]
-        phase = step = None
+        status = statuses.get(run_id) or read_status(sweep_dir / run_id)
+        view = snap.runs.get(run_id)
+        planned = snap.planned.get(run_id)
+        ts = tasks.get(run_id)
+        phase = step = age = None
         scratch = False
-        if (run_dir / "run.json").exists():
-            reader = RunReader(run_dir, kinds=("scalars",), columns=("train_acc", "val_acc", "train_loss"))
-            reader.refresh()
-            sc = reader.scalars
-            if len(sc.get("step", ())):
-                phase = phase_of(sc).phase
-                step = int(sc["step"][-1])
+        if view is not None:
+            state, slurm, age = view.state, view.slurm_state, view.heartbeat_age
+            phase, step = shown_phase(view), view.step
+            if step is not None:
                 try:
-                    reach = attempt_reach_from_shards(os.listdir(run_dir / SHARDS_DIR))
+                    reach = attempt_reach_from_shards(os.listdir(sweep_dir / run_id / SHARDS_DIR))
                 except OSError:
                     reach = {}
-                every = reader.config.checkpoint_every if reader.config else None
+                every = view.config.checkpoint_every if view.config else None
                 scratch = restarted_from_scratch(
-                    sc,
+                    view.scalars,
                     status.attempts,
                     attempt_reach=reach,
                     checkpoint_every=every if isinstance(every, int) and every > 0 else None,
                 )
-        beat = status.heartbeat_unix
-        age = now - beat if beat is not None else None
-        ts = tasks.get(run_id)
+        else:
+            state = planned.state if planned is not None else None
+            slurm = planned.slurm_state if planned is not None else None
+            if status.heartbeat_unix is not None:
+                age = now - status.heartbeat_unix
         rows.append(
             {
                 "task": t.get("index"),
                 "run_id": run_id,
                 "wd": t.get("weight_decay"),
                 "seed": t.get("seed"),
-                "slurm": ts.state if ts else None,
+                "slurm": slurm,
                 "job": f"{ts.array_job_id}_{ts.task_id}" if ts else None,
                 "exit_code": ts.exit_code if ts else None,
                 "restarts": ts.restarts if ts else status.restarts,
                 "reason": ts.reason if ts else None,
-                "run_state": status.state,
-                "state": display_state(
-                    ts.state if ts else None,
-                    ts.exit_code if ts else None,
-                    ts.restarts if ts else 0,
-                    status.state,
-                    age,
-                    stall_seconds=stall_seconds,
-                    started=(run_dir / "run.json").exists(),
-                    submitted=bool((manifest or {}).get("submissions")),
-                ),
+                "run_state": view.status if view is not None else status.state,
+                "state": state or "unknown",
                 "phase": phase,
                 "step": step if step is not None else status.last_step,
                 "heartbeat_age": round(age, 1) if age is not None else None,
@@ -355,8 +366,8 @@ def run_status(args) -> int:
     from pathlib import Path
 
     from grokwatch.store import read_json
+    from grokwatch.watch.queue import SlurmQueue
     from slurm.plan import MANIFEST
-    from slurm.queue import QueueState
 
     mirror = None
     runner = None
@@ -373,7 +384,7 @@ def run_status(args) -> int:
         if not sweep_dir.is_dir():
             raise UsageError(f"no sweep at {sweep_dir}")
         manifest = read_json(sweep_dir / MANIFEST)
-        queue = QueueState(runner)
+        queue = SlurmQueue(sweep_dir, runner=runner)
         rows = sweep_rows(sweep_dir, manifest, queue, stall_seconds=args.stall_seconds)
     finally:
         if mirror is not None:

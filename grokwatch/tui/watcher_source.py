@@ -73,6 +73,7 @@ from ..predict.subscriber import PredictorSubscriber
 from ..store import ContractError, RunStatus
 from ..watch import ScoreConfig, SweepWatcher
 from ..watch.queue import SlurmQueue
+from ..watch.snapshot import shown_phase
 from .curves import RunCurves, build_series
 from .journal import DaemonJournal
 from .model import AlarmRow, DetailPlot, RunRow, SweepModel, fin, newest_first, restart_steps
@@ -218,11 +219,7 @@ class WatcherSource:
             for f, v in values.items()
             if v is not None and any(bool(r.test(np.array([v]))[0]) for r in self.highlight[f])
         )
-        phase = view.phase
-        if view.status == "failed" and phase != "diverged":
-            phase = "failed"
-        elif view.status == "diverged":
-            phase = "diverged"  # the trainer saw a non-finite loss, whatever the rows it flushed say
+        phase = shown_phase(view)
         restarts = int(view.restarts or 0)
         rsteps: tuple[int, ...] = ()
         if restarts:

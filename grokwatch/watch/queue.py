@@ -75,14 +75,27 @@ class SlurmQueue:
     thread asks the queue every ``every`` seconds. ``tasks()`` is the latest
     answer ({} before the first, or without a submission). ``runner``: how to
     run squeue/sacct (``grokwatch.remote``'s over SSH; None: locally).
+    ``state``: the ``QueueState`` to ask (default: one of its own, over
+    ``runner``). ``raw_hints``: raw job id -> (array job id, task id), e.g. from
+    the runs' status.json, for sacct's completion records when sacct itself
+    cannot answer (``grokwatch sweep status`` passes them).
     """
 
-    def __init__(self, sweep_dir: Path | str, every: float = 10.0, runner=None):
+    def __init__(
+        self,
+        sweep_dir: Path | str,
+        every: float = 10.0,
+        runner=None,
+        *,
+        state: QueueState | None = None,
+        raw_hints: Mapping[str, tuple[str, int]] | None = None,
+    ):
         self.sweep_dir = Path(sweep_dir)
         self.every = every
         self.runner = runner
+        self.raw_hints = raw_hints
         self._tasks: dict[str, Any] = {}
-        self._queue: QueueState | None = None
+        self._queue: QueueState | None = state
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -102,7 +115,7 @@ class SlurmQueue:
 
             if self._queue is None:
                 self._queue = QueueState(self.runner)
-            tasks = self._queue.for_manifest(manifest)
+            tasks = self._queue.for_manifest(manifest, raw_hints=self.raw_hints)
             self.last_error = getattr(self._queue, "last_error", None)
         except Exception as exc:  # the queue being unreachable must not stop the watcher
             self.last_error = f"slurm queue: {exc}"

@@ -119,6 +119,18 @@ class RunView:
         return tuple(a for a in self.alarms if a.state == "firing")
 
 
+def shown_phase(view: RunView) -> str:
+    """The phase a person sees for a run (the dashboard's phase column, ``grokwatch
+    sweep status``): the view's phase, except that a run whose status.json says it
+    failed shows "failed" (unless its metrics diverged) and one the trainer saw
+    diverge shows "diverged", whatever the rows it flushed say."""
+    if view.status == "failed" and view.phase != "diverged":
+        return "failed"
+    if view.status == "diverged":
+        return "diverged"
+    return view.phase
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     """A run the sweep manifest (``<sweep>/sweep.json``: ``grokwatch sweep plan``,

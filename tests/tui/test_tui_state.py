@@ -127,6 +127,77 @@ def test_a_submitted_array_shows_pending_requeued_and_running_tasks(tmp_path, ca
     assert status == want
 
 
+def test_sweep_status_shows_the_dashboards_state_slurm_and_phase_for_every_run(tmp_path, capsys, monkeypatch):
+    """`grokwatch sweep status --json` takes each run's state, SLURM state, phase and
+    step from one watcher cycle: for every run (started or not, known to SLURM or
+    not, stalled, failed) they are what the watcher's snapshot and the dashboard show."""
+    from grokwatch.store.atomic import atomic_write_json, read_json
+    from grokwatch.watch import SweepWatcher
+    from grokwatch.watch.queue import SlurmQueue
+    from slurm.plan import record_submission
+    from slurm.queue import QueueState, TaskState
+
+    sweep = plan(tmp_path, "agree", seeds=8, wds="0.1")
+    capsys.readouterr()
+    manifest = record_submission(json.loads((sweep / MANIFEST).read_text()), "4242")
+    (sweep / MANIFEST).write_text(json.dumps(manifest))
+    running = start_run(sweep, 0.1, 0)
+    stalled = start_run(sweep, 0.1, 1, grok=False)
+    status = read_json(sweep / stalled / "status.json")
+    status["heartbeat_unix"] = time.time() - 3600.0
+    atomic_write_json(sweep / stalled / "status.json", status)
+    done = start_run(sweep, 0.1, 2, close="completed")
+    failed = start_run(sweep, 0.1, 3, steps=300, close="failed")
+    requeued = start_run(sweep, 0.1, 4, close="preempted")
+    forgotten = start_run(sweep, 0.1, 5, close="completed")  # SLURM no longer knows its task
+    pending, cancelled = run_id_for(0.1, 6), run_id_for(0.1, 7)  # never started
+    queue = {
+        running: TaskState("4242", 0, "4243", "RUNNING"),
+        stalled: TaskState("4242", 1, "4244", "RUNNING"),
+        done: TaskState("4242", 2, "4245", "COMPLETED", exit_code=0),
+        failed: TaskState("4242", 3, "4246", "FAILED", exit_code=1),
+        requeued: TaskState("4242", 4, "4247", "PENDING", restarts=1),
+        pending: TaskState("4242", 6, "4242", "PENDING"),
+        cancelled: TaskState("4242", 7, "4249", "CANCELLED"),
+    }
+    monkeypatch.setattr(QueueState, "for_manifest", lambda self, manifest, raw_hints=None: dict(queue))
+
+    assert main(["sweep", "status", "--root", str(tmp_path), "--sweep", "agree", "--json"]) == 0
+    rows = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert len(rows) == 8
+
+    snap = SweepWatcher(sweep, queue=SlurmQueue(sweep), poll=True).cycle()
+    source = WatcherSource(sweep, poll=True)
+    try:
+        source.refresh()
+        model = {r.run_id: r for r in source.model().rows}
+    finally:
+        source.close()
+    assert set(model) == set(rows)
+    for rid, r in rows.items():
+        m = model[rid]
+        assert (r["state"], r["slurm"]) == (m.state, m.slurm_state), rid
+        if rid in snap.runs:
+            v = snap.runs[rid]
+            assert (r["state"], r["slurm"], r["step"]) == (v.state, v.slurm_state, v.step), rid
+            assert (r["phase"], r["step"]) == (m.phase, m.step), rid
+        else:
+            p = snap.planned[rid]
+            assert (r["state"], r["slurm"], r["phase"]) == (p.state, p.slurm_state, None), rid
+            assert m.phase == "waiting"  # the dashboard's word for a run with no rows yet
+    assert {rid: rows[rid]["state"] for rid in (running, stalled, done, failed, requeued, forgotten)} == {
+        running: "running",
+        stalled: "stalled",
+        done: "completed",
+        failed: "failed",
+        requeued: "requeued",
+        forgotten: "completed",
+    }
+    assert rows[stalled]["phase"] == "stalled" and rows[failed]["phase"] == "failed"
+    assert (rows[pending]["state"], rows[cancelled]["state"]) == ("pending", "cancelled")
+    assert rows[failed]["job"] == "4242_3" and rows[failed]["exit_code"] == 1 and rows[forgotten]["job"] is None
+
+
 def test_the_watcher_snapshot_carries_the_planned_runs(tmp_path, capsys):
     from grokwatch.watch import SweepWatcher
 
