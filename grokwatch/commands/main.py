@@ -27,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
+        self.command_names: frozenset[str] = frozenset()  # the top level's sub-commands (build_parser)
 
 
 class _SubParser(_Parser):
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
     for name in COMMANDS:
         importlib.import_module(f"grokwatch.commands.{name}").register(sub)
+    parser.command_names = frozenset(sub.choices)
     return parser
 
 
@@ -120,7 +122,7 @@ def _stdout_to_devnull() -> None:
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    known = set(parser._subparsers._group_actions[0].choices) if parser._subparsers else set()  # type: ignore[union-attr]
+    known = set(parser.command_names)
     first = next((a for a in argv if not a.startswith("-")), None)
     if first is None and not {"-h", "--help"} & set(argv):
         parser.print_help(sys.stderr)  # bare `grokwatch`: what it can do, not "tui: error"

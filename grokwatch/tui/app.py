@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +58,8 @@ class GrokwatchApp(App):
     def __init__(self, source: SweepSource, config: TuiConfig | None = None, quiet: QuietWindow | None = None) -> None:
         super().__init__()
         self.source = source
+        self._models_in_flight = 0  # ModelReady posted by the feed thread, not yet handled
+        self._in_flight_lock = threading.Lock()
         # Key presses open it; the source's thread and the model feed step aside
         # while it is held (make_app hands its pause to the source).
         self.quiet = quiet or QuietWindow()
@@ -126,14 +129,18 @@ class GrokwatchApp(App):
         if err is not None:
             self.post_message(SourceFailed(err))
             return
+        with self._in_flight_lock:
+            self._models_in_flight += 1
         self.post_message(ModelReady(model))
 
     def _post_error(self, exc: BaseException) -> None:
         self.post_message(SourceFailed(exc))
 
     def _queue_drained(self) -> bool:
-        # Backpressure: hold the next model while the UI is behind.
-        return self._message_queue.qsize() < 32
+        # Backpressure: hold the next model while the UI has not taken the last one
+        # (the feed then posts the newest, never a backlog).
+        with self._in_flight_lock:
+            return self._models_in_flight == 0
 
     @work(thread=True, exclusive=True, group="load")
     def load_once(self) -> None:
@@ -155,6 +162,8 @@ class GrokwatchApp(App):
 
     # -- model updates -----------------------------------------------------------------
     def on_model_ready(self, msg: ModelReady) -> None:
+        with self._in_flight_lock:
+            self._models_in_flight = max(0, self._models_in_flight - 1)
         t0 = time.perf_counter()
         prev, self.model = self.model, msg.model
         changed = msg.model.changed_since(prev)

@@ -34,16 +34,17 @@ def _default(func, name):
     return inspect.signature(func).parameters[name].default
 
 
+# what each sub-command needs besides its options, so that parsing it succeeds
+_REQUIRED = {("alerts",): ["SWEEP"], ("sweep", "status"): ["--root", "ROOT", "--sweep", "S"]}
+
+
 def _option_default(argv_prefix: list[str], dest: str):
     """The default of an option of a sub-command, as argparse would give it."""
     from grokwatch.commands.main import build_parser
 
-    parser = build_parser()
-    action = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
-    sub = action.choices[argv_prefix[0]]
-    for name in argv_prefix[1:]:
-        sub = sub._subparsers._group_actions[0].choices[name]  # type: ignore[union-attr]
-    return next(a.default for a in sub._actions if a.dest == dest)
+    # parse_known_args fills in every default of the sub-command named, as the command line would
+    args, _ = build_parser().parse_known_args([*argv_prefix, *_REQUIRED.get(tuple(argv_prefix), [])])
+    return getattr(args, dest)
 
 
 def test_every_stall_timeout_is_the_shared_one():
