@@ -1,9 +1,6 @@
 # Over 400 lines: the probe registry, one short function per probe beside its settings and the cost table they share.
 """Probes: the heavy observables, run every ``probe_every`` steps (DESIGN section 2).
 
-One module: it is the registry; every probe a config can name is here, beside
-the context and helpers they share.
-
 A probe is a function ``probe(ctx: ProbeContext) -> dict[str, float]`` registered
 in :data:`PROBES` under a name; the config's ``probes`` list picks which run.
 Their values go to the "probes" shards, one row per probe step. A probe may
