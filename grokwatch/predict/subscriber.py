@@ -64,6 +64,8 @@ class PredictorSubscriber:
         if self.feed is not None:
             for b in onset_signal_batches(new):
                 self.feed.on_batch(b.run, Batch(b.steps, b.signals, b.gates), now)
+        # a sweep that has just finished teaches its root's priors (the next sweep starts from it)
+        self.predictor.remember_if_over()
         return {p.run for p in new}
 
     def view_fields(self, run_id: str) -> dict:

@@ -80,6 +80,7 @@ class SweepPredictor:
         self._feat = FeatureCache()
         self._model: FateModel | None = None
         self._series: dict[str, tuple[object, RunSeries]] = {}
+        self._remembered = False
         for p in resume:
             self._done[p.run] = max(self._done.get(p.run, 0), p.step)
             self._latest[(p.run, p.kind)] = p
@@ -143,6 +144,23 @@ class SweepPredictor:
             if new and self.log is not None:
                 self.log.append(new)
             return new
+
+    def remember_if_over(self) -> object | None:
+        """Once every run of the sweep is over (grokked, diverged, out of steps or in
+        a final state), add its runs to its root's priors file (:func:`.priors.remember_sweep`)
+        so the next sweep of the preset under the same root starts from them; once per
+        predictor. Returns the file written, or None. For the live watchers (the
+        alert daemon, the dashboard); a replay does not write."""
+        with self._lock:
+            if self._remembered or self.sweep_dir is None or not self._series:
+                return None
+            runs = {rid: hit[1] for rid, hit in self._series.items()}
+            if not all(r.is_over() for r in runs.values()):
+                return None
+            self._remembered = True
+        from .priors import remember_sweep
+
+        return remember_sweep(self.sweep_dir, runs, {rid: {"preset": r.preset} for rid, r in runs.items()})
 
     def _survival(self, run: RunSeries, p: Prediction | None, pool, t: int) -> Prediction | None:
         """P(groks within budget) for a run on its plateau, from the growth model's

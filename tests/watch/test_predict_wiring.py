@@ -107,3 +107,61 @@ def test_predictor_failure_is_a_warning(sweep, tmp_path):
     snap = w.cycle()
     assert len(snap.runs) == 12
     assert any("prediction failed" in m and "boom" in m for m in warnings)
+
+
+def test_a_finished_sweep_teaches_its_roots_priors_once_the_watcher_sees_it_over(sweep, tmp_path):
+    """The live watchers (daemon, dashboard) add a finished sweep to
+    <root>/.grokwatch/priors/<preset>.arrow: the next sweep under the root starts from it."""
+    from grokwatch.predict.priors import ROOT_DIR, auto_prior, read_prior
+
+    root = tmp_path / "root"
+    root.mkdir()
+    done = copy_sweep(sweep, root)
+    path = root / ROOT_DIR / "sim.arrow"
+    pred = SweepPredictor(sweep_dir=done)
+    w = SweepWatcher(done, poll=True, subscribers=[PredictorSubscriber(pred)])
+    try:
+        w.cycle()
+    finally:
+        w.close()
+    assert path.is_file()
+    stored = read_prior(path)[0]
+    assert {s for s, _ in stored} == {done.name} and len(stored) == 12
+    # the next sweep under the root gets them (not the finished sweep itself: no peeking)
+    assert len(auto_prior("sim", root / "next")) > len(auto_prior("sim", done))
+    # once per predictor: a second look writes nothing
+    path.unlink()
+    assert pred.remember_if_over() is None and not path.exists()
+
+
+def test_a_sweep_still_running_teaches_nothing(sweep, tmp_path):
+    import json as _json
+
+    from grokwatch.predict.priors import ROOT_DIR
+
+    root = tmp_path / "root"
+    root.mkdir()
+    live = copy_sweep(sweep, root)
+    # a run that never grokked, its budget raised and its status back to running: it is open
+    run = next(
+        p
+        for p in sorted(live.iterdir())
+        if (p / "run.json").exists()
+        and _json.loads((p / "run.json").read_text())["simulated"].get("t_grok") is None
+        and _json.loads((p / "status.json").read_text())["state"] == "completed"  # not the diverged one
+    )
+    cfg = _json.loads((run / "run.json").read_text())
+    cfg["steps"] = 10 * int(cfg["steps"])
+    (run / "run.json").write_text(_json.dumps(cfg))
+    st = _json.loads((run / "status.json").read_text())
+    st["state"] = "running"
+    (run / "status.json").write_text(_json.dumps(st))
+    pred = SweepPredictor(sweep_dir=live)
+    w = SweepWatcher(live, poll=True, subscribers=[PredictorSubscriber(pred)])
+    try:
+        w.cycle()
+    finally:
+        w.close()
+    over = [r for r in pred._series.values() if r[1].is_over()]
+    assert len(over) < 12  # the run set running (and not grokked, diverged or out of steps) is open
+    assert not (root / ROOT_DIR / "sim.arrow").exists()
