@@ -1,16 +1,20 @@
 """Onset prediction (DESIGN section 6): when will a run on its plateau grok,
 and will it grok within its budget at all. Headless: numpy + pyarrow.
 
-Two predictions, both learned across the sweep and both made *at a step t*
-from rows <= t only (and only from runs whose outcome was known by t):
+Two predictions, both made *at a step t* from rows <= t only, and only from
+runs whose outcome was known by t (the preset's prior, earlier sweeps under
+the root, the sweep's own grokked runs):
 
 - kind ``t_grok``: for a run that has memorized and not grokked, the
-  predicted t_grok with an interval and the method that made it
-  (:mod:`grokwatch.predict.onset`: ``wnorm-analog``, then
-  ``wnorm-extrapolation``, then ``plateau-ratio``; ``insufficient-data``
-  and no number when none can answer).
-- kind ``will_grok``: P(groks within budget) from the spectral signature of
-  the first 400 training losses (:mod:`grokwatch.predict.fate`,
+  predicted t_grok with an 80% interval, the method that made it and whose
+  runs did (``source``). The growth model (:mod:`grokwatch.predict.growth`:
+  ``growth``, or ``plateau-prior`` when no extrapolation answers) first;
+  the sweep-calibrated methods of :mod:`grokwatch.predict.onset`
+  (``wnorm-analog``, ``wnorm-extrapolation``, ``plateau-ratio``) when it has
+  no calibrators; ``insufficient-data`` and no number when none can answer.
+- kind ``will_grok``: P(groks within budget); on the plateau from the growth
+  model (``plateau-survival``), before it from the spectral signature of the
+  first 400 training losses (:mod:`grokwatch.predict.fate`,
   ``spectral-logistic``).
 
 Live use (the watcher, in its thread, once per refresh cycle, after the runs
@@ -27,8 +31,9 @@ were refreshed and before the snapshot is published)::
         events += engine.evaluate(b.run, b.steps, b.signals, now=now, gates=b.gates)
 
 Only one process should log (the alert daemon, say); the log tolerates two
-(identical rows are deduplicated on read). Cost: a 90-run x 100K-step sweep
-replays in about 6 s, so a live update (a few cadence steps) is milliseconds.
+(identical rows are deduplicated on read). Cost (bench/predict_replay.py): a
+simulated 90-run x 20K-step sweep replays in about 5 s on a 2-core VM, so a
+live update (a few cadence steps) is milliseconds.
 
 A reader that only has the files (the dashboard without a predictor):
 ``latest_predictions(sweep_dir)`` -> {run: Prediction}. A finished sweep:
