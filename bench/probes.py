@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grokwatch.store import read_status  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.model import Transformer  # noqa: E402
-from trainer.probes import DEFAULT_PROBES, SETTINGS, ProbeContext, run_probes  # noqa: E402
+from trainer.probes import DEFAULT_PROBES, SETTINGS, ProbeContext, probe_context, run_probes  # noqa: E402
 from trainer.task import loss_and_acc, make_dataset  # noqa: E402
 from trainer.train import SNAPSHOTS_KEPT, flatten_parameters, make_optimizer, train  # noqa: E402
 
@@ -89,25 +89,8 @@ def probe_state(cfg: TrainConfig, warm: int):
             snapshots.append((step, flat.detach().clone()))
 
     def ctx(step: int) -> ProbeContext:
-        return ProbeContext(
-            step=step,
-            model=model,
-            params=dict(model.named_parameters()),
-            matrices=model.matrices(),
-            train_x=data.train_x,
-            train_y=data.train_y,
-            val_x=data.val_x,
-            val_y=data.val_y,
-            loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
-            config=cfg,
-            lr=cfg.lr,
-            optimizer=opt,
-            flat_params=flat.detach(),
-            param_slices=slices,
-            last_update=delta,
-            snapshots=snapshots,
-            generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step),
-            device=torch.device("cpu"),
+        return probe_context(
+            step, model, flat, slices, data, cfg, cfg.lr, optimizer=opt, last_update=delta, snapshots=snapshots
         )
 
     return ctx, flat

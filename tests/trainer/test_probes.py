@@ -25,10 +25,10 @@ from trainer.probes import (
     DEFAULT_PROBES,
     PROBES,
     SETTINGS,
-    ProbeContext,
     is_due,
     next_adamw_update,
     parse_spec,
+    probe_context,
 )
 from trainer.task import loss_and_acc, make_dataset
 
@@ -148,23 +148,7 @@ def test_update_cosine_uses_the_update_the_step_applies(tmp_path):
         lr = cfg.lr * min(1.0, step / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        ctx = ProbeContext(
-            step=step,
-            model=model,
-            params=dict(model.named_parameters()),
-            matrices=model.matrices(),
-            train_x=data.train_x,
-            train_y=data.train_y,
-            val_x=data.val_x,
-            val_y=data.val_y,
-            loss_fn=lambda m, x, y: loss_and_acc(m(x), y)[0],
-            config=cfg,
-            lr=lr,
-            optimizer=opt,
-            flat_params=flat.detach(),
-            param_slices=slices,
-            last_update=None,
-        )
+        ctx = probe_context(step, model, flat, slices, data, cfg, lr, optimizer=opt)
         predicted = next_adamw_update(ctx) if step in (1, 2, 12) else None
         flat.grad.zero_()
         loss_and_acc(model(data.train_x), data.train_y)[0].backward()
