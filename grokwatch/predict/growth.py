@@ -60,7 +60,7 @@ import numpy as np
 
 from .series import RunSeries
 
-ESTIMATORS = ("val_loss", "val_acc", "weight_norm")
+ESTIMATORS = ("val_loss", "val_acc", "weight_norm", "analog")
 DEFAULT_ESTIMATORS = ESTIMATORS  # each kept only where it beats the prior on the calibrators (fit_growth)
 STAGES = (0.33, 0.66)  # the interval is calibrated per stage: elapsed / predicted plateau
 PRIOR_WEIGHT = 5.0  # the prior's runs count as this many of the sweep's own, in all
@@ -75,6 +75,11 @@ SLOPE_PRIOR = 10.0
 _N = NormalDist()
 _erf = np.vectorize(math.erf, otypes=[float])
 KEEP_MARGIN = 0.95  # an extrapolation must beat the prior's error on the calibrators by 5% to count
+# The analog: neighbours it takes, as a share of the calibrators' plateau samples (5..25).
+ANALOG_SHARE = 0.04
+ANALOG_MIN, ANALOG_MAX = 5, 25
+N_STATE = 4  # the numbers analog_state gives
+ANALOG_TRAIL = 0.3  # the weight norm's rate is fitted on this trailing share of the plateau so far
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,54 @@ def _trailing(steps: np.ndarray, vals: np.ndarray, start: float, t: int, cfg: Gr
         return None
     k = max(cfg.min_points, int(round(cfg.window * len(s))))
     return s[-k:].astype(np.float64), v[-k:]
+
+
+def analog_state(run: RunSeries, t: int, t_mem: int, cfg: GrowthConfig = GrowthConfig()) -> np.ndarray | None:
+    """Where a run stands on its plateau at step t (rows <= t), in four
+    dimensionless numbers that are comparable across presets:
+
+    - ln(elapsed x lr x wd): the plateau so far in units of the decay's time scale;
+    - ln(1 - val_loss / peak + 0.001): how far validation loss fell from its plateau peak
+      (smoothed over the trailing 5% of the plateau's evaluations);
+    - ln(w / w(t_mem)): how far the weight norm fell since memorization;
+    - d ln w / d step x elapsed: how fast it falls now (trailing ``ANALOG_TRAIL`` of the plateau).
+
+    None when a column has too few rows."""
+    e = t - t_mem
+    if e <= 0:
+        return None
+    steps = run.steps
+    a = int(np.searchsorted(steps, t_mem, side="left"))
+    b = int(np.searchsorted(steps, t, side="right"))
+    vl = run.cols.get("val_loss")
+    if vl is None:
+        return None
+    v = np.asarray(vl[a:b], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < cfg.min_points:
+        return None
+    k = max(3, len(v) // 20)
+    c = np.cumsum(np.concatenate(([0.0], v)))
+    smooth = (c[k:] - c[:-k]) / k
+    peak = float(smooth.max())
+    if not peak > 0:
+        return None
+    ws, w = run.weight_rows()
+    j = int(np.searchsorted(ws, t, side="right"))
+    ws, w = ws[:j], w[:j]
+    if len(ws) < 3 or ws[0] > t_mem:
+        return None
+    w_mem = float(np.interp(t_mem, ws, w))
+    tail = ws >= t - ANALOG_TRAIL * e
+    if tail.sum() < 3:
+        return None
+    fit = _fit_line(ws[tail].astype(np.float64) - t, np.log(w[tail]))
+    if fit is None:
+        return None
+    rate = rate_of(run) or 0.0
+    return np.array(
+        [math.log(e) + rate, math.log(max(0.0, 1.0 - smooth[-1] / peak) + 1e-3), math.log(w[-1] / w_mem), fit[1] * e]
+    )
 
 
 def extrapolations(run: RunSeries, t: int, cfg: GrowthConfig = GrowthConfig()) -> dict:
@@ -170,6 +223,10 @@ def extrapolations(run: RunSeries, t: int, cfg: GrowthConfig = GrowthConfig()) -
                 fit = _fit_line(s[pos] - t, np.log(y[pos]))
                 if fit is not None and fit[1] < 0:
                     out["weight_norm"] = fit
+    if "analog" in cfg.estimators:
+        st = analog_state(run, t, e.t_mem, cfg)
+        if st is not None:
+            out["analog"] = st
     return out
 
 
@@ -200,10 +257,16 @@ class CalibrationRun:
     w_crit: float
     t: np.ndarray  # sample steps on its plateau
     left: dict  # estimator -> steps left at each sample (NaN: no answer); weight_norm: (b, c) pairs
+    state: np.ndarray = field(default_factory=lambda: np.zeros((0, N_STATE)))  # analog_state at each sample (NaN rows)
 
     @property
     def plateau(self) -> int:
         return self.t_grok - self.t_mem
+
+    def analog_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """(states, ln(plateau / elapsed)) of the samples with a state."""
+        ok = np.isfinite(self.state).all(axis=1) if len(self.state) else np.zeros(0, bool)
+        return self.state[ok], np.log(self.plateau / (self.t[ok] - self.t_mem).astype(np.float64))
 
 
 def calibration_run(run: RunSeries, t_known: int, prior: bool, twin, cfg: GrowthConfig) -> CalibrationRun | None:
@@ -217,12 +280,15 @@ def calibration_run(run: RunSeries, t_known: int, prior: bool, twin, cfg: Growth
     vl = np.full(len(ts), np.nan)
     va = np.full(len(ts), np.nan)
     wf = np.full((len(ts), 2), np.nan)
+    st = np.full((len(ts), N_STATE), np.nan)
     for i, t in enumerate(ts):
         x = extrapolations(run, int(t), cfg)
         vl[i] = x.get("val_loss", np.nan)
         va[i] = x.get("val_acc", np.nan)
         if "weight_norm" in x:
             wf[i] = x["weight_norm"]
+        if "analog" in x:
+            st[i] = x["analog"]
     steps, w = run.weight_rows()
     j = int(np.searchsorted(steps, e.t_grok, side="right"))
     tail = w[max(0, j - 3) : j]
@@ -236,7 +302,68 @@ def calibration_run(run: RunSeries, t_known: int, prior: bool, twin, cfg: Growth
         float(np.mean(tail)) if len(tail) else float("nan"),
         ts,
         {"val_loss": vl, "val_acc": va, "weight_norm": wf},
+        st,
     )
+
+
+@dataclass(frozen=True)
+class AnalogPool:
+    """The calibrators' plateau samples as analogs: a run's plateau is read off
+    the calibrator samples whose state (:func:`analog_state`) is nearest to its
+    own, as the median of their ln(plateau / elapsed) (nearest-neighbour
+    regression in the standardized state; Nanda et al. 2023 read the plateau's
+    progress off several measures at once, this reads it off the runs' own columns)."""
+
+    mu: np.ndarray
+    sd: np.ndarray
+    x: np.ndarray  # standardized states, one row per sample
+    y: np.ndarray  # ln(plateau / elapsed) of each sample
+    run: np.ndarray  # index of each sample's calibrator
+    k: int
+
+    @property
+    def _x2(self) -> np.ndarray:
+        return (self.x * self.x).sum(axis=1)
+
+    @classmethod
+    def of(cls, calibs: Sequence[CalibrationRun]) -> AnalogPool | None:
+        xs, ys, rs = [], [], []
+        for i, c in enumerate(calibs):
+            x, y = c.analog_samples()
+            xs.append(x)
+            ys.append(y)
+            rs.append(np.full(len(y), i))
+        if not xs or sum(len(y) for y in ys) < 3 * SAMPLES_PER_RUN:
+            return None
+        x, y, r = np.vstack(xs), np.concatenate(ys), np.concatenate(rs)
+        mu, sd = x.mean(axis=0), x.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        k = int(min(ANALOG_MAX, max(ANALOG_MIN, round(ANALOG_SHARE * len(y)))))
+        return cls(mu, sd, (x - mu) / sd, y, r, k)
+
+    def plateau(self, states: np.ndarray, elapsed: np.ndarray, exclude: int | None = None) -> np.ndarray:
+        """Predicted plateau lengths for states (rows; NaN rows give NaN) at these elapsed
+        steps; ``exclude``: a calibrator index whose own samples are not analogs."""
+        out = np.full(len(states), np.nan)
+        ok = np.isfinite(states).all(axis=1)
+        if not ok.any():
+            return out
+        z = (states[ok] - self.mu) / self.sd
+        # |z - x|^2 expanded: no (queries x samples x dims) temporary
+        d = (z * z).sum(axis=1)[:, None] + self._x2[None, :] - 2.0 * (z @ self.x.T)
+        if exclude is not None:
+            d[:, self.run == exclude] = np.inf
+        k = min(self.k, int(np.isfinite(d[0]).sum()))
+        if k < 1:
+            return out
+        near = np.argpartition(d, k - 1, axis=1)[:, :k]
+        out[ok] = elapsed[ok] * np.exp(np.median(self.y[near], axis=1))
+        return out
+
+    def lefts(self, c: CalibrationRun, exclude: int | None = None) -> np.ndarray:
+        """Steps left at each of c's samples by the analogs."""
+        e = (c.t - c.t_mem).astype(np.float64)
+        return self.plateau(c.state, e, exclude) - e
 
 
 @dataclass(frozen=True)
@@ -254,6 +381,7 @@ class GrowthModel:
     n_runs: int = 0
     n_prior: int = 0
     use: tuple = ESTIMATORS
+    analog: AnalogPool | None = field(default=None, compare=False)
 
     @property
     def source(self) -> str:
@@ -268,6 +396,7 @@ class GrowthModel:
             "log_residual_q10_q90": {k: [float(a), float(b)] for k, (a, b) in self.q.items()},
             "n_runs": self.n_runs,
             "n_prior": self.n_prior,
+            "analog_samples": len(self.analog.y) if self.analog is not None else 0,
         }
 
     # -- reading the model at step t of a run -------------------------------------------
@@ -296,6 +425,10 @@ class GrowthModel:
                 if not math.isfinite(self.w_crit) or self.w_crit <= 0:
                     continue
                 left = _wnorm_left(x[name], self.w_crit)
+            elif name == "analog":
+                if self.analog is None:
+                    continue
+                left = float(self.analog.plateau(x[name][None, :], np.array([t - t_mem]))[0]) - (t - t_mem)
             else:
                 left = float(x[name])
             growth.append(t + self.k[name] * left)
@@ -365,7 +498,8 @@ def _fit_core(calibs: Sequence[CalibrationRun], use: tuple) -> GrowthModel:
     res = logP - a - b * xr
     sd = max(MIN_SD, float(np.sqrt(W @ res**2 * len(calibs) / max(1, len(calibs) - 1))))
     w_crit = _weighted_median(np.array([c.w_crit for c in calibs]), wrun)
-    model = GrowthModel(a, b, sd, {}, w_crit, {}, len(calibs), sum(c.prior for c in calibs), tuple(use))
+    pool = AnalogPool.of(calibs) if "analog" in use else None
+    model = GrowthModel(a, b, sd, {}, w_crit, {}, len(calibs), sum(c.prior for c in calibs), tuple(use), pool)
     # Per estimator: the scale k that minimizes the weighted mean |t + k left - t_grok| / t_grok.
     T = np.concatenate([c.t for c in calibs]).astype(np.float64)
     G = np.concatenate([np.full(len(c.t), c.t_grok, dtype=np.float64) for c in calibs])
@@ -374,7 +508,12 @@ def _fit_core(calibs: Sequence[CalibrationRun], use: tuple) -> GrowthModel:
     rate = np.concatenate([np.full(len(c.t), c.rate if c.rate is not None else 0.0) for c in calibs])
     prior_err = np.abs(model.conditional_median(T, t_mem, rate) - G) / G
     for name in use:
-        left = np.concatenate([_lefts(c, name, w_crit) for c in calibs])
+        if name == "analog":  # each calibrator read off the others' samples only
+            if pool is None:
+                continue
+            left = np.concatenate([pool.lefts(c, exclude=i) for i, c in enumerate(calibs)])
+        else:
+            left = np.concatenate([_lefts(c, name, w_crit) for c in calibs])
         ok = np.isfinite(left)
         if ok.sum() < 3 * SAMPLES_PER_RUN // 2:
             continue  # answered too rarely on the calibrators to be scaled
@@ -387,8 +526,11 @@ def _fit_core(calibs: Sequence[CalibrationRun], use: tuple) -> GrowthModel:
     return model
 
 
-def _lefts(c: CalibrationRun, name: str, w_crit: float) -> np.ndarray:
-    """Raw steps left by one estimator at each of c's samples (NaN: no answer)."""
+def _lefts(c: CalibrationRun, name: str, w_crit: float, pool: AnalogPool | None = None) -> np.ndarray:
+    """Raw steps left by one estimator at each of c's samples (NaN: no answer);
+    the analog's from ``pool`` (which must not hold c)."""
+    if name == "analog":
+        return pool.lefts(c) if pool is not None else np.full(len(c.t), np.nan)
     if name != "weight_norm":
         return c.left[name]
     fits = c.left[name]
@@ -407,7 +549,7 @@ def _residuals(model: GrowthModel, c: CalibrationRun, w: float, resid: dict, rw:
     cols = [model.conditional_median(t, np.full(n, float(c.t_mem)), np.full(n, c.rate or 0.0))]
     for name in ESTIMATORS:
         if name in model.use and name in model.k:
-            cols.append(t + model.k[name] * _lefts(c, name, model.w_crit))
+            cols.append(t + model.k[name] * _lefts(c, name, model.w_crit, model.analog))
     est = np.vstack(cols)
     has = np.isfinite(est[1:]).any(axis=0) if len(cols) > 1 else np.zeros(n, bool)
     if not has.any():
