@@ -22,13 +22,21 @@ column the trainer writes anyway:
     ln(weight norm) falls about linearly in step; extrapolated to the
     critical norm (the median norm of calibrator runs at their t_grok).
 
-Each is fitted on the trailing ``window`` share of the plateau so far. On the
+``analog``
+    Where the run stands, as four dimensionless numbers (:func:`analog_state`:
+    elapsed x lr x wd, val loss below its plateau peak, weight norm fallen
+    since t_mem and falling now), matched to the calibrators' plateau samples
+    (:class:`AnalogPool`): the median ln(plateau / elapsed) of the nearest
+    ones gives the plateau. It reads progress, not length.
+
+Each extrapolation is fitted on the trailing ``window`` share of the plateau so far. On the
 real tiny-preset runs (docs/evidence/report.md) the growth accelerates, so
 the val-loss extrapolation comes early and the val-acc one late: each is
 scaled by a factor ``k`` fitted on calibrator runs (all 23 evidence runs:
-1.33 for val loss, 0.29 for val acc). An extrapolation whose scaled error on
-the calibrators is not at least 5% below the prior's is left out (on the
-evidence runs, the weight norm's).
+1.33 for val loss, 0.29 for val acc, 1.0 for the analog, whose calibrator
+samples are each read off the other calibrators only). An estimate whose
+scaled error on the calibrators is not at least 5% below the prior's is left
+out (on the evidence runs, the weight norm's).
 
 Prior. The plateau length P = t_grok - t_mem is log-normal with mean
 a + b ln(lr x wd) and spread ``sd`` over calibrator runs; b is shrunk
@@ -38,7 +46,7 @@ run has not grokked by t, its median is the conditional one: the log-normal
 truncated at the elapsed plateau. This answers from the first plateau step.
 
 The prediction is the median of the prior's conditional median and each
-scaled extrapolation that answers. Its 80% band is the 10% and 90%
+scaled estimate that answers. Its 80% band is the 10% and 90%
 quantiles of log(t_grok / prediction) over the calibrators' own plateaus,
 each calibrator predicted by the model fitted without it (8-fold), by stage
 of the plateau; with the prior alone, the log-normal's own quantiles.
@@ -320,10 +328,7 @@ class AnalogPool:
     y: np.ndarray  # ln(plateau / elapsed) of each sample
     run: np.ndarray  # index of each sample's calibrator
     k: int
-
-    @property
-    def _x2(self) -> np.ndarray:
-        return (self.x * self.x).sum(axis=1)
+    x2: np.ndarray  # squared norm of each row of x
 
     @classmethod
     def of(cls, calibs: Sequence[CalibrationRun]) -> AnalogPool | None:
@@ -338,32 +343,46 @@ class AnalogPool:
         x, y, r = np.vstack(xs), np.concatenate(ys), np.concatenate(rs)
         mu, sd = x.mean(axis=0), x.std(axis=0)
         sd = np.where(sd > 0, sd, 1.0)
+        z = (x - mu) / sd
         k = int(min(ANALOG_MAX, max(ANALOG_MIN, round(ANALOG_SHARE * len(y)))))
-        return cls(mu, sd, (x - mu) / sd, y, r, k)
+        return cls(mu, sd, z, y, r, k, (z * z).sum(axis=1))
 
-    def plateau(self, states: np.ndarray, elapsed: np.ndarray, exclude: int | None = None) -> np.ndarray:
+    def plateau(self, states: np.ndarray, elapsed: np.ndarray, exclude=None) -> np.ndarray:
         """Predicted plateau lengths for states (rows; NaN rows give NaN) at these elapsed
-        steps; ``exclude``: a calibrator index whose own samples are not analogs."""
+        steps. ``exclude``: a calibrator index, or one per row, whose own samples are not
+        analogs of that row."""
         out = np.full(len(states), np.nan)
         ok = np.isfinite(states).all(axis=1)
         if not ok.any():
             return out
-        z = (states[ok] - self.mu) / self.sd
-        # |z - x|^2 expanded: no (queries x samples x dims) temporary
-        d = (z * z).sum(axis=1)[:, None] + self._x2[None, :] - 2.0 * (z @ self.x.T)
-        if exclude is not None:
-            d[:, self.run == exclude] = np.inf
-        k = min(self.k, int(np.isfinite(d[0]).sum()))
-        if k < 1:
-            return out
-        near = np.argpartition(d, k - 1, axis=1)[:, :k]
-        out[ok] = elapsed[ok] * np.exp(np.median(self.y[near], axis=1))
+        rows = np.flatnonzero(ok)
+        ex = None if exclude is None else np.broadcast_to(np.asarray(exclude), (len(states),))
+        for a in range(0, len(rows), 256):  # bounded memory: 256 x samples distances at a time
+            idx = rows[a : a + 256]
+            z = (states[idx] - self.mu) / self.sd
+            # |z - x|^2 expanded: no (queries x samples x dims) temporary
+            d = (z * z).sum(axis=1)[:, None] + self.x2[None, :] - 2.0 * (z @ self.x.T)
+            if ex is not None:
+                d[ex[idx][:, None] == self.run[None, :]] = np.inf
+            k = min(self.k, int(np.isfinite(d[0]).sum()))
+            if k < 1:
+                continue
+            near = np.argpartition(d, k - 1, axis=1)[:, :k]
+            out[idx] = elapsed[idx] * np.exp(np.median(self.y[near], axis=1))
         return out
 
     def lefts(self, c: CalibrationRun, exclude: int | None = None) -> np.ndarray:
         """Steps left at each of c's samples by the analogs."""
         e = (c.t - c.t_mem).astype(np.float64)
         return self.plateau(c.state, e, exclude) - e
+
+    def loo_lefts(self, calibs: Sequence[CalibrationRun]) -> np.ndarray:
+        """Steps left at every sample of the pool's own calibrators (in order, all
+        samples), each read off the *other* calibrators' samples only."""
+        states = np.vstack([c.state for c in calibs])
+        e = np.concatenate([(c.t - c.t_mem).astype(np.float64) for c in calibs])
+        owner = np.concatenate([np.full(len(c.t), i) for i, c in enumerate(calibs)])
+        return self.plateau(states, e, owner) - e
 
 
 @dataclass(frozen=True)
@@ -511,7 +530,7 @@ def _fit_core(calibs: Sequence[CalibrationRun], use: tuple) -> GrowthModel:
         if name == "analog":  # each calibrator read off the others' samples only
             if pool is None:
                 continue
-            left = np.concatenate([pool.lefts(c, exclude=i) for i, c in enumerate(calibs)])
+            left = pool.loo_lefts(calibs)
         else:
             left = np.concatenate([_lefts(c, name, w_crit) for c in calibs])
         ok = np.isfinite(left)
