@@ -14,6 +14,14 @@ each (run, rule) remembers the last step it evaluated, so points fed twice --
 a watcher restarted from persisted state re-reads every shard -- are skipped.
 Event ids are deterministic (``run/rule/episode/state``), so a replay after a
 crash regenerates the same ids and the journal can drop the duplicates.
+
+Rows can also arrive *older* than the ones already evaluated: a mirror of a
+remote sweep fetches the newest shards first and backfills, and a resumed
+attempt rewrites steps. Such a batch is ``rewound`` (it covers the run from
+its first row): the rules are scanned again from a fresh state over all of
+it, the state kept is the one of the whole history, and only the events
+*older* than anything evaluated before are emitted (ids ``.../state@step``:
+the fresh scan numbers episodes anew). Nothing is notified twice.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,6 +106,7 @@ class _State:
     episode: int = 0
     evaluated: int | None = None  # last step evaluated
     value: float | None = None
+    first: int | None = None  # first step evaluated (a rewound batch emits only what lies before it)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (_num(v) if k == "value" else v) for k, v in self.__dict__.items()}
@@ -144,6 +153,7 @@ class AlertEngine:
         now: float | None = None,
         repeat_last: bool = False,
         gates: Mapping[str, np.ndarray] | None = None,
+        rewound: bool = False,
     ) -> list[AlarmEvent]:
         """Test every rule whose signal is in ``signals`` on every new point.
 
@@ -152,6 +162,8 @@ class AlertEngine:
         wall-clock signals such as ``stalled`` that change while steps do not).
         ``gates``: indicator series a rule's ``when`` may name (looked up
         there first, then in ``signals``); a missing gate never holds.
+        ``rewound``: the batch holds the run's whole history again, older rows
+        included (see the module doc).
         """
         now = time.time() if now is None else now
         steps = np.asarray(steps, dtype=np.int64)
@@ -164,12 +176,16 @@ class AlertEngine:
                 values = signals.get(rule.signal)
                 if values is None:
                     continue
-                st = per_run.setdefault(rule.name, _State())
                 s, v = steps, np.asarray(values, dtype=np.float64)
                 gate = None
                 if rule.when:
                     w = (gates or {}).get(rule.when, signals.get(rule.when))
                     gate = np.zeros(len(s), bool) if w is None else np.asarray(w, dtype=np.float64) >= 1
+                old = per_run.get(rule.name)
+                if rewound and old is not None and old.evaluated is not None:
+                    per_run[rule.name] = self._rescan(run, rule, old, s, v, gate, now, events)
+                    continue
+                st = per_run.setdefault(rule.name, _State())
                 if st.evaluated is not None:
                     k = np.searchsorted(s, st.evaluated, side="left" if repeat_last else "right")
                     s, v = s[k:], v[k:]
@@ -178,6 +194,22 @@ class AlertEngine:
                     self._scan(run, rule, st, s, v, gate, now, events)
         events.sort(key=lambda e: (e.step, e.rule, e.state == "firing"))
         return events
+
+    def _rescan(self, run: str, rule: Rule, old: _State, s, v, gate, now: float, out: list) -> _State:
+        """A fresh state scanned over the whole (rewound) history; emits only its
+        events older than the first step ``old`` evaluated."""
+        fresh = _State()
+        found: list[AlarmEvent] = []
+        self._scan_points(run, rule, fresh, s, v, gate, now, found)
+        # A state persisted before `first` existed: everything counts as seen (no duplicates).
+        first = old.first
+        for e in found:
+            if first is not None and e.step < first:
+                out.append(replace(e, id=f"{e.id}@{e.step}"))
+        fresh.episode = max(fresh.episode, old.episode)  # later episodes never reuse an id
+        fresh.first = int(s[0])
+        self.revision += 1
+        return fresh
 
     def _scan(self, run: str, rule: Rule, st: _State, s, v, gate, now: float, out: list) -> None:
         before = (st.evaluated, st.status, st.since)
@@ -188,6 +220,8 @@ class AlertEngine:
     def _scan_points(self, run: str, rule: Rule, st: _State, s, v, gate, now: float, out: list) -> None:
         st.evaluated = int(s[-1])
         st.value = _num(v[-1])
+        if st.first is None:
+            st.first = int(s[0])
         if st.status == DONE:
             return
         c = rule.test(v)

@@ -44,6 +44,7 @@ class AlarmSubscriber:
             now=now,
             gates=batch.gates or None,
             repeat_last=batch.repeat_last,
+            rewound=batch.rewound,
         )
 
     def on_cycle(self, runs: Mapping, changed: frozenset[str], now: float) -> None:

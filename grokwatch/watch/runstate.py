@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -52,6 +52,7 @@ class Batch:
     signals: Mapping[str, np.ndarray]
     gates: Mapping[str, np.ndarray]  # lifecycle indicators at these steps, for rules' `when`
     repeat_last: bool = False  # re-test the engine's last evaluated step (a one-point indicator)
+    rewound: bool = False  # the run's whole history again: older rows than before came (a late shard, a resume)
 
 
 class RunState:
@@ -153,10 +154,10 @@ class RunState:
             self._reset_probe_scores()
         b = self._score_scalars()
         if b is not None:
-            batches.append(b)
+            batches.append(replace(b, rewound=True) if "scalars" in ds.rewritten else b)
         b = self._score_probes()
         if b is not None:
-            batches.append(b)
+            batches.append(replace(b, rewound=True) if "probes" in dp.rewritten else b)
         if status_changed or ds:
             b = self._check_scratch_restart()
             if b is not None:

@@ -176,3 +176,33 @@ def test_journal_drops_torn_lines_and_computes_the_outbox(tmp_path):
     assert [r["id"] for r in out["B"]] == ["e1", "e2"]
     assert [r["id"] for r in out["F"]] == ["e0"]  # B gave e0 up: the fallback owes it
     assert len(read_jsonl(j2.alarms_path)) == 3
+
+
+def test_a_rewound_batch_emits_only_the_older_history_once():
+    e = AlertEngine([Rule("hot", "x", ">", 1.0)])
+    steps = np.arange(1, 101)
+    v = np.zeros(100)
+    v[[9, 79]] = 2  # steps 10 and 80
+    # the newest rows first (steps 51-100): the episode at 80
+    ev = e.evaluate("r", steps[50:], {"x": v[50:]}, now=0.0)
+    assert [(x.state, x.step, x.id) for x in ev] == [
+        ("firing", 80, "r/hot/1/firing"),
+        ("resolved", 81, "r/hot/1/resolved"),
+    ]
+    # then all of it, older rows included: only the episode at 10 is new
+    ev = e.evaluate("r", steps, {"x": v}, now=0.0, rewound=True)
+    assert [(x.state, x.step, x.id) for x in ev] == [
+        ("firing", 10, "r/hot/1/firing@10"),
+        ("resolved", 11, "r/hot/1/resolved@11"),
+    ]
+    assert e.evaluate("r", steps, {"x": v}, now=0.0, rewound=True) == []  # again: nothing
+    # later episodes number on past every id already given
+    ev = e.evaluate("r", [101, 102], {"x": np.array([2.0, 0.0])}, now=0.0)
+    assert [x.id for x in ev] == ["r/hot/3/firing", "r/hot/3/resolved"]
+    # a state persisted before `first` existed counts all it saw as seen: no duplicates
+    d = e.to_dict()
+    for st in d["runs"]["r"].values():
+        st.pop("first")
+    e2 = AlertEngine(e.rules)
+    e2.load_dict(d)
+    assert e2.evaluate("r", np.arange(1, 103), {"x": np.r_[v, 2.0, 0.0]}, now=0.0, rewound=True) == []
