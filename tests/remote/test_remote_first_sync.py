@@ -363,3 +363,61 @@ def test_dashboard_source_starts_early_and_says_how_the_sync_goes(sshd, tmp_path
         assert source_notice(tmp_path) is None  # a local sweep has nothing to say
     finally:
         close_sources()
+
+
+def test_alarms_of_a_sweep_opened_early_cover_its_whole_history(sshd, ssh_config, tmp_path):
+    """A dashboard opened on the newest data while older shards still come: its alarm
+    engine ends with every alarm of the sweep's history, each once (the same as one
+    opened after the sync), not only those of the rows it saw first."""
+    from grokwatch.alerts import AlarmSubscriber, AlertEngine, Rule
+    from grokwatch.watch import SweepWatcher
+
+    sweep = tmp_path / "remote" / "sw"
+    spikes = (35, 410, 777, 1150, 1195)
+    for i, rid in enumerate(RUNS[:3]):
+        w = RunWriter(sweep / rid, {"run_id": rid, "seed": i}, flush_steps=10**9, flush_seconds=10**9).open()
+        for k in range(60):
+            steps = np.arange(k * 20 + 1, (k + 1) * 20 + 1)
+            grad = np.where(np.isin(steps, spikes), 5.0, 1.0)
+            w.write_shard("scalars", {"step": steps, "train_loss": 1.0 / steps, "grad_norm": grad})
+        w.close("completed")
+    rules = [Rule("grad_jump", "grad_norm", ">", 2.0)]
+
+    def key(events):
+        return sorted((e.run, e.rule, e.state, e.step) for e in events)
+
+    whole = []
+    SweepWatcher(sweep, subscribers=[AlarmSubscriber(AlertEngine(rules), on_events=whole.extend)]).cycle()
+    assert len(whole) == 3 * 2 * len(spikes)  # firing and resolved at each spike of each run
+
+    local, m = resolve_remote(
+        f"ssh://gwtest{sweep}",
+        tmp_path / "cache",
+        start=False,
+        newest_only=True,
+        ssh_config=ssh_config,
+        allow_agent=False,
+        look_for_keys=False,
+        cache_mb=0,
+        interval=0.05,
+    )
+    got: list = []
+    # finished_every=1: every cycle looks at the (finished) runs again, as inotify would have it
+    watcher = SweepWatcher(
+        local, subscribers=[AlarmSubscriber(AlertEngine(rules), on_events=got.extend)], finished_every=1
+    )
+    try:
+        watcher.cycle()  # the newest shard of each run: only the spike at 1195
+        assert {e.step for e in got} == {1195, 1196}
+        m.start()
+        deadline = time.monotonic() + 60
+        while not m.complete and time.monotonic() < deadline:
+            watcher.cycle()  # older shards land between cycles
+            time.sleep(0.02)
+        assert m.wait_complete(10)
+        watcher.cycle()
+    finally:
+        m.close()
+        watcher.close()
+    assert key(got) == key(whole)
+    assert len({e.id for e in got}) == len(got)
