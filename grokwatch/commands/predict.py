@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         replay,
         write_predictions,
     )
-    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors
+    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors, window_errors
     from grokwatch.remote.source import resolve_source
 
     sweep = resolve_source(args.source)
@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         "predictions": len(preds),
         "methods": _count(p.method for p in preds if p.kind == "t_grok"),
         "prediction_error": errors,
+        "mid_plateau": window_errors(preds, runs, 0.4, 0.6),
         "will_grok": fate_scores(preds, runs),
         "will_grok_at_10pct_budget": fate_at_share(preds, runs, 0.1),
         "sources": _count(p.source or "-" for p in preds if p.kind == "t_grok" and p.ok),
@@ -167,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
         w20 = "-" if v["within_20"] is None else f"{v['within_20']:.0%}"
         cov = "-" if v["interval_coverage"] is None else f"{v['interval_coverage']:.0%}"
         print(f"  {k:>2}% of the plateau   {v['n_runs']:>6}  {v['n_predicted']:>13}  {med:>17}  {w20:>10}  {cov:>11}")
+    mid = summary["mid_plateau"]
+    if mid["n_predictions"]:
+        print(
+            f"every prediction made at 40-60% of its plateau: {mid['n_predictions']} from {mid['n_with']} of "
+            f"{mid['n_runs']} runs, median rel. error {mid['median_rel_error']:.3f}, within 20% "
+            f"{mid['within_20']:.0%}, in interval "
+            + ("-" if mid["interval_coverage"] is None else f"{mid['interval_coverage']:.0%}")
+        )
     fs = summary["will_grok"]
     if fs["n"]:
         auc = "-" if fs["auc"] is None else f"{fs['auc']:.2f}"

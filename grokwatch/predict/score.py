@@ -85,6 +85,42 @@ def plateau_errors(
     return out
 
 
+def window_errors(preds: Iterable[Prediction], runs: Mapping[str, RunSeries], lo: float = 0.4, hi: float = 0.6) -> dict:
+    """Every numeric t_grok prediction made between ``lo`` and ``hi`` of its run's
+    plateau (t_mem + share x (t_grok - t_mem)), pooled: n_runs (grokked), n_with
+    (runs with at least one), n_predictions, median_rel_error, interval_coverage.
+    The window a user checks by hand ("mid-plateau"), where the table above reads
+    one prediction per run."""
+    by = _by_run(preds, T_GROK)
+    errs: list[float] = []
+    inside: list[bool] = []
+    n_runs = n_with = 0
+    for rid in sorted(runs):
+        e = runs[rid].events()
+        if e.t_grok is None or e.t_mem is None:
+            continue
+        n_runs += 1
+        a, b = e.t_mem + lo * (e.t_grok - e.t_mem), e.t_mem + hi * (e.t_grok - e.t_mem)
+        got = [
+            p for p in by.get(rid, []) if a <= p.step <= b and p.t_grok_pred is not None and np.isfinite(p.t_grok_pred)
+        ]
+        n_with += bool(got)
+        for p in got:
+            errs.append(abs(p.t_grok_pred - e.t_grok) / e.t_grok)
+            if p.lo is not None and p.hi is not None:
+                inside.append(p.lo <= e.t_grok <= p.hi)
+    return {
+        "lo": lo,
+        "hi": hi,
+        "n_runs": n_runs,
+        "n_with": n_with,
+        "n_predictions": len(errs),
+        "median_rel_error": float(np.median(errs)) if errs else None,
+        "within_20": float(np.mean(np.array(errs) <= 0.2)) if errs else None,
+        "interval_coverage": float(np.mean(inside)) if inside else None,
+    }
+
+
 def error_by_lead(preds: Iterable[Prediction], runs: Mapping[str, RunSeries]) -> dict[str, np.ndarray]:
     """Every numeric t_grok prediction of a run that grokked: its lead time
     (t_grok - step made), relative error, and the plateau share elapsed."""

@@ -113,6 +113,8 @@ def test_cli_replay_writes_the_log_and_scores_it(sim_sweep, capsys, tmp_path):
     doc = json.loads(capsys.readouterr().out)
     assert set(doc["prediction_error"]) == {"10", "25", "50", "75"}
     assert doc["prediction_error"]["50"]["median_rel_error"] < 0.2
+    mid = doc["mid_plateau"]  # every prediction made at 40-60% of a plateau, pooled
+    assert mid["n_runs"] == doc["prediction_error"]["50"]["n_runs"] and mid["n_predictions"] >= mid["n_with"] > 0
     assert doc["predictions"] == len(read_predictions(out))
     assert main(["predict", str(sim_sweep)]) == 0
     table = capsys.readouterr().out

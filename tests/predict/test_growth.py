@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from grokwatch.predict import PredictConfig, RunSeries, load_sweep, replay
+from grokwatch.predict.config import Prediction
 from grokwatch.predict.growth import (
     AnalogPool,
     GrowthCache,
@@ -27,7 +28,7 @@ from grokwatch.predict.growth import (
 )
 from grokwatch.predict.onset import twin_key
 from grokwatch.predict.priors import auto_prior
-from grokwatch.predict.score import fate_at_share, plateau_errors
+from grokwatch.predict.score import fate_at_share, plateau_errors, window_errors
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "real_tiny"
 
@@ -202,3 +203,22 @@ def test_the_analog_reads_a_plateaus_progress_not_its_length():
     assert not np.allclose(own, pool.lefts(calibs[i]) + (calibs[i].t - calibs[i].t_mem))
     # a state with NaN (a column missing) gives no answer, never a guess
     assert np.isnan(pool.plateau(np.full((1, 4), np.nan), np.array([100.0]))[0])
+
+
+def test_mid_plateau_errors_pool_every_prediction_made_in_the_window():
+    runs = {"a": _progress_run(1000), "b": _progress_run(2000)}
+    runs["a"].run_id, runs["b"].run_id = "a", "b"
+    assert runs["a"].events().t_grok == 1100  # window 40-60%: steps 500..700
+    preds = [
+        Prediction("a", 450, "t_grok", "growth", 5000.0, 400.0, 6000.0),  # before the window
+        Prediction("a", 500, "t_grok", "growth", 1000.0, 900.0, 1050.0),  # 100 / 1100 off, band misses
+        Prediction("a", 600, "t_grok", "growth", 1100.0, 1000.0, 1200.0),  # exact
+        Prediction("a", 700, "t_grok", "growth", 1320.0, 1000.0, 1400.0),  # 0.2 off
+        Prediction("a", 800, "t_grok", "growth", 9000.0, 8000.0, 9900.0),  # after it
+        Prediction("b", 300, "t_grok", "growth", 2100.0, 2000.0, 2200.0),  # b: none in its window
+    ]
+    w = window_errors(preds, runs, 0.4, 0.6)
+    assert (w["n_runs"], w["n_with"], w["n_predictions"]) == (2, 1, 3)
+    assert w["median_rel_error"] == pytest.approx(100 / 1100)
+    assert w["within_20"] == pytest.approx(1.0)
+    assert w["interval_coverage"] == pytest.approx(2 / 3)
