@@ -101,12 +101,11 @@ def window_errors(preds: Iterable[Prediction], runs: Mapping[str, RunSeries], lo
             continue
         n_runs += 1
         a, b = e.t_mem + lo * (e.t_grok - e.t_mem), e.t_mem + hi * (e.t_grok - e.t_mem)
-        got = [
-            p for p in by.get(rid, []) if a <= p.step <= b and p.t_grok_pred is not None and np.isfinite(p.t_grok_pred)
-        ]
+        got = [(p, p.t_grok_pred) for p in by.get(rid, []) if a <= p.step <= b and p.t_grok_pred is not None]
+        got = [(p, v) for p, v in got if np.isfinite(v)]
         n_with += bool(got)
-        for p in got:
-            errs.append(abs(p.t_grok_pred - e.t_grok) / e.t_grok)
+        for p, v in got:
+            errs.append(abs(v - e.t_grok) / e.t_grok)
             if p.lo is not None and p.hi is not None:
                 inside.append(p.lo <= e.t_grok <= p.hi)
     return {
