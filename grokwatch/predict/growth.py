@@ -86,6 +86,12 @@ KEEP_MARGIN = 0.95  # an extrapolation must beat the prior's error on the calibr
 # The analog: neighbours it takes, as a share of the calibrators' plateau samples (5..25).
 ANALOG_SHARE = 0.04
 ANALOG_MIN, ANALOG_MAX = 5, 25
+# The analog answers only where at least two calibrators ran at about the run's lr x wd (the decay's
+# time scale; within a factor 1.5): canonical runs at wd 3 read off the canonical prior's wd-1 runs
+# alone came out 0.6-0.7 off. Its neighbours may then come from any lr x wd (on the tiny evidence
+# runs, neighbours of the same weight decay only: 25%-of-plateau error 0.23 -> 0.29).
+ANALOG_RATE_TOL = math.log(1.5)
+ANALOG_MIN_RUNS = 2
 N_STATE = 4  # the numbers analog_state gives
 ANALOG_TRAIL = 0.3  # the weight norm's rate is fitted on this trailing share of the plateau so far
 
@@ -329,15 +335,18 @@ class AnalogPool:
     run: np.ndarray  # index of each sample's calibrator
     k: int
     x2: np.ndarray  # squared norm of each row of x
+    rate: np.ndarray  # ln(lr x wd) of each sample's calibrator
+    run_rate: np.ndarray  # ln(lr x wd) of each calibrator (NaN: unknown)
 
     @classmethod
     def of(cls, calibs: Sequence[CalibrationRun]) -> AnalogPool | None:
-        xs, ys, rs = [], [], []
+        xs, ys, rs, rates = [], [], [], []
         for i, c in enumerate(calibs):
             x, y = c.analog_samples()
             xs.append(x)
             ys.append(y)
             rs.append(np.full(len(y), i))
+            rates.append(np.full(len(y), c.rate if c.rate is not None else np.nan))
         if not xs or sum(len(y) for y in ys) < 3 * SAMPLES_PER_RUN:
             return None
         x, y, r = np.vstack(xs), np.concatenate(ys), np.concatenate(rs)
@@ -345,14 +354,18 @@ class AnalogPool:
         sd = np.where(sd > 0, sd, 1.0)
         z = (x - mu) / sd
         k = int(min(ANALOG_MAX, max(ANALOG_MIN, round(ANALOG_SHARE * len(y)))))
-        return cls(mu, sd, z, y, r, k, (z * z).sum(axis=1))
+        run_rate = np.array([c.rate if c.rate is not None else np.nan for c in calibs])
+        return cls(mu, sd, z, y, r, k, (z * z).sum(axis=1), np.concatenate(rates), run_rate)
 
-    def plateau(self, states: np.ndarray, elapsed: np.ndarray, exclude=None) -> np.ndarray:
+    def plateau(self, states: np.ndarray, elapsed: np.ndarray, rate, exclude=None) -> np.ndarray:
         """Predicted plateau lengths for states (rows; NaN rows give NaN) at these elapsed
-        steps. ``exclude``: a calibrator index, or one per row, whose own samples are not
-        analogs of that row."""
+        steps, of runs at ``rate`` = ln(lr x wd) (one, or one per row; None or NaN: no
+        answer). A row is answered only when ``ANALOG_MIN_RUNS`` calibrators lie within
+        ``ANALOG_RATE_TOL`` of its rate. ``exclude``: a calibrator index, or one per row,
+        whose own samples are not analogs of that row."""
         out = np.full(len(states), np.nan)
-        ok = np.isfinite(states).all(axis=1)
+        rt = np.broadcast_to(np.asarray(np.nan if rate is None else rate, dtype=np.float64), (len(states),))
+        ok = np.isfinite(states).all(axis=1) & np.isfinite(rt)
         if not ok.any():
             return out
         rows = np.flatnonzero(ok)
@@ -364,17 +377,28 @@ class AnalogPool:
             d = (z * z).sum(axis=1)[:, None] + self.x2[None, :] - 2.0 * (z @ self.x.T)
             if ex is not None:
                 d[ex[idx][:, None] == self.run[None, :]] = np.inf
-            k = min(self.k, int(np.isfinite(d[0]).sum()))
+            d[np.isnan(d)] = np.inf
+            # calibrators near each row's rate, its own (excluded) one not counted
+            close = np.abs(self.run_rate[None, :] - rt[idx][:, None]) <= ANALOG_RATE_TOL
+            if ex is not None:
+                mine = ex[idx]
+                valid = (mine >= 0) & (mine < len(self.run_rate))
+                close[np.flatnonzero(valid), mine[valid]] = False
+            keep = close.sum(axis=1) >= ANALOG_MIN_RUNS
+            if not keep.any():
+                continue
+            d = d[keep]
+            k = min(self.k, int(np.isfinite(d).sum(axis=1).min()))
             if k < 1:
                 continue
             near = np.argpartition(d, k - 1, axis=1)[:, :k]
-            out[idx] = elapsed[idx] * np.exp(np.median(self.y[near], axis=1))
+            out[idx[keep]] = elapsed[idx[keep]] * np.exp(np.median(self.y[near], axis=1))
         return out
 
     def lefts(self, c: CalibrationRun, exclude: int | None = None) -> np.ndarray:
         """Steps left at each of c's samples by the analogs."""
         e = (c.t - c.t_mem).astype(np.float64)
-        return self.plateau(c.state, e, exclude) - e
+        return self.plateau(c.state, e, c.rate, exclude) - e
 
     def loo_lefts(self, calibs: Sequence[CalibrationRun]) -> np.ndarray:
         """Steps left at every sample of the pool's own calibrators (in order, all
@@ -382,7 +406,8 @@ class AnalogPool:
         states = np.vstack([c.state for c in calibs])
         e = np.concatenate([(c.t - c.t_mem).astype(np.float64) for c in calibs])
         owner = np.concatenate([np.full(len(c.t), i) for i, c in enumerate(calibs)])
-        return self.plateau(states, e, owner) - e
+        rates = np.concatenate([np.full(len(c.t), c.rate if c.rate is not None else np.nan) for c in calibs])
+        return self.plateau(states, e, rates, owner) - e
 
 
 @dataclass(frozen=True)
@@ -447,7 +472,9 @@ class GrowthModel:
             elif name == "analog":
                 if self.analog is None:
                     continue
-                left = float(self.analog.plateau(x[name][None, :], np.array([t - t_mem]))[0]) - (t - t_mem)
+                left = float(self.analog.plateau(x[name][None, :], np.array([t - t_mem]), rate)[0]) - (t - t_mem)
+                if not math.isfinite(left):
+                    continue
             else:
                 left = float(x[name])
             growth.append(t + self.k[name] * left)

@@ -192,7 +192,7 @@ def test_the_analog_reads_a_plateaus_progress_not_its_length():
     for share in (0.25, 0.5, 0.75):
         t = 100 + int(share * 1700)
         x = analog_state(target, t, 100)
-        plateau = pool.plateau(x[None, :], np.array([float(t - 100)]))[0]
+        plateau = pool.plateau(x[None, :], np.array([float(t - 100)]), math.log(1e-3))[0]
         assert plateau == pytest.approx(1700, rel=0.12), share
     # a calibrator read with its own samples excluded still lands near its own plateau,
     # from its neighbours' (the k-fit and the keep test use only these)
@@ -201,8 +201,14 @@ def test_the_analog_reads_a_plateaus_progress_not_its_length():
     mid = len(own) // 2
     assert own[mid] == pytest.approx(2000, rel=0.2)
     assert not np.allclose(own, pool.lefts(calibs[i]) + (calibs[i].t - calibs[i].t_mem))
-    # a state with NaN (a column missing) gives no answer, never a guess
-    assert np.isnan(pool.plateau(np.full((1, 4), np.nan), np.array([100.0]))[0])
+    # no answer, never a guess: a state with NaN (a column missing), a run of unknown lr x wd,
+    # or one whose lr x wd no two calibrators share (within a factor 1.5)
+    e = np.array([850.0])
+    assert np.isnan(pool.plateau(np.full((1, 4), np.nan), e, math.log(1e-3))[0])
+    x = analog_state(target, 950, 100)[None, :]
+    assert np.isnan(pool.plateau(x, e, None)[0])
+    assert np.isnan(pool.plateau(x, e, math.log(3e-3))[0])
+    assert np.isfinite(pool.plateau(x, e, math.log(1.4e-3))[0])
 
 
 def test_mid_plateau_errors_pool_every_prediction_made_in_the_window():
