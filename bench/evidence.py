@@ -5,7 +5,7 @@ default alarm, the H0 construction and the simulator's calibration are chosen on
     python bench/evidence.py --out DIR --no-train # report only, on runs already there
     python bench/evidence.py --out DIR --write-docs docs/evidence   # and copy the small outputs
 
-Two packs run side by side, one CPU thread each (``python -m trainer --pack``):
+Three packs run side by side, one CPU thread each (``python -m trainer --pack``):
 
 - tiny: modular addition mod 47 (56K parameters), weight decays 0.3, 1, 3 x
   seeds 0-7, up to 20,000 steps, stopping 2,000 steps after grokking; probes
@@ -14,6 +14,8 @@ Two packs run side by side, one CPU thread each (``python -m trainer --pack``):
 - canonical: mod 97 (302K parameters), weight decay 1 x seeds 0-2, up to
   30,000 steps, stopping 1,500 steps after grokking; probes every 250 steps,
   snapshots every 250.
+- canonical-wd3: the same at weight decay 3 x seeds 0-2, up to 20,000 steps
+  (lighter probes). With canonical it makes the canonical preset's prior.
 
 Both are resumable: rerunning the command continues each pack from its
 checkpoints. On a 2-core VM the tiny pack takes about an hour and the
@@ -82,7 +84,30 @@ PACKS: dict[str, list[str]] = {
         "--probes",
         "effective_rank,htsr,htsr_traps,commutator,update_cosine,pca2,hessian@4,hessian_trace@4,h0@10",
     ],
+    # The canonical preset at a second weight decay: is plateau x lr x wd one constant there too,
+    # and how are runs of a weight decay the canonical prior lacked predicted? (about 25 min on one
+    # busy core; lighter probes)
+    "canonical-wd3": [
+        "--preset",
+        "canonical",
+        "--seeds",
+        "0-2",
+        "--weight-decays",
+        "3.0",
+        "--steps",
+        "20000",
+        "--stop-after-grok",
+        "1500",
+        "--probe-every",
+        "250",
+        "--keep-every",
+        "250",
+        "--probes",
+        "effective_rank,htsr,commutator,update_cosine,pca2",
+    ],
 }
+# Each preset's shipped prior (grokwatch/priors/<preset>.arrow) is made of these packs' runs.
+PRIORS: dict[str, list[str]] = {"tiny": ["tiny"], "canonical": ["canonical", "canonical-wd3"]}
 
 
 # The post-hoc H0 comparison: 20 of the 24 tiny runs (every run of weight decays 3 and 1, seeds 0-3
@@ -141,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--out", required=True, type=Path, help="where the runs and the report go")
     p.add_argument("--no-train", action="store_true", help="only write the report, from the runs already in --out")
-    p.add_argument("--packs", default="tiny,canonical", help="which packs to train (default: tiny,canonical)")
+    p.add_argument(
+        "--packs",
+        default="tiny,canonical,canonical-wd3",
+        help="which packs to train (default: tiny,canonical,canonical-wd3)",
+    )
     p.add_argument(
         "--write-priors",
         type=Path,
@@ -185,9 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     report_dir = out / "report"
     summary = build_report(out, report_dir, command=" ".join(["python", "bench/evidence.py", *(argv or sys.argv[1:])]))
     if args.write_priors:
-        for name in PACKS:
-            if (out / name).is_dir():
-                facts = write_priors(out / name, args.write_priors, "python bench/evidence.py --out DIR")
+        for name, packs_of in PRIORS.items():
+            dirs = [out / p for p in packs_of if (out / p).is_dir()]
+            if dirs:
+                facts = write_priors(dirs, args.write_priors, "python bench/evidence.py --out DIR")
                 summary.setdefault("priors", {})[name] = facts["w_crit"].get("all")
     if args.write_docs:
         dest = args.write_docs

@@ -799,8 +799,10 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
     }
     doc["predictions"] = {}
     for sw in sweeps:
-        cross = out / "tiny" if sw.name == "canonical" and (out / "tiny").is_dir() else None
-        doc["predictions"][sw.name] = prediction_scores(sw, cross_prior=cross)
+        # Other sweeps as the only prior: the tiny runs for the canonical preset (lr x wd across
+        # presets), the canonical wd-1 runs for the canonical wd-3 ones (a weight decay the prior lacks).
+        cross = [out / n for n in CROSS_PRIORS.get(sw.name, ()) if (out / n).is_dir()]
+        doc["predictions"][sw.name] = prediction_scores(sw, cross_priors=cross)
         if sw.name in BUDGETS:
             doc["predictions"][f"{sw.name}@{BUDGETS[sw.name]}"] = prediction_scores(sw, BUDGETS[sw.name])
         topo_path = out / "topology" / f"topology-{sw.name}.json"
@@ -849,19 +851,24 @@ def _json_default(o):
 # -- the shipped priors ---------------------------------------------------------------------------
 
 
-def write_priors(sweep_dir: Path, dest_dir: Path, command: str, stride: int = 10) -> dict:
+def write_priors(sweep_dirs: Path | list[Path], dest_dir: Path, command: str, stride: int = 10) -> dict:
     """``<preset>.arrow`` (the runs, for the predictor) and ``<preset>.json``
     (critical weight norm by weight decay, plateau lengths; for the watcher's
-    weight_norm_ratio) from one evidence sweep of a single preset."""
+    weight_norm_ratio) from evidence sweeps of a single preset."""
     from grokwatch.predict import load_sweep
     from grokwatch.predict.priors import preset_of, write_prior
     from grokwatch.store import RunConfig
 
-    runs = load_sweep(sweep_dir)
-    configs = {rid: RunConfig.read(sweep_dir / rid) for rid in runs}
-    preset = preset_of(configs.values())
+    dirs = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
+    runs, sweep_of, configs = {}, {}, []
+    for d in dirs:
+        for rid, r in load_sweep(d).items():
+            key = f"{d.name}/{rid}" if rid in runs else rid
+            runs[key], sweep_of[key] = r, d.name
+            configs.append(RunConfig.read(d / rid))
+    preset = preset_of(configs)
     if preset is None:
-        raise ValueError(f"{sweep_dir}: runs of no single preset")
+        raise ValueError(f"{', '.join(map(str, dirs))}: runs of no single preset")
     over = {rid: r for rid, r in runs.items() if r.is_over()}
     by_wd: dict[str, list[float]] = {}
     plate: dict[str, list[int]] = {}
@@ -920,7 +927,7 @@ def write_priors(sweep_dir: Path, dest_dir: Path, command: str, stride: int = 10
     (dest_dir / f"{preset}.json").write_text(json.dumps(facts, indent=1) + "\n")
     write_prior(
         dest_dir / f"{preset}.arrow",
-        [(sweep_dir.name, r, preset) for r in over.values()],
+        [(sweep_of[rid], r, preset) for rid, r in over.items()],
         {"preset": preset, "command": command},
         stride=stride,
     )
@@ -1137,7 +1144,10 @@ def write_sim_md(cmp: dict, path: Path) -> None:
 # -- onset predictions, scored with priors and without --------------------------------------------------
 
 
-def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_prior: Path | None = None) -> dict:
+CROSS_PRIORS = {"canonical": ("tiny",), "canonical-wd3": ("canonical", "tiny")}
+
+
+def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_priors: list[Path] = ()) -> dict:
     """``grokwatch predict --replay``'s scoring on a real sweep, several ways:
 
     - ``sweep only``: no prior; the sweep's own grokked runs calibrate;
@@ -1146,11 +1156,12 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_prior: P
       or its twin), and the same with the sweep's own runs too;
     - the same two with the sweep-calibrated methods alone (``LEGACY_METHODS``: the predictor
       before the growth model), for comparison;
-    - ``cross_prior``: another preset's sweep as the only prior (the lr x wd scaling across presets).
+    - ``cross_priors``: each another sweep as the only prior (another preset: the lr x wd scaling
+      across presets; the same preset at other weight decays: a held-out weight decay).
     ``budget``: outcomes as if each run had that many steps (for P(groks within budget)).
     """
     from grokwatch.predict import LEGACY_METHODS, PredictConfig, load_sweep, replay
-    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors
+    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors, window_errors
     from grokwatch.predict.series import PriorRun, RunSeries
 
     runs = load_sweep(sweep_dir)
@@ -1176,6 +1187,7 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_prior: P
             "errors": _strip(plateau_errors(preds, runs)),
             "will_grok": fate_scores(preds, runs),
             "will_grok_at_10pct_budget": fate_at_share(preds, runs, 0.1),
+            "mid_plateau": window_errors(preds, runs, 0.4, 0.6),
         }
 
     out = {}
@@ -1193,9 +1205,9 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_prior: P
                 ps = replay(pool, cfg, prior=prior, auto_prior=False)
                 allp += [p for p in ps if p.run in target]
             out[label + tag] = scored(allp)
-    if cross_prior is not None:
-        prior = [PriorRun.of(r) for r in load_sweep(cross_prior).values()]
-        out[f"prior: the {cross_prior.name} sweep only (scaled by lr x wd)"] = scored(
+    for cross in cross_priors:
+        prior = [PriorRun.of(r) for r in load_sweep(cross).values()]
+        out[f"prior: the {cross.name} sweep only (scaled by lr x wd)"] = scored(
             replay(runs, PredictConfig(), prior=prior, auto_prior=False)
         )
     return out
@@ -1204,6 +1216,7 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_prior: P
 def _prediction_summary(preds: dict) -> list[str]:
     """The predicted-t_grok paragraph at the top of the report: the growth model with the prior."""
     tiny, at8k, canon = preds.get("tiny"), preds.get("tiny@8000"), preds.get("canonical")
+    canon3 = preds.get("canonical-wd3")
     if not tiny:
         return []
     key = "prior (2-fold by seed) + own runs"
@@ -1221,6 +1234,13 @@ def _prediction_summary(preds: dict) -> list[str]:
         "plus the sweep's own grokked runs; median relative error |pred - t_grok| / t_grok of the newest prediction "
         f"made by 10/25/50/75% of each plateau: {row(e, '10')}, {row(e, '25')}, {row(e, '50')}, {row(e, '75')}. "
     )
+    mid = tiny[key].get("mid_plateau") or {}
+    if mid.get("n_predictions"):
+        text += (
+            f"Every prediction made at 40-60% of its plateau, pooled: median relative error "
+            f"{_f(mid.get('median_rel_error'), 3)} ({mid['n_predictions']} predictions, {mid['n_with']} of "
+            f"{mid['n_runs']} runs), {_f(mid.get('interval_coverage'))} in the 80% band. "
+        )
     if old:
         text += (
             "The sweep-calibrated methods alone (the predictor before): "
@@ -1240,10 +1260,22 @@ def _prediction_summary(preds: dict) -> list[str]:
                 "Canonical preset predicted with the tiny runs alone as its prior (plateau x lr x wd is about 9 "
                 "for both presets): " + ", ".join(row(c["errors"], k) for k in ("10", "25", "50", "75")) + ". "
             )
-    text += (
-        "Not met: the 25%-of-plateau target (<= 25% error); at 25% of the plateau little in these columns "
-        "separates a run that will grok soon from one that will grok late."
-    )
+    if canon3:
+        c = next((v for k, v in canon3.items() if k.startswith("prior: the canonical ")), None)
+        if c:
+            text += (
+                "Canonical preset at weight decay 3, predicted with the canonical weight-decay-1 runs alone as its "
+                "prior (a weight decay the prior never saw; nothing of these runs was used to build the model): "
+                + ", ".join(row(c["errors"], k) for k in ("10", "25", "50", "75"))
+                + ". "
+            )
+    e25 = (e.get("25") or {}).get("median_rel_error")
+    e50 = (e.get("50") or {}).get("median_rel_error")
+    if e25 is not None and e50 is not None:
+        met = e25 <= 0.25 and e50 <= 0.15
+        text += (
+            "Targets met" if met else "Targets not met"
+        ) + f" on these runs (at 25% of the plateau <= 0.25: {_f(e25, 3)}; at 50% <= 0.15: {_f(e50, 3)})."
     return [text, ""]
 
 
