@@ -58,6 +58,22 @@ def mirror_of(url: str, cache: Path, ssh_config: Path, **kw) -> Mirror:
     return Mirror(url, cache, ssh_config=ssh_config, allow_agent=False, look_for_keys=False, **kw)
 
 
+def newest_first(url: str, cache: Path, ssh_config: Path, **kw):
+    """resolve_remote as the dashboard opens a remote sweep: each run's newest data, the rest not yet."""
+    return resolve_remote(
+        url,
+        cache,
+        start=False,
+        newest_only=True,
+        ssh_config=ssh_config,
+        allow_agent=False,
+        look_for_keys=False,
+        cache_mb=0,
+        interval=0.05,
+        **kw,
+    )
+
+
 def shard_key(rel: str) -> tuple[str, str, tuple[int, int]]:
     run, _, name = rel.split("/")
     s = ShardName.parse(name)
@@ -229,18 +245,7 @@ def test_dashboard_start_returns_with_every_runs_latest_step_then_backfills(sshd
     last = make_sweep(sweep, shards=60)
     url = f"ssh://gwtest{sweep}"
     err = io.StringIO()
-    local, m = resolve_remote(
-        url,
-        tmp_path / "cache",
-        start=False,
-        newest_only=True,
-        ssh_config=ssh_config,
-        allow_agent=False,
-        look_for_keys=False,
-        cache_mb=0,
-        interval=0.05,
-        progress=StderrProgress(err, every=0.0),
-    )
+    local, m = newest_first(url, tmp_path / "cache", ssh_config, progress=StderrProgress(err, every=0.0))
     try:
         assert err.getvalue().splitlines()[-1].startswith("grokwatch: newest data of all 6 runs in ")
         shards = list(local.glob("*/shards/*.arrow"))
@@ -390,17 +395,7 @@ def test_alarms_of_a_sweep_opened_early_cover_its_whole_history(sshd, ssh_config
     SweepWatcher(sweep, subscribers=[AlarmSubscriber(AlertEngine(rules), on_events=whole.extend)]).cycle()
     assert len(whole) == 3 * 2 * len(spikes)  # firing and resolved at each spike of each run
 
-    local, m = resolve_remote(
-        f"ssh://gwtest{sweep}",
-        tmp_path / "cache",
-        start=False,
-        newest_only=True,
-        ssh_config=ssh_config,
-        allow_agent=False,
-        look_for_keys=False,
-        cache_mb=0,
-        interval=0.05,
-    )
+    local, m = newest_first(f"ssh://gwtest{sweep}", tmp_path / "cache", ssh_config)
     got: list = []
     # finished_every=1: every cycle looks at the (finished) runs again, as inotify would have it
     watcher = SweepWatcher(
