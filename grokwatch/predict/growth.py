@@ -335,18 +335,16 @@ class AnalogPool:
     run: np.ndarray  # index of each sample's calibrator
     k: int
     x2: np.ndarray  # squared norm of each row of x
-    rate: np.ndarray  # ln(lr x wd) of each sample's calibrator
     run_rate: np.ndarray  # ln(lr x wd) of each calibrator (NaN: unknown)
 
     @classmethod
     def of(cls, calibs: Sequence[CalibrationRun]) -> AnalogPool | None:
-        xs, ys, rs, rates = [], [], [], []
+        xs, ys, rs = [], [], []
         for i, c in enumerate(calibs):
             x, y = c.analog_samples()
             xs.append(x)
             ys.append(y)
             rs.append(np.full(len(y), i))
-            rates.append(np.full(len(y), c.rate if c.rate is not None else np.nan))
         if not xs or sum(len(y) for y in ys) < 3 * SAMPLES_PER_RUN:
             return None
         x, y, r = np.vstack(xs), np.concatenate(ys), np.concatenate(rs)
@@ -355,7 +353,7 @@ class AnalogPool:
         z = (x - mu) / sd
         k = int(min(ANALOG_MAX, max(ANALOG_MIN, round(ANALOG_SHARE * len(y)))))
         run_rate = np.array([c.rate if c.rate is not None else np.nan for c in calibs])
-        return cls(mu, sd, z, y, r, k, (z * z).sum(axis=1), np.concatenate(rates), run_rate)
+        return cls(mu, sd, z, y, r, k, (z * z).sum(axis=1), run_rate)
 
     def plateau(self, states: np.ndarray, elapsed: np.ndarray, rate, exclude=None) -> np.ndarray:
         """Predicted plateau lengths for states (rows; NaN rows give NaN) at these elapsed
