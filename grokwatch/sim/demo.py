@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from grokwatch.runs.phases import phase_of
 from grokwatch.store import RunReader
@@ -41,7 +41,7 @@ class DemoRun:
     weight_decay: float
     args: list[str]
     proc: subprocess.Popen | None = None
-    log: TextIO | None = None
+    log: BinaryIO | None = None
     reader: RunReader | None = None
     phase: str = "queued"
     step: int = 0
@@ -197,12 +197,14 @@ class Demo:
 
     def poll(self) -> None:
         """One tick: reap finished trainers, start queued ones (never once stopped), read new shards."""
-        running = [r for r in self.plan.runs if r.proc is not None and not r.finished]
-        for run in running:
+        for run in self.plan.runs:
+            if run.proc is None or run.finished:
+                continue
             rc = run.proc.poll()
             if rc is not None:
                 run.returncode = rc
-                run.log.close()
+                if run.log is not None:
+                    run.log.close()
         if not self.stopped:
             queued = [r for r in self.plan.runs if r.proc is None]
             free = self.plan.jobs - sum(1 for r in self.plan.runs if r.proc is not None and not r.finished)
@@ -213,8 +215,11 @@ class Demo:
                 self._update(run)
 
     def _update(self, run: DemoRun) -> None:
-        run.reader.refresh()
-        sc = run.reader.scalars
+        reader = run.reader
+        if reader is None:
+            return
+        reader.refresh()
+        sc = reader.scalars
         if "step" in sc and len(sc["step"]):
             info = phase_of(sc)
             run.step = int(sc["step"][-1])
@@ -225,7 +230,7 @@ class Demo:
         else:
             phase = run.phase
         if run.finished:
-            state = run.reader.status.state if run.reader.status else None
+            state = reader.status.state if reader.status else None
             if run.stop_requested and run.returncode != 0:
                 # Stopped by the demo: SIGTERM (a trainer still starting up dies of it
                 # before its handler exists), or SIGKILL when it did not stop in time.
@@ -258,7 +263,7 @@ class Demo:
         """Start nothing more; SIGTERM every live trainer (checkpoint, flush, status
         preempted) and wait up to ``timeout``; SIGKILL what is left then, or at once
         on a KeyboardInterrupt while waiting (a second Ctrl-C). No trainer survives."""
-        live: list[DemoRun] = []
+        live: list[tuple[DemoRun, subprocess.Popen]] = []
         try:
             with self._lock, _signals_held():
                 self.stopped = True
@@ -266,28 +271,29 @@ class Demo:
                     if run.proc is None:
                         run.phase = "not started"
                     elif run.proc.poll() is None:
-                        live.append(run)
+                        live.append((run, run.proc))
                         run.stop_requested = True
                         with contextlib.suppress(ProcessLookupError):
                             run.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            for run in live:
+            for _, proc in live:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    run.proc.wait(max(0.1, deadline - time.monotonic()))
+                    proc.wait(max(0.1, deadline - time.monotonic()))
         except KeyboardInterrupt:
             pass  # asked again: stop waiting, kill what is left
         finally:
             with _signals_held():
-                for run in live:
-                    if run.proc.poll() is None:
+                for run, proc in live:
+                    if proc.poll() is None:
                         run.killed = True
                         with contextlib.suppress(ProcessLookupError):
-                            run.proc.kill()
-                        run.proc.wait()
+                            proc.kill()
+                        proc.wait()
                 for run in self.plan.runs:
                     if run.proc is not None and run.returncode is None:
                         run.returncode = run.proc.wait()
-                        run.log.close()
+                        if run.log is not None:
+                            run.log.close()
 
     def table(self) -> str:
         lines = [f"{'run':<12} {'step':>6} {'train':>6} {'val':>6} {'t_mem':>6} {'t_grok':>6}  phase"]
@@ -354,7 +360,12 @@ def _interrupt_on(*signums: int) -> tuple[Callable[[], None], Callable[[], list[
             raise KeyboardInterrupt
 
     old = {s: signal.signal(s, handler) for s in signums}
-    return (lambda: [signal.signal(s, h) for s, h in old.items()] and None), (lambda: list(seen))
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore, (lambda: list(seen))
 
 
 def run_demo(

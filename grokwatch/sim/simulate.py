@@ -177,36 +177,36 @@ def plan_sweep(runs: int = 90, steps: int = 100_000, seed: int = 0, weight_decay
         return None
 
     if runs >= 4 and not any(p.fate == "never" for p in plans):
-        p = pick(lambda p: p.weight_decay == min(weight_decays))
-        if p is not None:
-            p.t_on = 1.5 * T
-            p.t_gai, p.t_h0, p.t_alpha = p.t_on - 3 * p.w_val, p.t_on - 3 * p.w_val, p.t_on
-            p.fate = "never"
+        q = pick(lambda p: p.weight_decay == min(weight_decays))
+        if q is not None:
+            q.t_on = 1.5 * T
+            q.t_gai, q.t_h0, q.t_alpha = q.t_on - 3 * q.w_val, q.t_on - 3 * q.w_val, q.t_on
+            q.fate = "never"
     for p in plans:
         if p.fate == "never":
             taken.add(p.index)
     if runs >= 2:
-        p = pick(lambda p: p.t_on + 6 * p.w_val < 0.55 * T)
-        if p is not None:
-            p.fate = "anti_grok"
-            p.t_anti = p.t_on + 6 * p.w_val + 0.4 * (T - p.t_on - 6 * p.w_val)
-            p.t_alpha_below_2 = p.t_anti - max(0.05 * T, 10 * p.probe_every)
-            p.t_traps = p.t_alpha_below_2 + 2 * p.probe_every
+        q = pick(lambda p: p.t_on + 6 * p.w_val < 0.55 * T)
+        if q is not None:
+            q.fate = "anti_grok"
+            q.t_anti = q.t_on + 6 * q.w_val + 0.4 * (T - q.t_on - 6 * q.w_val)
+            q.t_alpha_below_2 = q.t_anti - max(0.05 * T, 10 * q.probe_every)
+            q.t_traps = q.t_alpha_below_2 + 2 * q.probe_every
     if runs >= 3:
-        p = pick(lambda p: True)
-        if p is not None:
-            p.fate = "diverge"
-            p.t_diverge = int(rng.uniform(0.3, 0.7) * T)
+        q = pick(lambda p: True)
+        if q is not None:
+            q.fate = "diverge"
+            q.t_diverge = int(rng.uniform(0.3, 0.7) * T)
     if runs >= 4:
-        p = pick(lambda p: True)
-        if p is not None:
-            p.fate = "stall"
-            p.t_stall = int(rng.uniform(0.3, 0.7) * T) // 10 * 10
+        q = pick(lambda p: True)
+        if q is not None:
+            q.fate = "stall"
+            q.t_stall = int(rng.uniform(0.3, 0.7) * T) // 10 * 10
     if runs >= 5:
-        p = pick(lambda p: p.fate in ("groks", "never"))
-        if p is not None:
-            p.preempt_at = int(rng.uniform(0.3, 0.6) * T)
-            p.resume_from = max(1, p.preempt_at - min(1000, T // 20))
+        q = pick(lambda p: p.fate in ("groks", "never"))
+        if q is not None:
+            q.preempt_at = int(rng.uniform(0.3, 0.6) * T)
+            q.resume_from = max(1, q.preempt_at - min(1000, T // 20))
     return plans
 
 
@@ -456,6 +456,7 @@ class _RunSim:
             w.write_status(force=True)
             return
         if p.preempt_at is not None and not self.resumed and self.next_step > p.preempt_at:
+            assert p.resume_from is not None  # planned together with preempt_at
             w.close("preempted", message="simulated preemption (SIGTERM)")
             self.resumed = True
             self.writer = RunWriter(
@@ -565,6 +566,7 @@ def live_simulation(root: Path | str, *, runs: int, steps: int, speed: float, sw
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         line = proc.stdout.readline().strip()
         if not line:
