@@ -110,7 +110,7 @@ def prediction_section(sweep_dir: Path, runs: Mapping[str, RunData], predictions
     """``predictions``: "log" (the sweep's predictions.arrow, what the watcher logged), "replay" (replay
     the sweep now with the current predictor), "auto" (the log when there is one, else a replay)."""
     from grokwatch.predict import read_predictions, replay
-    from grokwatch.predict.score import error_by_lead, fate_at_share, fate_scores, plateau_errors
+    from grokwatch.predict.score import error_by_lead, fate_at_share, fate_scores, plateau_errors, window_errors
 
     series = {rid: r.series for rid, r in runs.items() if r.series is not None}
     preds = read_predictions(sweep_dir) if predictions in ("auto", "log") else []
@@ -139,6 +139,7 @@ def prediction_section(sweep_dir: Path, runs: Mapping[str, RunData], predictions
         "methods": _count(p.method for p in preds if p.kind == "t_grok"),
         "detail": detail,
         "by_lead": by_lead,
+        "mid_plateau": window_errors(preds, series, 0.4, 0.6),
         "will_grok": fate_scores(preds, series),
         "will_grok_at_10pct_budget": fate_at_share(preds, series, 0.1),
         "sources": _count(p.source or "-" for p in preds if p.kind == "t_grok" and p.ok),

@@ -184,6 +184,15 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
             f"{_ci(d['median_rel_error_ci'], '{:.3f}')} | {_pct(d['within_20'])} | {_pct(d['interval_coverage'])} |"
         )
     add("")
+    mid = pred.get("mid_plateau") or {}
+    if mid.get("n_predictions"):
+        add(
+            f"Every prediction made at 40-60% of its plateau, pooled: {mid['n_predictions']} predictions from "
+            f"{mid['n_with']} of {mid['n_runs']} grokked runs, median relative error "
+            f"{_f(mid['median_rel_error'], '{:.3f}')}, within 20% {_pct(mid['within_20'])}, t_grok inside the "
+            f"interval {_pct(mid['interval_coverage'])}."
+        )
+        add("")
     for name in figures.get("prediction", []):
         add(f"![{name}]({name})")
     add("")

@@ -97,6 +97,9 @@ def test_prediction_error_and_redundancy(sim_report):
     assert pe["50"] is not None and pe["50"] < 0.2
     d50 = doc["prediction"]["detail"]["50"]
     assert d50["n_predicted"] > d50["n_runs"] / 2
+    mid = doc["prediction"]["mid_plateau"]  # every prediction made at 40-60%, pooled
+    assert mid["n_runs"] == d50["n_runs"] and mid["n_predictions"] >= mid["n_with"] > d50["n_runs"] / 2
+    assert 0 <= mid["median_rel_error"] < 0.2
     red = doc["redundancy"]
     assert red["htsr_alpha_min"]["n"] == 30 and red["htsr_alpha_min"]["rho_median"] > 0.9
     for s in doc["signals"].values():
@@ -121,6 +124,7 @@ def test_markdown_and_figures_exist(sim_report):
         "runs_wd1.png",
     } <= set(doc["figures"])
     assert "bootstrap" in md and "| GAI spike | computed | 30 |" in md
+    assert "Every prediction made at 40-60% of its plateau, pooled:" in md
     assert json.loads((out / "report.json").read_text())["counts"] == doc["counts"]
 
 
