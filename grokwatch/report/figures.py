@@ -57,10 +57,10 @@ def _wd_label(wd) -> str:
 def phase_grid(runs: Mapping[str, RunData], out: Path) -> str:
     """Weight decay x seed, coloured by outcome, t_grok (k steps) written in; and t_grok by weight decay."""
     plt = _plt()
-    wds = sorted({r.weight_decay for r in runs.values() if r.weight_decay is not None})
+    wds: list[float | None] = list(sorted({r.weight_decay for r in runs.values() if r.weight_decay is not None}))
     if not wds or any(r.weight_decay is None for r in runs.values()):
         wds.append(None)  # a run without a weight decay gets a column of its own ("?")
-    seeds = sorted({r.seed for r in runs.values() if r.seed is not None}) or [None]
+    seeds: list[int | None] = [*sorted({r.seed for r in runs.values() if r.seed is not None})] or [None]
     fig, (ax, ax2) = plt.subplots(
         1, 2, figsize=(12, max(3.5, 0.28 * len(seeds) + 1.5)), gridspec_kw={"width_ratios": [1, 1.3]}
     )
@@ -102,9 +102,9 @@ def phase_grid(runs: Mapping[str, RunData], out: Path) -> str:
     rng = np.random.default_rng(0)
     for r in runs.values():
         wd = r.weight_decay if r.weight_decay in wds else None
-        x = wds.index(wd) + rng.uniform(-0.15, 0.15)
+        xj = wds.index(wd) + rng.uniform(-0.15, 0.15)
         t = r.info.t_grok if r.info and r.info.t_grok is not None else None
-        xs.append(x)
+        xs.append(xj)
         ys.append(t if t is not None else top * 1.15)
         cs.append(OUTCOME_COLORS[r.outcome])
     ax2.scatter(xs, ys, c=cs, s=18, edgecolor="none")
@@ -186,7 +186,8 @@ def precision_recall(numbers: dict, out: Path) -> str:
             continue
         y = np.arange(len(names))[::-1]
         for off, key, color in ((0.18, "precision", "#264653"), (-0.18, "recall", "#e9c46a")):
-            vals, errs = [], [[], []]
+            vals: list[float] = []
+            errs: list[list[float]] = [[], []]
             for n in names:
                 s = sig[n][event]
                 v = s[key]

@@ -36,7 +36,7 @@ def render(numbers: dict, figures: dict[str, list[str]]) -> str:
     c = numbers["counts"]
     sig = numbers["signals"]
     ev = numbers["events"]
-    L = []
+    L: list[str] = []
     add = L.append
     add(f"# grokwatch report: {numbers['sweep']}")
     add("")

@@ -18,6 +18,7 @@ percentile bootstrap over runs (2,000 resamples, fixed seed), 95%.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def score(
             onset[r] = s
             if is_pos:
                 lead[k] = hi - s
-    res = {
+    res: dict[str, Any] = {
         "n": len(ids),
         "n_positive": int(pos.sum()),
         "n_negative": int((~pos).sum()),
@@ -162,7 +163,7 @@ def paired_gain(table, firings_a, firings_b, available_a, available_b, seed: int
     lead gain (lead_A - lead_B on positives where both warned; > 0: A warns earlier),
     precision and recall gains (A - B) with paired bootstrap CIs."""
     ids = sorted(r for r in table if r in available_a and r in available_b)
-    res = {
+    res: dict[str, Any] = {
         "n": len(ids),
         "n_pairs": 0,
         "lead_gain_median": None,

@@ -24,7 +24,7 @@ and the result equals a full recomputation exactly (tests check this).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -313,7 +313,7 @@ def htsr_matrices(columns) -> list[str]:
     return sorted(c.split("/", 1)[1] for c in columns if c.startswith("htsr_alpha/"))
 
 
-def htsr_summary(probes: dict[str, np.ndarray], rows: slice, cfg: ScoreConfig) -> tuple[np.ndarray, np.ndarray]:
+def htsr_summary(probes: Mapping[str, np.ndarray], rows: slice, cfg: ScoreConfig) -> tuple[np.ndarray, np.ndarray]:
     """(min reliable alpha, total traps) for the probe rows in ``rows``."""
     n = len(probes["step"][rows])
     alpha_min = np.full(n, np.nan)
