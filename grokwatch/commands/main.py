@@ -52,7 +52,7 @@ class _SubParser(_Parser):
         return namespace, extras
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="grokwatch",
         description="Watch a sweep of grokking runs and warn early.",

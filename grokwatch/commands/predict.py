@@ -14,6 +14,7 @@ predictions made at 25, 50 and 75% of each run's plateau.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from grokwatch.commands import SSH_SOURCE, add_trust_flag
 
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     errors = plateau_errors(preds, runs)
     for v in errors.values():
         v.pop("errors")
-    summary = {
+    summary: dict[str, Any] = {
         "sweep": str(sweep),
         "written": path,
         "predictions": len(preds),

@@ -183,7 +183,7 @@ def _check_trainer(opts, runs) -> None:
     def refuse(message: str):
         raise ConfigError(" ".join(message.split()))
 
-    parser.error = refuse  # the trainer's parser would print and exit
+    parser.error = refuse  # type: ignore[method-assign]  # the trainer's parser would print and exit
     same_python = os.path.abspath(opts.python) == os.path.abspath(sys.executable)
     try:
         cfg = resolve(parser.parse_args(trainer_argv(opts, runs[0], device="cpu", extra=same_python)), TrainingConfig)
