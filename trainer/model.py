@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -37,6 +38,8 @@ class ModelConfig:
 
 
 class Attention(nn.Module):
+    mask: torch.Tensor  # a buffer (register_buffer), not a Module
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         assert cfg.d_model % cfg.n_heads == 0
@@ -142,7 +145,8 @@ class Transformer(nn.Module):
         Shapes as stored: nn.Linear weights are [out, in]."""
         out = {"embed": self.embed.weight}
         n = len(self.blocks)
-        for i, b in enumerate(self.blocks):
+        for i, m in enumerate(self.blocks):
+            b = cast(Block, m)  # ModuleList items are typed as Module
             sfx = "" if n == 1 else str(i)
             for w in ("W_Q", "W_K", "W_V", "W_O"):
                 out[f"attn{sfx}.{w}"] = getattr(b.attn, w).weight

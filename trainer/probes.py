@@ -62,7 +62,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.optimize  # noqa: F401  (htsr_traps' Marchenko-Pastur fit: imported here, not at the first probe step)
@@ -75,6 +75,9 @@ from grokwatch.runs.training import DEFAULT_PROBES as DEFAULT_PROBES
 from grokwatch.runs.training import PROBE_NAMES, parse_probe_spec
 
 from .task import loss_and_acc
+
+if TYPE_CHECKING:
+    from .model import Transformer
 
 log = logging.getLogger("trainer.probes")
 
@@ -110,7 +113,7 @@ def model_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torc
 
 def probe_context(
     step: int,
-    model: torch.nn.Module,
+    model: Transformer,
     flat: torch.Tensor,
     slices: dict[str, slice],
     data: Any,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -155,7 +156,7 @@ class Lone:
 # -- the parameter layout and the optimizer, shared with trainer.pack ------------
 
 
-def flatten_parameters(model: torch.nn.Module):
+def flatten_parameters(model: Transformer):
     """Make every parameter a view of one flat Parameter (returned), and every
     ``.grad`` a view of its flat grad, laid out group by group (embed, pos,
     attn, mlp, unembed). Backward accumulates into the views in place."""
@@ -180,7 +181,7 @@ def make_optimizer(flat: torch.nn.Parameter, cfg: TrainConfig) -> torch.optim.Ad
     """Full-batch AdamW on the flat parameter: the fused kernel where the device
     has one (CUDA; CPU too since torch 2.4, 2-3x faster than foreach there),
     foreach otherwise."""
-    kw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    kw: dict[str, Any] = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     try:
         return torch.optim.AdamW([flat], fused=True, **kw)
     except (RuntimeError, ValueError, TypeError):  # no fused AdamW for this device or torch
@@ -190,6 +191,8 @@ def make_optimizer(flat: torch.nn.Parameter, cfg: TrainConfig) -> torch.optim.Ad
 def rebind_views(model: torch.nn.Module, flat: torch.nn.Parameter, slices: dict[str, slice]) -> None:
     """(Re)point each parameter and its grad at its slice of ``flat``; a value
     that left the flat storage (a probe assigned ``.data``) is copied back."""
+    grad = flat.grad
+    assert grad is not None  # flatten_parameters gave it one
     for name, p in model.named_parameters():
         s = slices[name]
         view = flat.data[s].view_as(p)
@@ -197,7 +200,7 @@ def rebind_views(model: torch.nn.Module, flat: torch.nn.Parameter, slices: dict[
             if p.data.numel():
                 view.copy_(p.data)
             p.data = view
-        gview = flat.grad[s].view_as(p)
+        gview = grad[s].view_as(p)
         if p.grad is None or p.grad.data_ptr() != gview.data_ptr():
             p.grad = gview
 
