@@ -107,40 +107,27 @@ def is_probe_spec(spec: object, names: Collection[str] = PROBE_NAMES) -> bool:
 # -- presets --------------------------------------------------------------------------
 
 # Presets set task, model and optimizer; everything else keeps its default.
+# The canonical study: modular addition mod 97, one layer, ~302K parameters
+# (d_mlp 820 gives 302,260), full-batch AdamW, 3 wd x 30 seeds x 100K steps.
+_CANONICAL: dict[str, Any] = dict(
+    op="add",
+    p=97,
+    train_frac=0.3,
+    n_layers=1,
+    d_model=128,
+    n_heads=4,
+    d_mlp=820,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.98,
+    weight_decay=1.0,
+    warmup=10,
+    steps=100_000,
+)
 PRESETS: dict[str, dict[str, Any]] = {
-    # The canonical study: modular addition mod 97, one layer, ~302K parameters
-    # (d_mlp 820 gives 302,260), full-batch AdamW, 3 wd x 30 seeds x 100K steps.
-    "canonical": dict(
-        op="add",
-        p=97,
-        train_frac=0.3,
-        n_layers=1,
-        d_model=128,
-        n_heads=4,
-        d_mlp=820,
-        lr=1e-3,
-        beta1=0.9,
-        beta2=0.98,
-        weight_decay=1.0,
-        warmup=10,
-        steps=100_000,
-    ),
+    "canonical": _CANONICAL,
     # Nanda et al.'s widths (d_mlp = 4 d_model) on the same task: 223,104 parameters.
-    "nanda": dict(
-        op="add",
-        p=97,
-        train_frac=0.3,
-        n_layers=1,
-        d_model=128,
-        n_heads=4,
-        d_mlp=512,
-        lr=1e-3,
-        beta1=0.9,
-        beta2=0.98,
-        weight_decay=1.0,
-        warmup=10,
-        steps=100_000,
-    ),
+    "nanda": {**_CANONICAL, "d_mlp": 512},
     # A CPU-sized run for the demo and the tests: memorizes by ~90 steps and
     # groks within a few thousand (56,000 parameters, ~10 ms/step on one thread).
     "tiny": dict(
