@@ -5,7 +5,7 @@ default alarm, the H0 construction and the simulator's calibration are chosen on
     python bench/evidence.py --out DIR --no-train # report only, on runs already there
     python bench/evidence.py --out DIR --write-docs docs/evidence   # and copy the small outputs
 
-Three packs run side by side, one CPU thread each (``python -m trainer --pack``):
+The packs run side by side, one CPU thread each (``python -m trainer --pack``):
 
 - tiny: modular addition mod 47 (56K parameters), weight decays 0.3, 1, 3 x
   seeds 0-7, up to 20,000 steps, stopping 2,000 steps after grokking; probes
@@ -16,8 +16,11 @@ Three packs run side by side, one CPU thread each (``python -m trainer --pack``)
   snapshots every 250.
 - canonical-wd3: the same at weight decay 3 x seeds 0-2, up to 20,000 steps
   (lighter probes). With canonical it makes the canonical preset's prior.
+- canonical-b: canonical seeds 3-4 at weight decay 1 (lighter probes).
+- tiny-b, tiny-b-wd0.3: held-out tiny runs of new seeds (8-15 at weight
+  decays 1 and 3, 8-13 at 0.3), lighter probes: the predictor's test set.
 
-Both are resumable: rerunning the command continues each pack from its
+All are resumable: rerunning the command continues each pack from its
 checkpoints. On a 2-core VM the tiny pack takes about an hour and the
 canonical one one to two hours (they overlap). Then
 ``bench/evidence_topology.py`` compares the H0 constructions on the tiny
@@ -105,6 +108,58 @@ PACKS: dict[str, list[str]] = {
         "--probes",
         "effective_rank,htsr,commutator,update_cosine,pca2",
     ],
+    # Two more canonical seeds at weight decay 1 (the canonical prior's wd-1 runs: 3 -> 5).
+    "canonical-b": [
+        "--preset",
+        "canonical",
+        "--seeds",
+        "3-4",
+        "--weight-decays",
+        "1.0",
+        "--steps",
+        "30000",
+        "--stop-after-grok",
+        "1500",
+        "--probe-every",
+        "250",
+        "--probes",
+        "effective_rank,htsr,commutator,update_cosine,pca2",
+    ],
+    # Held out: tiny-preset runs of new seeds, trained after the tiny prior and the predictor were
+    # fixed (bench/evidence_report.py HELD_OUT scores them as one new sweep). Weight decays 1 and 3
+    # here, 0.3 in the next pack (two processes: two cores); lighter probes, no snapshots.
+    "tiny-b": [
+        "--preset",
+        "tiny",
+        "--seeds",
+        "8-15",
+        "--weight-decays",
+        "1.0,3.0",
+        "--steps",
+        "20000",
+        "--stop-after-grok",
+        "2000",
+        "--probe-every",
+        "100",
+        "--probes",
+        "effective_rank,htsr,commutator,update_cosine,pca2",
+    ],
+    "tiny-b-wd0.3": [
+        "--preset",
+        "tiny",
+        "--seeds",
+        "8-13",
+        "--weight-decays",
+        "0.3",
+        "--steps",
+        "20000",
+        "--stop-after-grok",
+        "2000",
+        "--probe-every",
+        "100",
+        "--probes",
+        "effective_rank,htsr,commutator,update_cosine,pca2",
+    ],
 }
 # Each preset's shipped prior (grokwatch/priors/<preset>.arrow) is made of these packs' runs.
 PRIORS: dict[str, list[str]] = {"tiny": ["tiny"], "canonical": ["canonical", "canonical-wd3"]}
@@ -168,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-train", action="store_true", help="only write the report, from the runs already in --out")
     p.add_argument(
         "--packs",
-        default="tiny,canonical,canonical-wd3",
-        help="which packs to train (default: tiny,canonical,canonical-wd3)",
+        default=",".join(PACKS),
+        help=f"which packs to train (default: all, {','.join(PACKS)})",
     )
     p.add_argument(
         "--write-priors",

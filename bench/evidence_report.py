@@ -814,6 +814,10 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
             figure(sw, report_dir / f"runs-{sw.name}.png")
         except Exception as exc:  # a figure is not worth losing the numbers
             log.warning("figure for %s: %s", sw.name, exc)
+    for name, spec in HELD_OUT.items():
+        held = heldout_scores(out, spec)
+        if held:
+            doc["predictions"][f"{name} (held out)"] = held
     (report_dir / "report.json").write_text(json.dumps(doc, indent=1, default=_json_default))
     write_markdown(doc, report_dir / "report.md")
     write_topology_md(doc, report_dir / "topology.md")
@@ -1145,6 +1149,70 @@ def write_sim_md(cmp: dict, path: Path) -> None:
 
 
 CROSS_PRIORS = {"canonical": ("tiny",), "canonical-wd3": ("canonical", "tiny")}
+# Runs trained after the predictor was fixed (tiny seeds 8-15 at weight decays 1 and 3 and 8-13 at
+# 0.3; canonical seeds 3-4 at 1), each group scored as one new sweep predicted from the packs the
+# preset's prior was first built from, as a user's first sweep meets the shipped prior; the tiny
+# ones also cut at the demo's budget.
+HELD_OUT = {
+    "tiny-b": {"dirs": ("tiny-b", "tiny-b-wd0.3"), "prior": ("tiny",), "budget": 8000},
+    "canonical-b": {"dirs": ("canonical-b",), "prior": ("canonical", "canonical-wd3")},
+}
+
+
+def cut_at(runs: Mapping, budget: int) -> dict:
+    """Each run as if it had stopped at ``budget``: later grokking counts as "not within budget"."""
+    from grokwatch.predict.series import RunSeries
+
+    cut = {}
+    for rid, r in runs.items():
+        n = r.rows_upto(budget)
+        cut[rid] = RunSeries(
+            rid,
+            r.steps[:n],
+            {k: v[:n] for k, v in r.cols.items()},
+            r.weight_decay,
+            budget,
+            "completed" if n == len(r.steps) or r.last_step >= budget else r.state,
+            preset=r.preset,
+            seed=r.seed,
+            lr=r.lr,
+        )
+    return cut
+
+
+def _scored(preds, runs) -> dict:
+    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors, window_errors
+
+    return {
+        "errors": _strip(plateau_errors(preds, runs)),
+        "will_grok": fate_scores(preds, runs),
+        "will_grok_at_10pct_budget": fate_at_share(preds, runs, 0.1),
+        "mid_plateau": window_errors(preds, runs, 0.4, 0.6),
+    }
+
+
+def heldout_scores(out: Path, spec: Mapping) -> dict:
+    """The held-out runs (``spec["dirs"]`` under ``out``, together one sweep) predicted with
+    ``spec["prior"]``'s runs as the only prior: with the sweep's own grokked runs too (what a
+    user's sweep does), and each run alone (the prior only); whole and cut at ``spec["budget"]``."""
+    from grokwatch.predict import PredictConfig, load_sweep, replay
+    from grokwatch.predict.series import PriorRun
+
+    runs: dict = {}
+    for d in spec["dirs"]:
+        if (out / d).is_dir():
+            runs.update(load_sweep(out / d))
+    prior = [PriorRun.of(r) for p in spec["prior"] if (out / p).is_dir() for r in load_sweep(out / p).values()]
+    if not runs or not prior:
+        return {}
+    res = {}
+    for cut in (None, spec["budget"]) if spec.get("budget") else (None,):
+        rr = runs if cut is None else cut_at(runs, cut)
+        tag = "" if cut is None else f", cut at {cut:,} steps"
+        res[f"prior + own runs{tag}"] = _scored(replay(rr, PredictConfig(), prior=prior, auto_prior=False), rr)
+        alone = [p for rid in rr for p in replay({rid: rr[rid]}, PredictConfig(), prior=prior, auto_prior=False)]
+        res[f"prior only{tag}"] = _scored(alone, rr)
+    return res
 
 
 def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_priors: list[Path] = ()) -> dict:
@@ -1161,34 +1229,14 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_priors: 
     ``budget``: outcomes as if each run had that many steps (for P(groks within budget)).
     """
     from grokwatch.predict import LEGACY_METHODS, PredictConfig, load_sweep, replay
-    from grokwatch.predict.score import fate_at_share, fate_scores, plateau_errors, window_errors
-    from grokwatch.predict.series import PriorRun, RunSeries
+    from grokwatch.predict.series import PriorRun
 
     runs = load_sweep(sweep_dir)
-    if budget is not None:  # cut each run at the budget: later grokking counts as "not within budget"
-        cut = {}
-        for rid, r in runs.items():
-            n = r.rows_upto(budget)
-            cut[rid] = RunSeries(
-                rid,
-                r.steps[:n],
-                {k: v[:n] for k, v in r.cols.items()},
-                r.weight_decay,
-                budget,
-                "completed" if n == len(r.steps) or r.last_step >= budget else r.state,
-                preset=r.preset,
-                seed=r.seed,
-                lr=r.lr,
-            )
-        runs = cut
+    if budget is not None:
+        runs = cut_at(runs, budget)
 
     def scored(preds):
-        return {
-            "errors": _strip(plateau_errors(preds, runs)),
-            "will_grok": fate_scores(preds, runs),
-            "will_grok_at_10pct_budget": fate_at_share(preds, runs, 0.1),
-            "mid_plateau": window_errors(preds, runs, 0.4, 0.6),
-        }
+        return _scored(preds, runs)
 
     out = {}
     for tag, cfg in (
@@ -1269,6 +1317,24 @@ def _prediction_summary(preds: dict) -> list[str]:
                 + ", ".join(row(c["errors"], k) for k in ("10", "25", "50", "75"))
                 + ". "
             )
+    for name, held in preds.items():
+        if not name.endswith("(held out)"):
+            continue
+        whole = held.get("prior + own runs") or {}
+        cut = next((v for k, v in held.items() if k.startswith("prior + own runs, cut")), None) or {}
+        m = cut.get("mid_plateau") or {}
+        text += (
+            f"Held out, `{name.split(' ')[0]}` (runs of new seeds trained after the predictor was fixed, one new "
+            "sweep whose prior is the packs the preset's prior was first built from): "
+            + ", ".join(row(whole.get("errors") or {}, k) for k in ("10", "25", "50", "75"))
+        )
+        if m.get("n_predictions"):
+            text += (
+                f"; cut at the demo's 8,000 steps, every prediction at 40-60% of its plateau: median relative error "
+                f"{_f(m.get('median_rel_error'), 3)} ({m['n_predictions']} predictions, {m['n_with']} of "
+                f"{m['n_runs']} runs)"
+            )
+        text += ". "
     e25 = (e.get("25") or {}).get("median_rel_error")
     e50 = (e.get("50") or {}).get("median_rel_error")
     if e25 is not None and e50 is not None:

@@ -442,19 +442,22 @@ class GrowthModel:
         }
 
     # -- reading the model at step t of a run -------------------------------------------
+    def plateau_quantile(self, elapsed: np.ndarray, rate: np.ndarray, q: float) -> np.ndarray:
+        """Quantile q of the plateau given that it has lasted ``elapsed`` steps (the
+        log-normal prior truncated there), for runs at ``rate`` = ln(lr x wd)."""
+        mu = self.a + self.b * rate
+        z0 = 0.5 * (1 + _erf((np.log(np.maximum(elapsed, 1.0)) - mu) / (self.sd * math.sqrt(2))))
+        z = np.minimum(1 - 1e-12, z0 + q * (1 - z0))
+        return np.exp(mu + self.sd * np.array([_N.inv_cdf(float(v)) for v in z]))
+
     def _conditional(self, rate: float | None, t_mem: int, elapsed: float, q: float) -> float:
-        """Quantile q of t_grok given no grokking by t_mem + elapsed (the log-normal prior)."""
-        mu = self.a + self.b * (rate if rate is not None else 0.0)
-        z0 = _N.cdf((math.log(max(elapsed, 1.0)) - mu) / self.sd)
-        z = min(1 - 1e-12, z0 + q * (1 - z0))
-        return t_mem + math.exp(mu + self.sd * _N.inv_cdf(z))
+        """Quantile q of t_grok given no grokking by t_mem + elapsed."""
+        r = np.array([rate if rate is not None else 0.0])
+        return t_mem + float(self.plateau_quantile(np.array([float(elapsed)]), r, q)[0])
 
     def conditional_median(self, t: np.ndarray, t_mem: np.ndarray, rate: np.ndarray) -> np.ndarray:
         """The prior's conditional median of t_grok at steps t (vectorized _conditional(.., 0.5))."""
-        mu = self.a + self.b * rate
-        z0 = 0.5 * (1 + _erf((np.log(np.maximum(t - t_mem, 1.0)) - mu) / (self.sd * math.sqrt(2))))
-        z = np.minimum(1 - 1e-12, z0 + 0.5 * (1 - z0))
-        return t_mem + np.exp(mu + self.sd * np.array([_N.inv_cdf(float(v)) for v in z]))
+        return t_mem + self.plateau_quantile(t - t_mem, rate, 0.5)
 
     def estimates(self, x: dict, t: int, t_mem: int, rate: float | None) -> tuple[float, list[float]]:
         """(the prior's conditional median, the scaled extrapolations that answered)."""
