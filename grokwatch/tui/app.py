@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import events, work
 from textual.app import App
@@ -30,6 +31,7 @@ from grokwatch.runs.defaults import STALL_TIMEOUT
 from grokwatch.watch.quiet import QuietWindow
 
 from .config import TuiConfig
+from .dashboard_app import DashboardApp
 from .help import help_markdown
 from .messages import JumpToAlarm, ModelReady, OpenRun, SourceFailed
 from .model import ModelFeed, SweepModel
@@ -66,7 +68,7 @@ class GrokwatchApp(App):
         self.config = config or TuiConfig()
         self.model: SweepModel | None = None
         self.host = self.config.hostname or socket.gethostname().split(".")[0]
-        self.feed: ModelFeed | None = None
+        self.feed: ModelFeed[SweepModel] | None = None
         self.detail: DetailScreen | None = None  # one, re-pushed for every run opened
         self.refresh_seconds: list[float] = []  # UI-thread time per model applied
         self.models_applied = 0
@@ -240,6 +242,12 @@ class GrokwatchApp(App):
         return names.get(key, key)
 
 
+if TYPE_CHECKING:
+
+    def _gives_the_screens_what_they_use(app: GrokwatchApp) -> DashboardApp:
+        return app  # mypy checks that GrokwatchApp provides the DashboardApp protocol
+
+
 log = logging.getLogger("grokwatch.tui")
 
 
@@ -277,7 +285,8 @@ def make_app(
     config = config or TuiConfig()
     quiet = QuietWindow()
     if isinstance(source, (str, os.PathLike, Path)):
-        clock = (lambda: config.clock) if config.clock is not None else time.time
+        frozen = config.clock  # TuiConfig is frozen: read once here or at each call, the same value
+        clock = (lambda: frozen) if frozen is not None else time.time
         source = open_source(
             source,
             stall_timeout=config.stall_timeout,

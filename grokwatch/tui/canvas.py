@@ -10,12 +10,13 @@ in :mod:`grokwatch.tui.widgets.plot` only turns the runs into segments.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .model import Marker, Panel
-from .series import decimate
+from .series import Decimated, decimate
 
 # bit of each dot, indexed [row 0..3][col 0..1]
 _DOTS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint32)
@@ -58,7 +59,7 @@ def fmt_value(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _y_range(panel: Panel, decs: list[tuple[int, object]], log: bool) -> tuple[float, float] | None:
+def _y_range(panel: Panel, decs: Sequence[tuple[int, Decimated]], log: bool) -> tuple[float, float] | None:
     if panel.y_range is not None and not log:
         return panel.y_range
     vals = []
@@ -113,8 +114,8 @@ def rasterize(
     for i, s in enumerate(panel.series):
         x, y = s.x, np.asarray(s.y, dtype=np.float64)
         if log:
-            pos = y > 0
-            x, y = x[pos], np.log10(y[pos])
+            positive = y > 0
+            x, y = x[positive], np.log10(y[positive])
         if len(x):
             decs.append((i, decimate(x, y, x0, x1, pw * 2)))
     rng = _y_range(panel, decs, log)
@@ -197,9 +198,9 @@ def rasterize(
     if ph >= 5:
         labels[(ph - 1) // 2] = (y_hi + y_lo) / 2
     for r in range(ph):
-        v = labels.get(r)
-        if v is not None:
-            lab = fmt_value(10**v if log else v)
+        label = labels.get(r)
+        if label is not None:
+            lab = fmt_value(10**label if log else label)
             gutter = lab[: GUTTER - 1].rjust(GUTTER - 1) + "┤"
         else:
             gutter = " " * (GUTTER - 1) + "│"

@@ -150,7 +150,7 @@ def config_from_dict(
                 v = float(v)
             if not isinstance(v, typ) or (typ is float and isinstance(v, bool)):
                 raise TuiConfigError(f"{source}: {section}.{key} must be a {typ.__name__}")
-            if typ is float and v < 0:
+            if typ is float and isinstance(v, float) and v < 0:  # v is a typ here: isinstance only tells mypy
                 raise TuiConfigError(f"{source}: {section}.{key} must not be negative")
             kw[name] = v
     cols = kw.get("columns")

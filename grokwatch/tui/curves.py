@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +113,7 @@ def _single(d: RunCurves, smoothing: float, generation: int, alpha_hlines: tuple
 
 
 def _overlay(runs: Sequence[RunCurves], smoothing: float, generation: int, alpha_hlines: tuple) -> DetailPlot:
-    specs = [
+    specs: list[tuple[str, str, str, str, dict[str, Any]]] = [
         ("acc", "val accuracy", "scalars", "val_acc", dict(y_range=(0.0, 1.0))),
         ("loss", "train loss (log)", "scalars", "train_loss", dict(log=True)),
         ("wnorm", "weight norm", "scalars", "weight_norm", {}),

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -282,7 +283,10 @@ def restart_steps(status: RunStatus | None) -> tuple[int, ...]:
 # --- the feed: coalesces change notifications into models for the UI -------
 
 
-class ModelFeed:
+M = TypeVar("M")  # what ModelFeed builds and posts: a SweepModel in the app
+
+
+class ModelFeed(Generic[M]):
     """A plain thread that turns "something changed" into a fresh model.
 
     ``notify()`` may be called from any thread, as often as it likes (the
@@ -296,8 +300,8 @@ class ModelFeed:
 
     def __init__(
         self,
-        build: Callable[[], object],
-        post: Callable[[object], None],
+        build: Callable[[], M],
+        post: Callable[[M], None],
         min_interval: float = 0.25,
         wait_ready: Callable[[], bool] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
@@ -315,7 +319,7 @@ class ModelFeed:
         self.builds = 0
         self.build_seconds: list[float] = []
 
-    def start(self) -> ModelFeed:
+    def start(self) -> ModelFeed[M]:
         self._thread = threading.Thread(target=self._loop, name="grokwatch-tui-feed", daemon=True)
         self._thread.start()
         return self

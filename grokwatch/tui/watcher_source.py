@@ -205,7 +205,7 @@ class WatcherSource:
     def _row(self, view) -> RunRow:
         sc = view.scalars
         steps = sc.get("step")
-        spark = ()
+        spark: tuple[float, ...] = ()
         if steps is not None and len(steps) and "val_acc" in sc:
             spark = sparkline_values(steps, sc["val_acc"], SPARK_WIDTH)
         sig = view.signals

@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher
 
+from ..dashboard_app import dashboard_app
 from ..filtering import parse_filter
 from ..model import PHASE_ORDER, SweepModel
 from ..widgets.alarm_feed import AlarmFeed
@@ -72,8 +73,9 @@ class DashboardScreen(Screen):
         self.query_one(FilterLine).display = False
         self.table.focus()
         self.ready = True
-        if self.app.model is not None:  # a model that arrived while composing
-            self.update_model(self.app.model)
+        model = dashboard_app(self).model
+        if model is not None:  # a model that arrived while composing
+            self.update_model(model)
         self._status()
 
     def on_unmount(self) -> None:
@@ -100,7 +102,7 @@ class DashboardScreen(Screen):
             view=self.view,
             filter_text=self.table.filter.text,
             shown=len(self.table.visible_ids),
-            now=self.app.now(),
+            now=dashboard_app(self).now(),
         )
 
     def tick(self) -> None:

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from ..columns import _step_total, pred_detail
+from ..dashboard_app import dashboard_app
 from ..messages import SeriesReady
 from ..model import DetailPlot, SweepModel
 from ..style import MARKER_STYLE, palette, phase_badge, state_text
@@ -93,7 +94,7 @@ class DetailScreen(Screen):
 
     @work(thread=True, exclusive=True, group="series")
     def _load(self, run_ids: tuple[str, ...]) -> None:
-        series = self.app.source.series(run_ids, self.smoothing)
+        series = dashboard_app(self).source.series(run_ids, self.smoothing)
         self.post_message(SeriesReady(series, run_ids))
 
     def on_series_ready(self, msg: SeriesReady) -> None:
@@ -128,7 +129,7 @@ class DetailScreen(Screen):
 
     # -- header ----------------------------------------------------------------------------
     def _header(self) -> None:
-        model = self.app.model
+        model = dashboard_app(self).model
         t = Text(no_wrap=False)
         if self.overlay:
             t.append("overlay ", style="bold")
@@ -179,7 +180,7 @@ class DetailScreen(Screen):
 
     def action_neighbour(self, delta: int) -> None:
         """Next / previous run in the runs table's order (single-run view)."""
-        order = self.app.table_order()
+        order = dashboard_app(self).table_order()
         if self.overlay or not order:
             return
         rid = self.run_ids[0]
@@ -187,6 +188,6 @@ class DetailScreen(Screen):
         nxt = order[(i + delta) % len(order)]
         self.run_ids = (nxt,)
         self.series = None
-        self.app.select_run(nxt)
+        dashboard_app(self).select_run(nxt)
         self._header()
         self.load()

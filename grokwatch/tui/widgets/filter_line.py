@@ -8,8 +8,11 @@ phase filter, "q" quitting) the way they would with a focused Input.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from rich.text import Text
 from textual import events
+from textual.screen import Screen
 from textual.widgets import Static
 
 PLACEHOLDER = "phase:mem wd:1 seed:3 has:alarm text"
@@ -41,10 +44,17 @@ class FilterLine(Static):
         self.update(t)
 
 
+class _InAScreen(Protocol):
+    """What the mixin needs of the widget it is mixed into."""
+
+    @property
+    def screen(self) -> Screen[object]: ...
+
+
 class RoutesFilterKeys:
     """Mixin for the views: open the filter on its key, feed it while it is open."""
 
-    def on_key(self, event: events.Key) -> None:
+    def on_key(self: _InAScreen, event: events.Key) -> None:
         screen = self.screen
         handler = getattr(screen, "filter_key", None)
         if handler is not None and handler(event):

@@ -61,7 +61,7 @@ class LineTable(ScrollView, can_focus=True):
         self._cells: dict[str, list] = {}
         self._strips: dict[str, Strip] = {}
         self._header: Strip | None = None
-        self._styles_key = None
+        self._styles_key: tuple[str, Style] | None = None  # (theme, base style) the styles below are for
         self._base = self._head_style = self._cursor_style = Style()
         self.rows_rendered = 0  # row lines rendered (the benchmark and tests read it)
 
@@ -247,10 +247,13 @@ class LineTable(ScrollView, can_focus=True):
         segs = []
         pad = " " * PAD
         for (_, _, width), cell in zip(self._columns, cells):
+            style: Style | None
             if isinstance(cell, Text):
-                plain, style = cell.plain, cell.style
-                if isinstance(style, str):
-                    style = Style.parse(style) if style else None
+                plain = cell.plain
+                if isinstance(cell.style, str):
+                    style = Style.parse(cell.style) if cell.style else None
+                else:
+                    style = cell.style
             else:
                 plain, style = str(cell), None
             n = cell_len(plain)
@@ -278,8 +281,7 @@ class LineTable(ScrollView, can_focus=True):
         key = self._keys[i]
         if i == self.cursor_row:  # drawn fresh: one row
             cursor = self._cursor_style
-            strip = self._render_cells(self._cells[key], cursor)
-            return strip.crop_extend(scroll_x, scroll_x + width, cursor)
+            return self._render_cells(self._cells[key], cursor).crop_extend(scroll_x, scroll_x + width, cursor)
         strip = self._strips.get(key)
         if strip is None:
             strip = self._strips[key] = self._render_cells(self._cells[key], base)

@@ -95,7 +95,10 @@ class RunsTable(RoutesFilterKeys, LineTable):
         return col.width if col.key == "mark" else max(col.width, len(col.label) + 1)  # +1: the sort arrow
 
     def _row_cells(self, run_id: str) -> list:
+        # Only for runs of the current model (_apply and _redraw_marks check).
+        assert self.model is not None
         row = self.model.row(run_id)
+        assert row is not None
         self.cell_updates += 1
         return [(MARK if run_id in self.marked else " ") if c.key == "mark" else c.cell(row) for c in self.column_specs]
 
