@@ -18,11 +18,16 @@ from grokwatch.predict import PredictConfig, RunSeries, load_sweep, replay
 from grokwatch.predict.config import Prediction
 from grokwatch.predict.growth import (
     AnalogPool,
+    CalibrationRun,
+    Censored,
     GrowthCache,
     GrowthConfig,
     GrowthModel,
+    _censored_plateau_fit,
+    _plateau_fit,
     analog_state,
     calibration_run,
+    censored_runs,
     extrapolations,
     fit_growth,
 )
@@ -132,6 +137,61 @@ def test_the_plateau_prior_conditions_on_not_having_grokked():
     assert ps[0] == 0.0 and ps == sorted(ps) and ps[-1] > 0.99
     # a faster rate (larger lr x wd) shortens the plateau: 1 / (lr x wd)
     assert m.predict({}, 101, 100, math.log(10))[1] == pytest.approx(100 + 100, rel=0.02)
+
+
+def test_the_censored_fit_undoes_the_fastest_runs_bias():
+    """Mid-sweep, the sweep's grokked runs are its fastest: fitted alone they put the plateau
+    short. With the runs still on their plateau censored in, the fit finds the true one."""
+    rng = np.random.default_rng(0)
+    mu, sd, n = math.log(3000), 0.4, 400
+    logP = rng.normal(mu, sd, n)
+    now = math.log(3000)  # every run memorized at once; the sweep is 3,000 steps past that
+    done = logP <= now
+    rates = np.zeros(n)
+    a0, _, sd0 = _plateau_fit(logP[done], rates[done], np.ones(done.sum()))
+    assert a0 < mu - 0.25 and sd0 < 0.8 * sd  # the grokked half alone: short and narrow
+    a, b, s = _censored_plateau_fit(
+        logP[done], rates[done], np.ones(done.sum()), np.full((~done).sum(), now), rates[~done], np.ones((~done).sum())
+    )
+    assert a == pytest.approx(mu, abs=0.08) and s == pytest.approx(sd, rel=0.15) and b == -1.0
+    # nothing censored: the plain fit
+    assert _censored_plateau_fit(logP, rates, np.ones(n), np.zeros(0), np.zeros(0), np.zeros(0)) == _plateau_fit(
+        logP, rates, np.ones(n)
+    )
+
+
+def _calib(rid, t_mem, t_grok, prior=False):
+    z = np.zeros(0)
+    return CalibrationRun(rid, prior, None, t_mem, t_grok, 0.0, 30.0, z.astype(np.int64), {})
+
+
+def test_censored_runs_are_the_sweeps_own_on_their_plateau_when_the_newest_calibrator_grokked():
+    from grokwatch.predict.series import PriorRun
+
+    runs = {
+        "fast": _run_cols("fast", 100, 1000),
+        "slow": _run_cols("slow", 100, 6000),
+        "waiting": _run_cols("waiting", 200, None),
+        "early": _run_cols("early", None, None),  # never memorized: no plateau to censor
+    }
+    prior = PriorRun.of(_run_cols("p", 100, 500))
+    pool = [*runs.values(), prior]
+    # only prior calibrators: nothing is censored
+    assert censored_runs(pool, [_calib("p", 100, 500, prior=True)]) == []
+    # the sweep's "fast" grokked at 1,000: "slow" and "waiting" were on their plateau then
+    got = censored_runs(pool, [_calib("p", 100, 500, prior=True), _calib("fast", 100, 1000)])
+    assert sorted(c.elapsed for c in got) == [800.0, 900.0]
+    assert all(isinstance(c, Censored) and c.rate is not None for c in got)
+    # the same calibrators give the same censored runs whatever the step asked at (replay = live)
+    assert censored_runs(pool, [_calib("fast", 100, 1000)]) == got
+
+
+def _run_cols(rid, t_mem, t_grok, total=8000):
+    steps = np.arange(1, total + 1)
+    train = np.where(steps >= (t_mem if t_mem is not None else total + 1), 1.0, 0.3)
+    val = np.where(steps >= (t_grok if t_grok is not None else total + 1), 1.0, 0.05)
+    cols = {"step": steps, "train_acc": train, "val_acc": val, "train_loss": np.full(total, 0.01)}
+    return RunSeries.from_columns(rid, cols, {"weight_decay": 1.0, "lr": 1e-3, "total_steps": total}, "running")
 
 
 def test_the_shipped_tiny_prior_fits_a_physical_model():

@@ -111,11 +111,13 @@ def test_insufficient_data_without_enough_grokked_runs():
         # before anyone grokked, there is nothing at all to go on
         p = predict_onset(target, runs, 2000, cfg)
         assert p.method == INSUFFICIENT and p.n_calib == 0
-    # with a third grokked run the growth model answers (here from its plateau prior: these
-    # hand-made runs have no validation curve), and without it the analog
+    # with a third grokked run the growth model answers (these hand-made runs have no validation
+    # curve: the plateau prior, with the target still on its plateau at 3,900 steps censored in
+    # it, and the weight norm's decay to the critical norm, which beats that prior on the
+    # three), and without it the analog
     runs["c"] = _run("c", 1.0, 100, 4000)
     p = predict_onset(target, runs, 5000)
-    assert p.method == "plateau-prior" and p.n_calib == 3 and p.source == "sweep"
+    assert p.method == "growth" and p.n_calib == 3 and p.source == "sweep"
     assert p.lo <= p.t_grok_pred <= p.hi and p.lo >= 5000
     p = predict_onset(target, runs, 5000, PredictConfig(methods=LEGACY_METHODS))
     assert p.method == "wnorm-analog" and p.n_calib == 3
