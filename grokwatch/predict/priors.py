@@ -40,6 +40,9 @@ ROOT_DIR = Path(".grokwatch") / "priors"
 SIM_PRESET = "sim"  # grokwatch.sim.simulate's runs say this preset
 FULL_ROWS = 400
 STRIDE = 10
+# A preset prior with fewer grokked runs than this is joined by the other presets' runs on the
+# lr x wd scale (the canonical prior: 6 runs; plateau x lr x wd is about 9 for both presets).
+SMALL_PRIOR = 10
 
 
 def _keep_rows(run: RunSeries, stride: int) -> np.ndarray:

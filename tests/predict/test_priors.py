@@ -126,6 +126,31 @@ def test_a_run_of_no_preset_gets_every_real_presets_prior_on_the_lr_wd_scale(sim
     assert bare.prior == [] and bare.prior_sources == []
 
 
+def _as_preset(run, preset):
+    from grokwatch.predict.series import RunSeries
+
+    return RunSeries(
+        run.run_id, run.steps, run.cols, run.weight_decay, run.total_steps, run.state, preset=preset, lr=run.lr
+    )
+
+
+def test_a_small_preset_prior_is_joined_by_the_other_presets_on_the_lr_wd_scale(sim_runs):
+    """The canonical prior has fewer than SMALL_PRIOR grokked runs: the tiny runs join it
+    (never the simulator's); the tiny prior is large enough to stand alone."""
+    canon = SweepPredictor(PredictConfig())
+    canon.update({rid: _as_preset(r, "canonical") for rid, r in sim_runs.items()}, backfill=False)
+    by = {}
+    for r in canon.prior:
+        by[r.preset] = by.get(r.preset, 0) + 1
+    n_canon = sum(1 for r in P.auto_prior("canonical", None) if r.events().t_grok is not None)
+    assert 0 < n_canon < P.SMALL_PRIOR
+    assert set(by) == {"canonical", "tiny"} and by["tiny"] >= P.SMALL_PRIOR
+    assert len(canon.prior_sources) == 2 and "other presets" in canon.prior_sources[1]
+    tiny = SweepPredictor(PredictConfig())
+    tiny.update({rid: _as_preset(r, "tiny") for rid, r in sim_runs.items()}, backfill=False)
+    assert {r.preset for r in tiny.prior} == {"tiny"} and len(tiny.prior_sources) == 1
+
+
 def test_a_prior_run_never_calibrates_its_twin(sim_sweep, tmp_path):
     """Same preset, seed and weight decay train identically on a CPU: such a prior
     run would hand the target its own t_grok, so it is left out for that target."""
