@@ -54,7 +54,11 @@ P(groks within budget) reads the same distribution at the budget.
 
 Calibrators: finished runs of earlier sweeps (the preset's prior) and the
 sweep's own grokked runs; the prior counts as ``PRIOR_WEIGHT`` runs in all,
-so the sweep's own runs take over as they grok. Pure numpy.
+so the sweep's own runs take over the plateau prior as they grok. They are
+its fastest runs so far, so its runs still on their plateau enter that fit
+too, censored (:func:`censored_runs`, :func:`_censored_plateau_fit`), and the
+scales k and the analog's samples come from the prior's runs alone when it
+has ``SHAPE_MIN_PRIOR`` of them. Pure numpy.
 """
 
 from __future__ import annotations
@@ -556,8 +560,8 @@ def _censored_plateau_fit(y, rates, w, cy, crates, cw, iters: int = 30):
     variance, under the current fit, until the fit settles.
 
     Why: a sweep's own grokked runs are its *fastest* ones so far; fitted alone they pull the
-    plateau prior short, just for the runs still waiting (on the tiny evidence runs, as one
-    sweep with their prior, the 25%-of-plateau error was 0.23 with them, 0.18 without)."""
+    plateau prior short, just for the runs still waiting (21 held-out tiny runs predicted as
+    one new sweep: 25%-of-plateau error 0.23 -> 0.20 with the censored runs in)."""
     if not len(cy):
         return _plateau_fit(y, rates, w)
     a, b, sd = _plateau_fit(y, rates, w)
@@ -616,8 +620,8 @@ def _fit_core(calibs: Sequence[CalibrationRun], use: tuple, censored: Sequence[C
     The plateau prior is fitted on every calibrator and the censored runs. The extrapolations'
     scales and the analog's samples come from the prior's runs alone when there are
     ``SHAPE_MIN_PRIOR`` of them: they are finished sweeps, all of each, where the sweep's own
-    grokked runs are its fastest so far (on the held-out tiny runs, as one sweep, 40-60% of the
-    plateau: 0.11 with the own runs in these, 0.08 without)."""
+    grokked runs are its fastest so far (21 held-out tiny runs as one new sweep, every
+    prediction at 40-60% of the plateau: 0.093 with the own runs in these, 0.055 without)."""
     wrun = _run_weights(calibs)
     logP = np.log([c.plateau for c in calibs])
     rates = np.array([c.rate if c.rate is not None else np.nan for c in calibs])
