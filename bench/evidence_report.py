@@ -1233,9 +1233,8 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_priors: 
     from grokwatch.predict import LEGACY_METHODS, PredictConfig, load_sweep, replay
     from grokwatch.predict.series import PriorRun
 
-    runs = load_sweep(sweep_dir)
-    if budget is not None:
-        runs = cut_at(runs, budget)
+    full = load_sweep(sweep_dir)  # read once: the runs, and each other's priors
+    runs = cut_at(full, budget) if budget is not None else full
 
     def scored(preds):
         return _scored(preds, runs)
@@ -1250,7 +1249,7 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_priors: 
             allp = []
             for parity in (0, 1):
                 target = {rid: r for rid, r in runs.items() if (r.seed or 0) % 2 == parity}
-                prior = [PriorRun.of(r) for r in load_sweep(sweep_dir).values() if (r.seed or 0) % 2 != parity]
+                prior = [PriorRun.of(r) for r in full.values() if (r.seed or 0) % 2 != parity]
                 pool = runs if with_own else target
                 ps = replay(pool, cfg, prior=prior, auto_prior=False)
                 allp += [p for p in ps if p.run in target]
@@ -1258,7 +1257,6 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_priors: 
         if not tag:
             # each run alone with every other run of the sweep as its prior: how the shipped
             # prior is used (the whole pack, less the run's twin), where 2-fold halves it
-            full = load_sweep(sweep_dir)
             allp = []
             for rid, r in runs.items():
                 prior = [PriorRun.of(o) for k, o in full.items() if k != rid]

@@ -70,7 +70,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .series import RunSeries
+from .series import PriorRun, RunSeries
 
 ESTIMATORS = ("val_loss", "val_acc", "weight_norm", "analog")
 DEFAULT_ESTIMATORS = ESTIMATORS  # each kept only where it beats the prior on the calibrators (fit_growth)
@@ -595,8 +595,6 @@ def censored_runs(pool, calibs: Sequence[CalibrationRun]) -> list[Censored]:
     """The sweep's own runs (not prior runs) memorized but neither grokked nor diverged at T,
     the step its newest grokked calibrator grokked: a step fixed by the calibrators alone, so
     a replay and the live watcher fit the same model. None without own calibrators."""
-    from .series import PriorRun
-
     own = [c for c in calibs if not c.prior]
     if not own:
         return []
@@ -790,8 +788,6 @@ class GrowthCache:
 
     def calibrations(self, pool, t: int, twin_of) -> list[CalibrationRun]:
         """Every run of ``pool`` grokked by t (prior runs: at any t), as calibrators."""
-        from .series import PriorRun
-
         out = []
         for r in pool:
             if isinstance(r, RunSeries):
