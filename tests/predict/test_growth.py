@@ -139,6 +139,26 @@ def test_the_plateau_prior_conditions_on_not_having_grokked():
     assert m.predict({}, 101, 100, math.log(10))[1] == pytest.approx(100 + 100, rel=0.02)
 
 
+def test_a_run_that_outlives_its_prior_is_read_off_its_own_columns():
+    """Past the prior's median plateau the prior no longer votes beside the extrapolations:
+    its conditional median there is "any step now", which pulled slow runs early."""
+    m = GrowthModel(a=math.log(1000), b=-1.0, sd=0.5, k={"val_loss": 1.0, "val_acc": 1.0})
+    x = {"val_loss": 2000.0, "val_acc": 3000.0}
+    rate = 0.0  # median plateau 1000
+    # inside the prior's bulk: the median of the prior and both extrapolations
+    _, mid_in, _, _ = m.predict(x, 100 + 900, 100, rate)
+    prior_in = m.estimates(x, 1000, 100, rate)[0]
+    assert mid_in == pytest.approx(float(np.median([prior_in, 1000 + 2000, 1000 + 3000])))
+    # outlived (elapsed 1500 > 1000): the extrapolations alone, however the prior reads
+    method, mid_out, lo, hi = m.predict(x, 100 + 1500, 100, rate)
+    assert method == "growth" and mid_out == pytest.approx(1600 + 2500) and lo <= mid_out <= hi
+    assert m.estimates(x, 1600, 100, rate)[0] < 1600 + 2000  # the prior alone would say sooner
+    assert bool(m.outlived(1500.0, rate)) and not bool(m.outlived(900.0, rate))
+    # vectorized as the interval's residuals use it; a faster rate shortens the median plateau
+    assert m.outlived(np.array([500.0, 1500.0]), np.array([0.0, 0.0])).tolist() == [False, True]
+    assert bool(m.outlived(500.0, math.log(10)))
+
+
 def test_the_censored_fit_undoes_the_fastest_runs_bias():
     """Mid-sweep, the sweep's grokked runs are its fastest: fitted alone they put the plateau
     short. With the runs still on their plateau censored in, the fit finds the true one."""
