@@ -16,7 +16,10 @@ The packs run side by side, one CPU thread each (``python -m trainer --pack``):
   snapshots every 250.
 - canonical-wd3: the same at weight decay 3 x seeds 0-2, up to 20,000 steps
   (lighter probes). With canonical it makes the canonical preset's prior.
-- canonical-b: canonical seeds 3-4 at weight decay 1 (lighter probes).
+- canonical-b: canonical seeds 3-4 at weight decay 1 (lighter probes);
+  canonical-c: seeds 3-4 at weight decay 3; canonical-d: seeds 5-6 at 1.
+  None is in a shipped prior: with canonical-b they are the canonical
+  preset's held-out runs.
 - tiny-b, tiny-b-wd0.3: held-out tiny runs of new seeds (8-15 at weight
   decays 1 and 3, 8-13 at 0.3), lighter probes: the predictor's test set.
 
@@ -114,6 +117,40 @@ PACKS: dict[str, list[str]] = {
         "canonical",
         "--seeds",
         "3-4",
+        "--weight-decays",
+        "1.0",
+        "--steps",
+        "30000",
+        "--stop-after-grok",
+        "1500",
+        "--probe-every",
+        "250",
+        "--probes",
+        "effective_rank,htsr,commutator,update_cosine,pca2",
+    ],
+    # Two more canonical seeds at weight decay 3, held out beside canonical-b (seventh session).
+    "canonical-c": [
+        "--preset",
+        "canonical",
+        "--seeds",
+        "3-4",
+        "--weight-decays",
+        "3.0",
+        "--steps",
+        "20000",
+        "--stop-after-grok",
+        "1500",
+        "--probe-every",
+        "250",
+        "--probes",
+        "effective_rank,htsr,commutator,update_cosine,pca2",
+    ],
+    # And two more at weight decay 1 (seventh session; held out too).
+    "canonical-d": [
+        "--preset",
+        "canonical",
+        "--seeds",
+        "5-6",
         "--weight-decays",
         "1.0",
         "--steps",

@@ -1150,14 +1150,18 @@ def write_sim_md(cmp: dict, path: Path) -> None:
 
 CROSS_PRIORS = {"canonical": ("tiny",), "canonical-wd3": ("canonical", "tiny")}
 # Runs trained after the predictor was fixed (tiny seeds 8-15 at weight decays 1 and 3 and 8-13 at
-# 0.3; canonical seeds 3-4 at 1), each group scored as one new sweep predicted from the packs the
-# preset's prior was first built from, as a user's first sweep meets the shipped prior; the tiny
-# ones also cut at the demo's budget.
+# 0.3; canonical seeds 3-4 at 1, then, in the seventh session, 3-4 at 3 and 5-6 at 1: no choice was
+# made on canonical runs), each group scored as one new sweep predicted from the packs the preset's
+# prior was first built from, as a user's first sweep meets the shipped prior; the tiny ones also
+# cut at the demo's budget.
 HELD_OUT = {
     "tiny-b": {"dirs": ("tiny-b", "tiny-b-wd0.3"), "prior": ("tiny",), "budget": 8000},
     # the canonical prior's 6 runs are joined by the tiny ones, as a shipped prior under
     # grokwatch.predict.priors.SMALL_PRIOR runs is
-    "canonical-b": {"dirs": ("canonical-b",), "prior": ("canonical", "canonical-wd3", "tiny")},
+    "canonical-b/c/d": {
+        "dirs": ("canonical-b", "canonical-c", "canonical-d"),
+        "prior": ("canonical", "canonical-wd3", "tiny"),
+    },
 }
 
 

@@ -159,6 +159,23 @@ def test_a_run_that_outlives_its_prior_is_read_off_its_own_columns():
     assert bool(m.outlived(500.0, math.log(10)))
 
 
+def test_the_band_is_widened_for_a_few_calibrator_runs(monkeypatch):
+    """The runs, not their samples, are the draws: with 8 calibrators the band's quantiles go
+    WIDEN / 8 further out than the residuals' own 10% and 90%, at every stage."""
+    from grokwatch.predict import growth
+
+    runs = load_sweep(FIXTURE)
+    calibs = [c for r in runs.values() if (c := calibration_run(r, r.last_step, True, None, GrowthConfig()))]
+    assert len(calibs) == 8
+    wide = fit_growth(calibs)
+    monkeypatch.setattr(growth, "WIDEN", 0.0)
+    plain = fit_growth(calibs)
+    assert wide is not None and plain is not None and set(wide.q) == set(plain.q)
+    for g, (lo, hi) in plain.q.items():
+        assert wide.q[g][0] <= lo <= hi <= wide.q[g][1]
+    assert sum(wide.q[g][1] - wide.q[g][0] > hi - lo + 1e-9 for g, (lo, hi) in plain.q.items()) >= 2
+
+
 def test_the_censored_fit_undoes_the_fastest_runs_bias():
     """Mid-sweep, the sweep's grokked runs are its fastest: fitted alone they put the plateau
     short. With the runs still on their plateau censored in, the fit finds the true one."""
