@@ -176,6 +176,27 @@ def test_the_band_is_widened_for_a_few_calibrator_runs(monkeypatch):
     assert sum(wide.q[g][1] - wide.q[g][0] > hi - lo + 1e-9 for g, (lo, hi) in plain.q.items()) >= 2
 
 
+def test_the_val_loss_steps_left_are_calibrated_as_a_power_law_where_that_earns_its_place(monkeypatch):
+    from grokwatch.predict import growth
+    from grokwatch.predict.growth import _calibrated
+
+    # k x left^beta x elapsed^(1 - beta): beta 1 is the plain scale; a long reach is shortened
+    assert _calibrated(2.0, 1.0, np.array([300.0]), np.array([100.0]))[0] == pytest.approx(600.0)
+    assert _calibrated(1.0, 0.5, np.array([400.0]), np.array([100.0]))[0] == pytest.approx(200.0)
+    assert _calibrated(1.0, 0.5, np.array([25.0]), np.array([100.0]))[0] == pytest.approx(50.0)
+    assert np.isnan(_calibrated(1.0, 0.7, np.array([np.nan]), np.array([100.0]))[0])
+    runs = load_sweep(FIXTURE)
+    calibs = [c for r in runs.values() if (c := calibration_run(r, r.last_step, True, None, GrowthConfig()))]
+    m = fit_growth(calibs)
+    assert m is not None and set(m.beta) == {"val_loss"} == set(growth.POWER_ESTIMATORS)
+    assert all(b != 1.0 for b in m.beta.values())  # a power of 1 is no power: not stored
+    x = {"val_loss": 1500.0}
+    want = 1000 + m.k["val_loss"] * 1500.0 ** m.beta["val_loss"] * 900.0 ** (1 - m.beta["val_loss"])
+    assert m.estimates(x, 1000, 100, None)[1] == [pytest.approx(want)]
+    monkeypatch.setattr(growth, "POWER_ESTIMATORS", ())
+    assert fit_growth(calibs).beta == {}
+
+
 def test_the_censored_fit_undoes_the_fastest_runs_bias():
     """Mid-sweep, the sweep's grokked runs are its fastest: fitted alone they put the plateau
     short. With the runs still on their plateau censored in, the fit finds the true one."""
