@@ -98,9 +98,9 @@ MIN_SD = 0.15
 FOLDS = 8  # cross-validation folds for the interval
 # How far out the band's quantiles go, in units of 1 / (effective calibrator runs). Chosen on the
 # evidence runs (tiny, leave one out and 2-fold, cut at 8,000 steps; the nominal 80% band's coverage
-# over every prediction within 5% of 10/25/50/75% of the plateau, averaged: 0.71 at 0, 0.77 at 0.5,
-# 0.80 at 0.75, 0.85 at 1), then checked on the held-out runs as one sweep (docs/evidence/report.md,
-# the newest prediction by each share): 0.62 / 0.67 / 0.86 / 0.71 -> 0.76 / 0.71 / 0.86 / 0.86.
+# over every prediction within 5% of 10/25/50/75% of the plateau, averaged: 0.76 at 0, 0.77 at 0.5,
+# 0.80 at 0.75, 0.86 at 1), then checked on the held-out runs as one sweep (docs/evidence/report.md,
+# the newest prediction by each share): 0.62 / 0.67 / 0.86 / 0.62 at 0 -> 0.76 / 0.76 / 0.90 / 0.81.
 WIDEN = 0.75
 # The plateau's slope in ln(lr x wd) is shrunk toward -1 as if by this much rate variance of runs
 # exactly on it: halves of the evidence sweep (12 runs each) fitted -0.77 and -1.31 on their own,
