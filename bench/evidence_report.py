@@ -818,6 +818,10 @@ def build_report(out: Path, report_dir: Path, command: str) -> dict:
         held = heldout_scores(out, spec)
         if held:
             doc["predictions"][f"{name} (held out)"] = held
+    for name, spec in POOLED_LOO.items():
+        pooled = pooled_loo_scores(out, spec)
+        if pooled:
+            doc["predictions"][name] = pooled
     (report_dir / "report.json").write_text(json.dumps(doc, indent=1, default=_json_default))
     write_markdown(doc, report_dir / "report.md")
     write_topology_md(doc, report_dir / "topology.md")
@@ -1165,6 +1169,44 @@ HELD_OUT = {
 }
 
 
+# Every canonical run, each predicted alone with all the others as its prior (leave one out): the
+# shipped canonical prior's use, since it holds them all; with the tiny runs joined (as a prior under
+# grokwatch.predict.priors.SMALL_PRIOR runs is) and without.
+POOLED_LOO = {
+    "canonical, every pack": {
+        "dirs": ("canonical", "canonical-wd3", "canonical-b", "canonical-c", "canonical-d"),
+        "join": ("tiny",),
+    },
+}
+
+
+def pooled_loo_scores(out: Path, spec: Mapping) -> dict:
+    """``spec["dirs"]``' runs (run ids distinct across them), each predicted alone with every
+    other one as its prior, and again with ``spec["join"]``'s runs added to that prior."""
+    from grokwatch.predict import PredictConfig, load_sweep, replay
+    from grokwatch.predict.series import PriorRun
+
+    runs: dict = {}
+    for d in spec["dirs"]:
+        if (out / d).is_dir():
+            runs.update(load_sweep(out / d))
+    if len(runs) < 3:
+        return {}
+    joined = [PriorRun.of(r) for p in spec["join"] if (out / p).is_dir() for r in load_sweep(out / p).values()]
+    others = {rid: PriorRun.of(r) for rid, r in runs.items()}
+    res = {}
+    for label, extra in (
+        ("prior (leave one out)", []),
+        (f"prior (leave one out) + the {', '.join(spec['join'])} runs", joined),
+    ):
+        preds = []
+        for rid, r in runs.items():
+            prior = [p for k, p in others.items() if k != rid] + extra
+            preds += replay({rid: r}, PredictConfig(), prior=prior, auto_prior=False)
+        res[label] = _scored(preds, runs)
+    return res
+
+
 def cut_at(runs: Mapping, budget: int) -> dict:
     """Each run as if it had stopped at ``budget``: later grokking counts as "not within budget"."""
     from grokwatch.predict.series import RunSeries
@@ -1338,7 +1380,7 @@ def _prediction_summary(preds: dict) -> list[str]:
         m = (cut or whole).get("mid_plateau") or {}
         text += (
             f"Held out, `{name.split(' ')[0]}` (runs of new seeds trained after the predictor was fixed, one new "
-            "sweep whose prior is what the shipped one is built from: the preset's packs, joined by the tiny runs "
+            "sweep whose prior is the packs the preset's prior was first built from, joined by the tiny runs "
             "where those are few): " + ", ".join(row(whole.get("errors") or {}, k) for k in ("10", "25", "50", "75"))
         )
         if m.get("n_predictions"):
@@ -1355,6 +1397,16 @@ def _prediction_summary(preds: dict) -> list[str]:
             "Each run alone with every other run of the sweep as its prior (leave one out: how the shipped "
             "prior is used, where 2-fold halves it): " + ", ".join(row(loo, k) for k in ("10", "25", "50", "75")) + ". "
         )
+    for name in POOLED_LOO:
+        pooled = preds.get(name) or {}
+        joined = next((v for k, v in pooled.items() if k.startswith("prior (leave one out) +")), None)
+        if joined:
+            text += (
+                f"{name[0].upper()}{name[1:]}, each run with all the others as its prior, joined by the tiny runs "
+                "(how the shipped canonical prior is used): "
+                + ", ".join(row(joined.get("errors") or {}, k) for k in ("10", "25", "50", "75"))
+                + ". "
+            )
     checks = [("2-fold + own runs", e), ("leave one out", loo)]
     held = next((v for k, v in preds.items() if k.startswith("tiny") and k.endswith("(held out)")), None)
     if held:
