@@ -19,7 +19,8 @@ The packs run side by side, one CPU thread each (``python -m trainer --pack``):
 - canonical-b: canonical seeds 3-4 at weight decay 1 (lighter probes);
   canonical-c: seeds 3-4 at weight decay 3; canonical-d: seeds 5-6 at 1.
   First scored held out against the 6-run canonical prior, then joined to
-  it (12 runs).
+  it (12 runs). canonical-e: seeds 7-10 at weight decay 3, held out from
+  that 12-run prior.
 - tiny-b, tiny-b-wd0.3: held-out tiny runs of new seeds (8-15 at weight
   decays 1 and 3, 8-13 at 0.3), lighter probes: the predictor's test set.
 
@@ -155,6 +156,23 @@ PACKS: dict[str, list[str]] = {
         "1.0",
         "--steps",
         "30000",
+        "--stop-after-grok",
+        "1500",
+        "--probe-every",
+        "250",
+        "--probes",
+        "effective_rank,htsr,commutator,update_cosine,pca2",
+    ],
+    # Four canonical seeds at weight decay 3, held out from the 12-run canonical prior (seventh session).
+    "canonical-e": [
+        "--preset",
+        "canonical",
+        "--seeds",
+        "7-10",
+        "--weight-decays",
+        "3.0",
+        "--steps",
+        "20000",
         "--stop-after-grok",
         "1500",
         "--probe-every",

@@ -1166,6 +1166,11 @@ HELD_OUT = {
         "dirs": ("canonical-b", "canonical-c", "canonical-d"),
         "prior": ("canonical", "canonical-wd3", "tiny"),
     },
+    # trained after canonical-b/c/d joined the shipped canonical prior: held out from that one
+    "canonical-e": {
+        "dirs": ("canonical-e",),
+        "prior": ("canonical", "canonical-wd3", "canonical-b", "canonical-c", "canonical-d", "tiny"),
+    },
 }
 
 
