@@ -53,7 +53,17 @@ sys.path.insert(0, str(REPO))
 
 from grokwatch.store.layout import run_id_for  # noqa: E402
 
-# The two packs. Changing any of these changes the evidence: keep them with the report.
+
+def _light(preset: str, seeds: str, weight_decays: str, steps: int, stop_after: int, probe_every: int) -> list[str]:
+    """A pack with the lighter probes and no weight snapshots (every pack after the first three)."""
+    return [
+        *("--preset", preset, "--seeds", seeds, "--weight-decays", weight_decays),
+        *("--steps", str(steps), "--stop-after-grok", str(stop_after), "--probe-every", str(probe_every)),
+        *("--probes", "effective_rank,htsr,commutator,update_cosine,pca2"),
+    ]
+
+
+# The packs. Changing any of these changes the evidence: keep them with the report.
 PACKS: dict[str, list[str]] = {
     "tiny": [
         "--preset",
@@ -113,108 +123,18 @@ PACKS: dict[str, list[str]] = {
         "effective_rank,htsr,commutator,update_cosine,pca2",
     ],
     # Two more canonical seeds at weight decay 1 (the canonical prior's wd-1 runs: 3 -> 5).
-    "canonical-b": [
-        "--preset",
-        "canonical",
-        "--seeds",
-        "3-4",
-        "--weight-decays",
-        "1.0",
-        "--steps",
-        "30000",
-        "--stop-after-grok",
-        "1500",
-        "--probe-every",
-        "250",
-        "--probes",
-        "effective_rank,htsr,commutator,update_cosine,pca2",
-    ],
+    "canonical-b": _light("canonical", "3-4", "1.0", 30000, 1500, 250),
     # Two more canonical seeds at weight decay 3, held out beside canonical-b (seventh session).
-    "canonical-c": [
-        "--preset",
-        "canonical",
-        "--seeds",
-        "3-4",
-        "--weight-decays",
-        "3.0",
-        "--steps",
-        "20000",
-        "--stop-after-grok",
-        "1500",
-        "--probe-every",
-        "250",
-        "--probes",
-        "effective_rank,htsr,commutator,update_cosine,pca2",
-    ],
+    "canonical-c": _light("canonical", "3-4", "3.0", 20000, 1500, 250),
     # And two more at weight decay 1 (seventh session; held out too).
-    "canonical-d": [
-        "--preset",
-        "canonical",
-        "--seeds",
-        "5-6",
-        "--weight-decays",
-        "1.0",
-        "--steps",
-        "30000",
-        "--stop-after-grok",
-        "1500",
-        "--probe-every",
-        "250",
-        "--probes",
-        "effective_rank,htsr,commutator,update_cosine,pca2",
-    ],
+    "canonical-d": _light("canonical", "5-6", "1.0", 30000, 1500, 250),
     # Four canonical seeds at weight decay 3, held out from the 12-run canonical prior (seventh session).
-    "canonical-e": [
-        "--preset",
-        "canonical",
-        "--seeds",
-        "7-10",
-        "--weight-decays",
-        "3.0",
-        "--steps",
-        "20000",
-        "--stop-after-grok",
-        "1500",
-        "--probe-every",
-        "250",
-        "--probes",
-        "effective_rank,htsr,commutator,update_cosine,pca2",
-    ],
+    "canonical-e": _light("canonical", "7-10", "3.0", 20000, 1500, 250),
     # Held out: tiny-preset runs of new seeds, trained after the tiny prior and the predictor were
     # fixed (bench/evidence_report.py HELD_OUT scores them as one new sweep). Weight decays 1 and 3
     # here, 0.3 in the next pack (two processes: two cores); lighter probes, no snapshots.
-    "tiny-b": [
-        "--preset",
-        "tiny",
-        "--seeds",
-        "8-15",
-        "--weight-decays",
-        "1.0,3.0",
-        "--steps",
-        "20000",
-        "--stop-after-grok",
-        "2000",
-        "--probe-every",
-        "100",
-        "--probes",
-        "effective_rank,htsr,commutator,update_cosine,pca2",
-    ],
-    "tiny-b-wd0.3": [
-        "--preset",
-        "tiny",
-        "--seeds",
-        "8-13",
-        "--weight-decays",
-        "0.3",
-        "--steps",
-        "20000",
-        "--stop-after-grok",
-        "2000",
-        "--probe-every",
-        "100",
-        "--probes",
-        "effective_rank,htsr,commutator,update_cosine,pca2",
-    ],
+    "tiny-b": _light("tiny", "8-15", "1.0,3.0", 20000, 2000, 100),
+    "tiny-b-wd0.3": _light("tiny", "8-13", "0.3", 20000, 2000, 100),
 }
 # Each preset's shipped prior (grokwatch/priors/<preset>.arrow) is made of these packs' runs.
 PRIORS: dict[str, list[str]] = {
