@@ -1385,8 +1385,9 @@ def _prediction_summary(preds: dict) -> list[str]:
         m = (cut or whole).get("mid_plateau") or {}
         text += (
             f"Held out, `{name.split(' ')[0]}` (runs of new seeds trained after the predictor was fixed, one new "
-            "sweep whose prior is the packs the preset's prior was first built from, joined by the tiny runs "
-            "where those are few): " + ", ".join(row(whole.get("errors") or {}, k) for k in ("10", "25", "50", "75"))
+            "sweep predicted from the preset's prior as it stood before they were trained, joined by the tiny "
+            "runs where those are few): "
+            + ", ".join(row(whole.get("errors") or {}, k) for k in ("10", "25", "50", "75"))
         )
         if m.get("n_predictions"):
             text += (
