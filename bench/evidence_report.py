@@ -29,7 +29,7 @@ import logging
 import platform
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -1154,10 +1154,10 @@ def write_sim_md(cmp: dict, path: Path) -> None:
 
 CROSS_PRIORS = {"canonical": ("tiny",), "canonical-wd3": ("canonical", "tiny")}
 # Runs trained after the predictor was fixed (tiny seeds 8-15 at weight decays 1 and 3 and 8-13 at
-# 0.3; canonical seeds 3-4 at 1, then, in the seventh session, 3-4 at 3 and 5-6 at 1: no choice was
-# made on canonical runs), each group scored as one new sweep predicted from the packs the preset's
-# prior was first built from, as a user's first sweep meets the shipped prior; the tiny ones also
-# cut at the demo's budget.
+# 0.3; canonical seeds 3-4 at 1, then, in the seventh session, 3-4 at 3 and 5-6 at 1, and 7-10 at 3:
+# no choice was made on canonical runs), each group scored as one new sweep predicted from the
+# preset's prior as it stood before they were trained, as a user's first sweep meets the shipped
+# prior; the tiny ones also cut at the demo's budget.
 HELD_OUT = {
     "tiny-b": {"dirs": ("tiny-b", "tiny-b-wd0.3"), "prior": ("tiny",), "budget": 8000},
     # the canonical prior's 6 runs are joined by the tiny ones, as a shipped prior under
@@ -1185,30 +1185,54 @@ POOLED_LOO = {
 }
 
 
+def _runs_of(out: Path, dirs) -> dict:
+    """The runs of the packs ``dirs`` under ``out`` that exist, as one sweep (their run ids must be
+    distinct: a later pack's run replaces an earlier one's of the same id)."""
+    from grokwatch.predict import load_sweep
+
+    runs: dict = {}
+    for d in dirs:
+        if (out / d).is_dir():
+            runs.update(load_sweep(out / d))
+    return runs
+
+
+def _prior_of(out: Path, dirs) -> list:
+    """Every run of the packs ``dirs`` under ``out`` as a prior run (ids may repeat across presets)."""
+    from grokwatch.predict import load_sweep
+    from grokwatch.predict.series import PriorRun
+
+    return [PriorRun.of(r) for d in dirs if (out / d).is_dir() for r in load_sweep(out / d).values()]
+
+
+def _leave_one_out(runs: Mapping, full: Mapping, cfg, extra: Sequence = ()) -> list:
+    """Each run of ``runs`` predicted alone, its prior every other run of ``full`` (and ``extra``)."""
+    from grokwatch.predict import replay
+    from grokwatch.predict.series import PriorRun
+
+    others = {rid: PriorRun.of(r) for rid, r in full.items()}  # each converted once, not once a target
+    preds: list = []
+    for rid, r in runs.items():
+        prior = [p for k, p in others.items() if k != rid] + list(extra)
+        preds += replay({rid: r}, cfg, prior=prior, auto_prior=False)
+    return preds
+
+
 def pooled_loo_scores(out: Path, spec: Mapping) -> dict:
     """``spec["dirs"]``' runs (run ids distinct across them), each predicted alone with every
     other one as its prior, and again with ``spec["join"]``'s runs added to that prior."""
-    from grokwatch.predict import PredictConfig, load_sweep, replay
-    from grokwatch.predict.series import PriorRun
+    from grokwatch.predict import PredictConfig
 
-    runs: dict = {}
-    for d in spec["dirs"]:
-        if (out / d).is_dir():
-            runs.update(load_sweep(out / d))
+    runs = _runs_of(out, spec["dirs"])
     if len(runs) < 3:
         return {}
-    joined = [PriorRun.of(r) for p in spec["join"] if (out / p).is_dir() for r in load_sweep(out / p).values()]
-    others = {rid: PriorRun.of(r) for rid, r in runs.items()}
+    joined = _prior_of(out, spec["join"])
     res = {}
     for label, extra in (
         ("prior (leave one out)", []),
         (f"prior (leave one out) + the {', '.join(spec['join'])} runs", joined),
     ):
-        preds = []
-        for rid, r in runs.items():
-            prior = [p for k, p in others.items() if k != rid] + extra
-            preds += replay({rid: r}, PredictConfig(), prior=prior, auto_prior=False)
-        res[label] = _scored(preds, runs)
+        res[label] = _scored(_leave_one_out(runs, runs, PredictConfig(), extra), runs)
     return res
 
 
@@ -1248,14 +1272,10 @@ def heldout_scores(out: Path, spec: Mapping) -> dict:
     """The held-out runs (``spec["dirs"]`` under ``out``, together one sweep) predicted with
     ``spec["prior"]``'s runs as the only prior: with the sweep's own grokked runs too (what a
     user's sweep does), and each run alone (the prior only); whole and cut at ``spec["budget"]``."""
-    from grokwatch.predict import PredictConfig, load_sweep, replay
-    from grokwatch.predict.series import PriorRun
+    from grokwatch.predict import PredictConfig, replay
 
-    runs: dict = {}
-    for d in spec["dirs"]:
-        if (out / d).is_dir():
-            runs.update(load_sweep(out / d))
-    prior = [PriorRun.of(r) for p in spec["prior"] if (out / p).is_dir() for r in load_sweep(out / p).values()]
+    runs = _runs_of(out, spec["dirs"])
+    prior = _prior_of(out, spec["prior"])
     if not runs or not prior:
         return {}
     res = {}
@@ -1308,11 +1328,7 @@ def prediction_scores(sweep_dir: Path, budget: int | None = None, cross_priors: 
         if not tag:
             # each run alone with every other run of the sweep as its prior: how the shipped
             # prior is used (the whole pack, less the run's twin), where 2-fold halves it
-            allp = []
-            for rid, r in runs.items():
-                prior = [PriorRun.of(o) for k, o in full.items() if k != rid]
-                allp += replay({rid: r}, cfg, prior=prior, auto_prior=False)
-            out["prior (leave one out)"] = scored(allp)
+            out["prior (leave one out)"] = scored(_leave_one_out(runs, full, cfg))
     for cross in cross_priors:
         prior = [PriorRun.of(r) for r in load_sweep(cross).values()]
         out[f"prior: the {cross.name} sweep only (scaled by lr x wd)"] = scored(
